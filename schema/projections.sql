@@ -1,0 +1,141 @@
+-- Projections: state derived from the event log, disposable and rebuilt on demand.
+--
+-- This is a template, not a migration: `{p}` is the table prefix ('' for the live
+-- tables, 'next_' for the shadow tables a rebuild fills) and `{g}` a generation
+-- number that keeps index names unique when a rebuild renames its shadow tables
+-- into place. Because projections are rebuilt from the log, changing this file
+-- needs no migration: bump projection::PROJECTION_VERSION and the server rebuilds
+-- at start.
+--
+-- Every current-state table keeps `head_at`/`head_seq`: the (provider time, seq)
+-- of the latest event it derives from. Order is by provider time, ties by seq,
+-- never by arrival. `doc` is the full state as JSON (see src/projection/*.rs);
+-- the other columns exist to filter and index.
+
+CREATE TABLE {p}projection_state (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    -- Last event seq applied to these tables.
+    last_seq    INTEGER NOT NULL,
+    -- PROJECTION_VERSION these tables were built with.
+    version     INTEGER NOT NULL,
+    -- Events that could not be projected (reported by rebuild).
+    skipped     INTEGER NOT NULL DEFAULT 0
+);
+
+-- Jodo students, keyed by jodo_student_id.
+CREATE TABLE {p}students (
+    jodo_student_id   TEXT PRIMARY KEY,
+    identifier        TEXT,
+    custom_identifier TEXT,
+    grade_code        TEXT,
+    collector_code    TEXT,
+    -- 'active' or 'dropped'.
+    status            TEXT    NOT NULL,
+    -- Lower-cased text `q=` searches: ids, identifiers, grade, contacts.
+    search            TEXT    NOT NULL,
+    head_at           INTEGER NOT NULL,
+    head_seq          INTEGER NOT NULL,
+    doc               TEXT    NOT NULL
+);
+CREATE INDEX students_identifier_{g} ON {p}students (identifier);
+CREATE INDEX students_custom_identifier_{g} ON {p}students (custom_identifier);
+
+-- Every registered, dropped and activated event of a student.
+CREATE TABLE {p}student_history (
+    seq             INTEGER PRIMARY KEY,
+    jodo_student_id TEXT    NOT NULL,
+    -- 'registered', 'dropped' or 'activated'.
+    kind            TEXT    NOT NULL,
+    at              INTEGER NOT NULL,
+    event_id        TEXT    NOT NULL,
+    -- The student's profile as the event carried it.
+    doc             TEXT    NOT NULL
+);
+CREATE INDEX student_history_order_{g} ON {p}student_history (jodo_student_id, at, seq);
+
+-- Jodo manual payments, keyed by payment id.
+CREATE TABLE {p}payments (
+    payment_id         TEXT PRIMARY KEY,
+    -- 'recorded' or 'cancelled'.
+    status             TEXT    NOT NULL,
+    mode               TEXT    NOT NULL,
+    -- Unix seconds UTC.
+    paid_at            INTEGER NOT NULL,
+    -- Integer minor units (paise).
+    amount_minor       INTEGER NOT NULL,
+    jodo_student_id    TEXT,
+    student_identifier TEXT,
+    collector_code     TEXT,
+    head_at            INTEGER NOT NULL,
+    head_seq           INTEGER NOT NULL,
+    doc                TEXT    NOT NULL
+);
+CREATE INDEX payments_student_{g} ON {p}payments (jodo_student_id);
+CREATE INDEX payments_identifier_{g} ON {p}payments (student_identifier);
+CREATE INDEX payments_paid_at_{g} ON {p}payments (paid_at, payment_id);
+
+-- Every revision of a payment, with the event that made it.
+CREATE TABLE {p}payment_revisions (
+    seq        INTEGER PRIMARY KEY,
+    payment_id TEXT    NOT NULL,
+    -- 'added', 'updated' or 'cancelled'.
+    kind       TEXT    NOT NULL,
+    at         INTEGER NOT NULL,
+    event_id   TEXT    NOT NULL,
+    doc        TEXT    NOT NULL
+);
+CREATE INDEX payment_revisions_order_{g} ON {p}payment_revisions (payment_id, at, seq);
+
+-- Toolzz users, from members.created and members.updated.
+CREATE TABLE {p}learners (
+    user_id  TEXT PRIMARY KEY,
+    head_at  INTEGER NOT NULL,
+    head_seq INTEGER NOT NULL,
+    doc      TEXT    NOT NULL
+);
+
+-- Every members.* event of a learner.
+CREATE TABLE {p}learner_revisions (
+    seq     INTEGER PRIMARY KEY,
+    user_id TEXT    NOT NULL,
+    -- 'created' or 'updated'.
+    kind    TEXT    NOT NULL,
+    at      INTEGER NOT NULL,
+    doc     TEXT    NOT NULL
+);
+CREATE INDEX learner_revisions_order_{g} ON {p}learner_revisions (user_id, at, seq);
+
+-- Toolzz enrollments, keyed by enrollment id.
+CREATE TABLE {p}enrollments (
+    enrollment_id TEXT PRIMARY KEY,
+    user_id       TEXT    NOT NULL,
+    course_id     TEXT    NOT NULL,
+    -- 'active', 'inactive' or 'completed'.
+    status        TEXT    NOT NULL,
+    head_at       INTEGER NOT NULL,
+    head_seq      INTEGER NOT NULL,
+    doc           TEXT    NOT NULL
+);
+CREATE INDEX enrollments_user_{g} ON {p}enrollments (user_id);
+CREATE INDEX enrollments_course_{g} ON {p}enrollments (course_id);
+
+-- Every enrollment and completion event of an enrollment.
+CREATE TABLE {p}enrollment_events (
+    seq           INTEGER PRIMARY KEY,
+    enrollment_id TEXT    NOT NULL,
+    -- 'enrolled' or 'completed'.
+    kind          TEXT    NOT NULL,
+    at            INTEGER NOT NULL,
+    doc           TEXT    NOT NULL
+);
+CREATE INDEX enrollment_events_order_{g} ON {p}enrollment_events (enrollment_id, at, seq);
+
+-- Certificates issued, joined to enrollments by (user_id, course_id) when read.
+CREATE TABLE {p}certificates (
+    seq       INTEGER PRIMARY KEY,
+    user_id   TEXT    NOT NULL,
+    course_id TEXT    NOT NULL,
+    at        INTEGER NOT NULL,
+    doc       TEXT    NOT NULL
+);
+CREATE INDEX certificates_user_course_{g} ON {p}certificates (user_id, course_id, at, seq);

@@ -1,0 +1,400 @@
+//! Jodo deliveries: envelope `{event_id, event, timestamp, version, payload}`,
+//! signed with `X-Jodo-Signature` (lowercase hex HMAC-SHA256 of the raw body).
+
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::Sha256;
+
+use super::{from_json, from_raw, non_blank, Id, JsonMoney, ParseError, Rfc3339};
+use crate::event::{
+    Delivery, Event, FeeDetail, Grade, Note, PaymentChange, PaymentRecord, Source, StudentChange,
+    StudentProfile,
+};
+
+/// The signature header.
+pub const SIGNATURE_HEADER: &str = "x-jodo-signature";
+
+/// Length of a hex HMAC-SHA256: a shorter or longer header never passes.
+const SIGNATURE_HEX_LEN: usize = 64;
+
+/// Longest `event_id` accepted; real ones are UUIDs.
+const MAX_EVENT_ID_LEN: usize = 200;
+
+/// Checks `X-Jodo-Signature` against the raw body in constant time. The header
+/// must be exactly 64 lowercase hex digits, as Jodo sends it.
+pub fn signature_matches(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
+    let Some(header) = header else { return false };
+    let header = header.as_bytes();
+    if header.len() != SIGNATURE_HEX_LEN
+        || !header
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return false;
+    }
+    let Ok(expected) = hex::decode(header) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(body);
+    // verify_slice compares in constant time.
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// Signs a body as Jodo does (for tests, the benchmark and documentation).
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    event_id: String,
+    event: String,
+    timestamp: i64,
+    version: super::NumberText,
+    payload: Box<RawValue>,
+}
+
+/// The known event types.
+pub const STUDENT_REGISTERED: &str = "masterdata.student.registered";
+pub const STUDENT_DROPPED: &str = "masterdata.student.dropped";
+pub const STUDENT_ACTIVATED: &str = "masterdata.student.activated";
+pub const PAYMENT_ADDED: &str = "direct.payment.added";
+pub const PAYMENT_UPDATED: &str = "direct.payment.updated";
+pub const PAYMENT_CANCELLED: &str = "direct.payment.cancelled";
+
+/// Parses and validates a Jodo body.
+pub fn parse(body: &[u8]) -> Result<Delivery, ParseError> {
+    let env: Envelope = from_json(body)?;
+    if env.event_id.trim().is_empty() {
+        return Err(ParseError::new("event_id", "must not be empty"));
+    }
+    if env.event_id.len() > MAX_EVENT_ID_LEN {
+        return Err(ParseError::new(
+            "event_id",
+            format!("is longer than {MAX_EVENT_ID_LEN} bytes"),
+        ));
+    }
+    if env.event.trim().is_empty() {
+        return Err(ParseError::new("event", "must not be empty"));
+    }
+    if env.timestamp <= 0 {
+        return Err(ParseError::new(
+            "timestamp",
+            "must be a positive unix time in seconds",
+        ));
+    }
+    let version = env.version.0;
+    let event = upcast(&env.event, &version, &env.event_id, &env.payload)?;
+    let subject = match &event {
+        Event::Student { student, .. } => Some(student.jodo_student_id.clone()),
+        Event::Payment { payment, .. } => Some(payment.payment_id.clone()),
+        _ => probe_student_id(&env.payload),
+    };
+    Ok(Delivery {
+        source: Source::Jodo,
+        event_type: env.event,
+        event_version: version,
+        dedupe_key: env.event_id,
+        subject,
+        occurred_at: env.timestamp,
+        event,
+    })
+}
+
+/// The upcaster: every supported `(event, version)` becomes the current event.
+/// Version 2 of a payload would be one more arm here, converting into the
+/// same [`Event`].
+fn upcast(
+    event: &str,
+    version: &str,
+    event_id: &str,
+    payload: &RawValue,
+) -> Result<Event, ParseError> {
+    let student = |change| -> Result<Event, ParseError> {
+        let p: StudentPayloadV1 = from_raw(payload, "payload")?;
+        Ok(Event::Student {
+            change,
+            event_id: event_id.to_string(),
+            student: p.into_profile(),
+        })
+    };
+    let payment = |change| -> Result<Event, ParseError> {
+        let p: PaymentPayloadV1 = from_raw(payload, "payload")?;
+        Ok(Event::Payment {
+            change,
+            event_id: event_id.to_string(),
+            payment: p.into_record()?,
+        })
+    };
+    let known = matches!(
+        event,
+        STUDENT_REGISTERED
+            | STUDENT_DROPPED
+            | STUDENT_ACTIVATED
+            | PAYMENT_ADDED
+            | PAYMENT_UPDATED
+            | PAYMENT_CANCELLED
+    );
+    if !known {
+        return Ok(Event::Unrecognized);
+    }
+    if !matches!(version, "1.0" | "1") {
+        return Err(ParseError::new(
+            "version",
+            format!("{version:?} is not a supported version of {event}"),
+        ));
+    }
+    match event {
+        STUDENT_REGISTERED => student(StudentChange::Registered),
+        STUDENT_DROPPED => student(StudentChange::Dropped),
+        STUDENT_ACTIVATED => student(StudentChange::Activated),
+        PAYMENT_ADDED => payment(PaymentChange::Added),
+        PAYMENT_UPDATED => payment(PaymentChange::Updated),
+        PAYMENT_CANCELLED => payment(PaymentChange::Cancelled),
+        _ => unreachable!("checked by `known`"),
+    }
+}
+
+/// For unknown types: the student id, when the payload has one.
+fn probe_student_id(payload: &RawValue) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        jodo_student_id: Option<Id>,
+    }
+    serde_json::from_str::<Probe>(payload.get())
+        .ok()?
+        .jodo_student_id
+        .map(|id| id.0)
+}
+
+#[derive(Deserialize)]
+struct StudentPayloadV1 {
+    jodo_student_id: Id,
+    student: StudentV1,
+}
+
+#[derive(Deserialize)]
+struct StudentV1 {
+    identifier: Id,
+    #[serde(default)]
+    custom_identifier: Option<String>,
+    #[serde(default)]
+    collector_code: Option<String>,
+    grade: GradeV1,
+    academic_year_start: i32,
+    academic_year_end: i32,
+    #[serde(default)]
+    primary_contact_number: Option<String>,
+    #[serde(default)]
+    primary_contact_email: Option<String>,
+    #[serde(default)]
+    notes: Option<Vec<NoteV1>>,
+}
+
+#[derive(Deserialize)]
+struct GradeV1 {
+    code: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct NoteV1 {
+    key: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+impl StudentPayloadV1 {
+    fn into_profile(self) -> StudentProfile {
+        let s = self.student;
+        StudentProfile {
+            jodo_student_id: self.jodo_student_id.0,
+            identifier: s.identifier.0,
+            custom_identifier: non_blank(s.custom_identifier),
+            collector_code: non_blank(s.collector_code),
+            grade: Some(Grade {
+                code: s.grade.code,
+                name: s.grade.name,
+            }),
+            academic_year_start: Some(s.academic_year_start),
+            academic_year_end: Some(s.academic_year_end),
+            primary_contact_number: non_blank(s.primary_contact_number),
+            primary_contact_email: non_blank(s.primary_contact_email),
+            notes: s
+                .notes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|n| Note {
+                    key: n.key,
+                    value: n.value.unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PaymentPayloadV1 {
+    #[serde(default)]
+    jodo_student_id: Option<Id>,
+    payment: PaymentV1,
+    #[serde(default)]
+    student: Option<PaymentStudentV1>,
+}
+
+#[derive(Deserialize)]
+struct PaymentV1 {
+    id: Id,
+    amount: JsonMoney,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    transaction_id: Option<String>,
+    #[serde(default)]
+    settlement_utr: Option<String>,
+    #[serde(default)]
+    notes: Option<String>,
+    paid_at: Rfc3339,
+    #[serde(default)]
+    details: Option<Vec<DetailV1>>,
+}
+
+#[derive(Deserialize)]
+struct DetailV1 {
+    fee_component: String,
+    amount: JsonMoney,
+}
+
+#[derive(Deserialize)]
+struct PaymentStudentV1 {
+    #[serde(default)]
+    identifier: Option<Id>,
+    #[serde(default)]
+    collector_code: Option<String>,
+}
+
+impl PaymentPayloadV1 {
+    fn into_record(self) -> Result<PaymentRecord, ParseError> {
+        let p = self.payment;
+        let (student_identifier, collector_code) = match self.student {
+            Some(s) => (s.identifier.map(|i| i.0), non_blank(s.collector_code)),
+            None => (None, None),
+        };
+        let jodo_student_id = self.jodo_student_id.map(|i| i.0);
+        if jodo_student_id.is_none() && student_identifier.is_none() {
+            return Err(ParseError::new(
+                "payload.student.identifier",
+                "is missing, and there is no payload.jodo_student_id to link the payment to a student",
+            ));
+        }
+        Ok(PaymentRecord {
+            payment_id: p.id.0,
+            amount: p.amount.0,
+            mode: non_blank(p.mode).unwrap_or_else(|| "others".to_string()),
+            transaction_id: non_blank(p.transaction_id),
+            settlement_utr: non_blank(p.settlement_utr),
+            notes: non_blank(p.notes),
+            paid_at: p.paid_at.0,
+            details: p
+                .details
+                .unwrap_or_default()
+                .into_iter()
+                .map(|d| FeeDetail {
+                    fee_component: d.fee_component,
+                    amount: d.amount.0,
+                })
+                .collect(),
+            jodo_student_id,
+            student_identifier,
+            collector_code,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DROPPED: &str = r#"{ "event": "masterdata.student.dropped", "event_id": "f8093bb5-29c7-4b3a-a99b-298520233820", "version": "1.0", "timestamp": 1655448963, "payload": { "jodo_student_id": "student_1234", "student": { "identifier": "1234", "custom_identifier": "cust_1234", "collector_code": null, "grade": { "code": "M1BLUE", "name": "Montessori 1" }, "academic_year_start": 2022, "academic_year_end": 2023, "primary_contact_number": "9876543210", "primary_contact_email": "parent@example.com", "notes": [ { "key": "registration_number", "value": "REG12345" } ] } }}"#;
+
+    fn payment(amount: &str) -> String {
+        format!(
+            r#"{{"event":"direct.payment.added","event_id":"e1","version":"1.0","timestamp":1643450745,"payload":{{"payment":{{"id":"pay_1","amount":{amount},"mode":"cash","transaction_id":"TX1","settlement_utr":null,"notes":"n","paid_at":"2022-01-29T10:05:45Z","details":[{{"fee_component":"TUITION_FEE","amount":"1000.50"}}]}},"student":{{"identifier":"1234"}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn the_documented_drop_parses() {
+        let d = parse(DROPPED.as_bytes()).unwrap();
+        assert_eq!(d.dedupe_key, "f8093bb5-29c7-4b3a-a99b-298520233820");
+        assert_eq!(d.occurred_at, 1655448963);
+        assert_eq!(d.subject.as_deref(), Some("student_1234"));
+        let Event::Student {
+            change, student, ..
+        } = d.event
+        else {
+            panic!("not a student event")
+        };
+        assert_eq!(change, StudentChange::Dropped);
+        assert_eq!(student.collector_code, None);
+        assert_eq!(student.notes[0].value, "REG12345");
+    }
+
+    #[test]
+    fn an_integer_student_id_is_stored_as_a_string() {
+        let body = DROPPED.replace(r#""student_1234""#, "1234567");
+        let d = parse(body.as_bytes()).unwrap();
+        assert_eq!(d.subject.as_deref(), Some("1234567"));
+    }
+
+    #[test]
+    fn a_missing_field_is_named_by_its_path() {
+        let body = DROPPED.replace(r#""identifier": "1234","#, "");
+        let e = parse(body.as_bytes()).unwrap_err();
+        assert_eq!(e.path, "payload.student.identifier");
+    }
+
+    #[test]
+    fn payment_amounts_are_exact() {
+        for (text, minor) in [("2000", 200_000), ("2000.0", 200_000), ("1499.5", 149_950)] {
+            let d = parse(payment(text).as_bytes()).unwrap();
+            let Event::Payment { payment, .. } = d.event else {
+                panic!()
+            };
+            assert_eq!(payment.amount.minor(), minor);
+            assert_eq!(payment.details[0].amount.minor(), 100_050);
+        }
+    }
+
+    #[test]
+    fn an_amount_with_three_decimals_is_rejected_at_its_path() {
+        let e = parse(payment("10.001").as_bytes()).unwrap_err();
+        assert_eq!(e.path, "payload.payment.amount");
+        assert!(e.message.contains("more than two decimal places"), "{e}");
+        let e = parse(payment("-5").as_bytes()).unwrap_err();
+        assert!(e.message.contains("negative"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_type_is_kept_unrecognized() {
+        let body = r#"{"event":"flex.instalment.debited","event_id":"x","version":"1.0","timestamp":1,"payload":{"jodo_student_id":42}}"#;
+        let d = parse(body.as_bytes()).unwrap();
+        assert_eq!(d.event, Event::Unrecognized);
+        assert_eq!(d.subject.as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn signatures_must_be_exact_lowercase_hex() {
+        let sig = sign(b"k", b"body");
+        assert!(signature_matches(b"k", b"body", Some(&sig)));
+        assert!(!signature_matches(b"k", b"body", Some(&sig.to_uppercase())));
+        assert!(!signature_matches(b"k", b"body", Some(&sig[..32])));
+        assert!(!signature_matches(b"k", b"body", Some("")));
+        assert!(!signature_matches(b"k", b"body", None));
+        assert!(!signature_matches(b"other", b"body", Some(&sig)));
+    }
+}

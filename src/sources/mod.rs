@@ -1,0 +1,272 @@
+//! Parsing and validating deliveries, one module per provider.
+//!
+//! Pure functions from raw bytes to [`Delivery`]: no I/O, no clock, no database.
+//! Each provider has one place ([`jodo::parse`], [`toolzz::parse`]) that turns a
+//! payload version into the current [`crate::event::Event`] (the upcaster), so
+//! a new payload version is one function, not edits across the projections.
+
+pub mod jodo;
+pub mod toolzz;
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
+use serde::de::{self, DeserializeOwned, Deserializer};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::event::{Delivery, Source};
+use crate::money::Money;
+
+/// Why a delivery failed validation. `path` names the field, as a dotted path
+/// from the body's root (`payload.payment.amount`); `message` says what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ParseError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> ParseError {
+        ParseError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Nests an error from a sub-document under `prefix`.
+    fn under(mut self, prefix: &str) -> ParseError {
+        self.path = if self.path.is_empty() || self.path == "." {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{}", self.path)
+        };
+        self
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// What a provider's body turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    Delivery(Delivery),
+    /// Subscription tooling's liveness probe: answered 200, not logged.
+    Ping,
+}
+
+/// Settings that parsing depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseContext {
+    /// The zone Toolzz's zone-less `send_at` is read in.
+    pub toolzz_zone: chrono_tz::Tz,
+}
+
+impl Default for ParseContext {
+    fn default() -> Self {
+        ParseContext {
+            toolzz_zone: chrono_tz::America::Sao_Paulo,
+        }
+    }
+}
+
+/// Parses a body from `source`.
+pub fn parse(source: Source, body: &[u8], ctx: &ParseContext) -> Result<Parsed, ParseError> {
+    match source {
+        Source::Jodo => jodo::parse(body).map(Parsed::Delivery),
+        Source::Toolzz => toolzz::parse(body, ctx),
+    }
+}
+
+/// Deserializes `T` from JSON text, turning serde's error into a [`ParseError`]
+/// whose path names the offending field.
+pub(crate) fn from_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ParseError> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        // serde reports a missing field at its parent: move it onto the field.
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
+            let parent = if path == "." { String::new() } else { path };
+            let path = if parent.is_empty() {
+                field.to_string()
+            } else {
+                format!("{parent}.{field}")
+            };
+            return ParseError::new(path, "is missing");
+        }
+        // Drop serde_json's " at line 1 column 42": the path says where.
+        let message = match message.rfind(" at line ") {
+            Some(i) => message[..i].to_string(),
+            None => message,
+        };
+        if inner.is_syntax() || inner.is_eof() {
+            return ParseError::new("", format!("body is not valid JSON: {message}"));
+        }
+        ParseError::new(if path == "." { String::new() } else { path }, message)
+    })?;
+    de.end()
+        .map_err(|e| ParseError::new("", format!("body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// Deserializes a sub-document (kept raw so numbers keep their text).
+pub(crate) fn from_raw<T: DeserializeOwned>(raw: &RawValue, prefix: &str) -> Result<T, ParseError> {
+    from_json(raw.get().as_bytes()).map_err(|e| e.under(prefix))
+}
+
+/// An identifier sent as a string or an integer, stored as a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Id(pub String);
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Id;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a non-empty string or an integer")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Id, E> {
+                if v.trim().is_empty() {
+                    return Err(E::custom("must not be empty"));
+                }
+                Ok(Id(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Id, E> {
+                Ok(Id(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Id, E> {
+                Ok(Id(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Money sent as a JSON number (`2000.5`) or a decimal string (`"2000.50"`),
+/// read from its text, never through `f64`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonMoney(pub Money);
+
+impl<'de> Deserialize<'de> for JsonMoney {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<JsonMoney, D::Error> {
+        let raw: Box<RawValue> = Deserialize::deserialize(d)?;
+        let text = raw.get();
+        let text = if let Some(s) = text.strip_prefix('"') {
+            s.strip_suffix('"')
+                .ok_or_else(|| de::Error::custom("is not a decimal amount"))?
+        } else {
+            text
+        };
+        Money::parse(text)
+            .map(JsonMoney)
+            .map_err(|e| de::Error::custom(format!("amount {e}: {text}")))
+    }
+}
+
+/// A number kept as its JSON text (for values registrar only displays).
+#[derive(Debug, Clone)]
+pub(crate) struct NumberText(pub String);
+
+impl<'de> Deserialize<'de> for NumberText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<NumberText, D::Error> {
+        let raw: Box<RawValue> = Deserialize::deserialize(d)?;
+        let text = raw.get();
+        match text.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+            Some(s) => Ok(NumberText(s.to_string())),
+            None if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+                Ok(NumberText(text.to_string()))
+            }
+            None => Err(de::Error::custom("expected a number")),
+        }
+    }
+}
+
+/// 1/0 or true/false.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Flag, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Flag;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("1, 0, true or false")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Flag, E> {
+                Ok(Flag(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Flag, E> {
+                match v {
+                    0 => Ok(Flag(false)),
+                    1 => Ok(Flag(true)),
+                    _ => Err(E::custom(format!("expected 1 or 0, got {v}"))),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Flag, E> {
+                self.visit_u64(u64::try_from(v).map_err(|_| E::custom("expected 1 or 0"))?)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Flag, E> {
+                match v {
+                    "1" | "true" => Ok(Flag(true)),
+                    "0" | "false" => Ok(Flag(false)),
+                    _ => Err(E::custom(format!("expected 1 or 0, got {v:?}"))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An RFC 3339 time (`2022-01-29T10:05:45Z`, any offset), as unix seconds UTC.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rfc3339(pub i64);
+
+impl<'de> Deserialize<'de> for Rfc3339 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Rfc3339, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| Rfc3339(t.timestamp()))
+            .map_err(|e| de::Error::custom(format!("is not an RFC 3339 time ({e}): {s:?}")))
+    }
+}
+
+/// Reads a zone-less local time in `zone`, as unix seconds UTC. A time that
+/// falls in a daylight-saving gap is an error; an ambiguous one takes the
+/// earlier instant.
+pub(crate) fn local_time(text: &str, format: &str, zone: chrono_tz::Tz) -> Result<i64, String> {
+    let naive = NaiveDateTime::parse_from_str(text, format)
+        .map_err(|e| format!("is not a time in the format {format} ({e}): {text:?}"))?;
+    zone.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.timestamp())
+        .ok_or_else(|| format!("{text:?} does not exist in zone {zone}"))
+}
+
+/// Checks a `yyyy-MM-dd` date.
+pub(crate) fn check_date(text: &str) -> Result<(), String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|_| ())
+        .map_err(|e| format!("is not a date in the format yyyy-MM-dd ({e}): {text:?}"))
+}
+
+/// Treats an empty or blank string as absent.
+pub(crate) fn non_blank(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
+}
