@@ -19,7 +19,9 @@ CREATE TABLE {p}projection_state (
     -- PROJECTION_VERSION these tables were built with.
     version     INTEGER NOT NULL,
     -- Events that could not be projected (reported by rebuild).
-    skipped     INTEGER NOT NULL DEFAULT 0
+    skipped     INTEGER NOT NULL DEFAULT 0,
+    -- The `{g}` these tables were created with.
+    generation  INTEGER NOT NULL
 );
 
 -- Jodo students, keyed by jodo_student_id.
@@ -43,7 +45,8 @@ CREATE INDEX students_custom_identifier_{g} ON {p}students (custom_identifier);
 -- Every registered, dropped and activated event of a student.
 CREATE TABLE {p}student_history (
     seq             INTEGER PRIMARY KEY,
-    jodo_student_id TEXT    NOT NULL,
+    -- The student's jodo_student_id.
+    entity          TEXT    NOT NULL,
     -- 'registered', 'dropped' or 'activated'.
     kind            TEXT    NOT NULL,
     at              INTEGER NOT NULL,
@@ -51,7 +54,7 @@ CREATE TABLE {p}student_history (
     -- The student's profile as the event carried it.
     doc             TEXT    NOT NULL
 );
-CREATE INDEX student_history_order_{g} ON {p}student_history (jodo_student_id, at, seq);
+CREATE INDEX student_history_order_{g} ON {p}student_history (entity, at, seq);
 
 -- Jodo manual payments, keyed by payment id.
 CREATE TABLE {p}payments (
@@ -77,14 +80,15 @@ CREATE INDEX payments_paid_at_{g} ON {p}payments (paid_at, payment_id);
 -- Every revision of a payment, with the event that made it.
 CREATE TABLE {p}payment_revisions (
     seq        INTEGER PRIMARY KEY,
-    payment_id TEXT    NOT NULL,
+    -- The payment id.
+    entity     TEXT    NOT NULL,
     -- 'added', 'updated' or 'cancelled'.
     kind       TEXT    NOT NULL,
     at         INTEGER NOT NULL,
     event_id   TEXT    NOT NULL,
     doc        TEXT    NOT NULL
 );
-CREATE INDEX payment_revisions_order_{g} ON {p}payment_revisions (payment_id, at, seq);
+CREATE INDEX payment_revisions_order_{g} ON {p}payment_revisions (entity, at, seq);
 
 -- Toolzz users, from members.created and members.updated.
 CREATE TABLE {p}learners (
@@ -97,13 +101,16 @@ CREATE TABLE {p}learners (
 -- Every members.* event of a learner.
 CREATE TABLE {p}learner_revisions (
     seq     INTEGER PRIMARY KEY,
-    user_id TEXT    NOT NULL,
+    -- The Toolzz user id.
+    entity  TEXT    NOT NULL,
     -- 'created' or 'updated'.
     kind    TEXT    NOT NULL,
     at      INTEGER NOT NULL,
+    -- Toolzz has no event id: always NULL, kept for one history shape.
+    event_id TEXT,
     doc     TEXT    NOT NULL
 );
-CREATE INDEX learner_revisions_order_{g} ON {p}learner_revisions (user_id, at, seq);
+CREATE INDEX learner_revisions_order_{g} ON {p}learner_revisions (entity, at, seq);
 
 -- Toolzz enrollments, keyed by enrollment id.
 CREATE TABLE {p}enrollments (
@@ -122,13 +129,16 @@ CREATE INDEX enrollments_course_{g} ON {p}enrollments (course_id);
 -- Every enrollment and completion event of an enrollment.
 CREATE TABLE {p}enrollment_events (
     seq           INTEGER PRIMARY KEY,
-    enrollment_id TEXT    NOT NULL,
+    -- The enrollment id.
+    entity        TEXT    NOT NULL,
     -- 'enrolled' or 'completed'.
     kind          TEXT    NOT NULL,
     at            INTEGER NOT NULL,
+    -- Toolzz has no event id: always NULL, kept for one history shape.
+    event_id      TEXT,
     doc           TEXT    NOT NULL
 );
-CREATE INDEX enrollment_events_order_{g} ON {p}enrollment_events (enrollment_id, at, seq);
+CREATE INDEX enrollment_events_order_{g} ON {p}enrollment_events (entity, at, seq);
 
 -- Certificates issued, joined to enrollments by (user_id, course_id) when read.
 CREATE TABLE {p}certificates (

@@ -1,3 +1,35 @@
+//! registrar: mirrors what Jodo (fees) and Toolzz (LMS) know about a school's
+//! students into an append-only, hash-chained SQLite event log, and derives
+//! projections from it that can be rebuilt on demand.
+//!
+//! The modules, in the direction data flows:
+//!
+//! - [`sources`]: parse and validate deliveries ([`sources::jodo`],
+//!   [`sources::toolzz`]), one upcaster per provider. Pure: no I/O.
+//! - [`event`]: the normalized events the sources produce.
+//! - [`money`]: exact amounts in integer minor units.
+//! - [`ledger`]: the one writer; appends and projects in one transaction,
+//!   group-committing concurrent deliveries; runs rebuilds between batches.
+//! - [`log`]: append with dedupe, the hash chain ([`log::chain`]) and
+//!   [`log::verify`]. Knows nothing derived from the log.
+//! - [`quarantine`]: rejected deliveries, kept with their reason.
+//! - [`projection`]: current state folded from the log in provider-time
+//!   order; [`projection::rebuild`] and [`projection::query`].
+//! - [`api`]: axum routers (ingest, read, admin) and the error type.
+//!   Nothing below it knows HTTP.
+//! - [`server`]: runs the API on a bound listener until a shutdown future.
+//! - [`config`], [`db`]: settings and limits; opening and migrating SQLite.
+//!
+//! The binary (`src/main.rs`) is a thin CLI over these.
+
+pub mod api;
+pub mod config;
+pub mod db;
 pub mod event;
+pub mod ledger;
+pub mod log;
 pub mod money;
+pub mod projection;
+pub mod quarantine;
+pub mod server;
 pub mod sources;

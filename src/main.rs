@@ -1,1 +1,409 @@
-fn main() {}
+//! The `registrar` command line: a thin layer over the library.
+
+use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use registrar::config::{self, Config};
+use registrar::ledger::{self, Readmitted};
+use registrar::log::verify::{self, VerifyError};
+use registrar::projection::rebuild;
+use registrar::sources::ParseContext;
+use registrar::{db, quarantine, server};
+
+/// Where the database lives unless told otherwise.
+const DEFAULT_DB: &str = "data/registrar.db";
+
+#[derive(Parser)]
+#[command(
+    name = "registrar",
+    version,
+    about = "Hash-chained event log and projections for Jodo and Toolzz webhooks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct DbArg {
+    /// The SQLite database (created on first start).
+    #[arg(long, env = "REGISTRAR_DB", default_value = DEFAULT_DB)]
+    db: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive webhooks and serve the read API.
+    Serve(ServeArgs),
+    /// Recompute the hash chain; exit 1 at the first fault.
+    Verify {
+        #[command(flatten)]
+        db: DbArg,
+        /// Also prove the log still has HASH at SEQ (a head recorded earlier).
+        #[arg(long, env = "REGISTRAR_PIN", value_name = "SEQ:HASH")]
+        pin: Option<String>,
+    },
+    /// Recompute every projection from the log.
+    Rebuild {
+        #[command(flatten)]
+        db: DbArg,
+        /// The zone Toolzz `send_at` is read in.
+        #[arg(
+            long,
+            env = "REGISTRAR_TOOLZZ_ZONE",
+            default_value = "America/Sao_Paulo"
+        )]
+        toolzz_zone: chrono_tz::Tz,
+    },
+    /// Inspect and readmit rejected deliveries.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Address to listen on.
+    #[arg(long, env = "REGISTRAR_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Allow binding a non-loopback address with no provider secret set.
+    #[arg(long, env = "REGISTRAR_ALLOW_UNSIGNED")]
+    allow_unsigned: bool,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "REGISTRAR_MAX_BODY_BYTES", default_value_t = config::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Rejected deliveries kept at most.
+    #[arg(long, env = "REGISTRAR_QUARANTINE_CAP", default_value_t = config::DEFAULT_QUARANTINE_CAP)]
+    quarantine_cap: u64,
+    /// Deliveries waiting for the writer at most (then 503).
+    #[arg(long, env = "REGISTRAR_QUEUE_DEPTH", default_value_t = config::DEFAULT_QUEUE_DEPTH)]
+    queue_depth: usize,
+    /// Deliveries committed in one transaction at most.
+    #[arg(long, env = "REGISTRAR_MAX_BATCH", default_value_t = config::DEFAULT_MAX_BATCH)]
+    max_batch: usize,
+    /// The zone Toolzz `send_at` is read in.
+    #[arg(
+        long,
+        env = "REGISTRAR_TOOLZZ_ZONE",
+        default_value = "America/Sao_Paulo"
+    )]
+    toolzz_zone: chrono_tz::Tz,
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// List quarantined deliveries, oldest first.
+    List {
+        #[command(flatten)]
+        db: DbArg,
+        /// Include those already readmitted.
+        #[arg(long)]
+        all: bool,
+        /// Start after this id.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one quarantined delivery's body to stdout.
+    Show {
+        id: i64,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Run a quarantined delivery again through validation and append.
+    Readmit {
+        id: i64,
+        #[command(flatten)]
+        db: DbArg,
+        /// Vouch for a delivery whose authentication cannot be re-checked.
+        #[arg(long)]
+        force: bool,
+        /// The zone Toolzz `send_at` is read in.
+        #[arg(
+            long,
+            env = "REGISTRAR_TOOLZZ_ZONE",
+            default_value = "America/Sao_Paulo"
+        )]
+        toolzz_zone: chrono_tz::Tz,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Verify { db, pin } => verify_cmd(&db.db, pin.as_deref()),
+        Command::Rebuild { db, toolzz_zone } => rebuild_cmd(&db.db, toolzz_zone),
+        Command::Quarantine { command } => quarantine_cmd(command),
+    }
+}
+
+/// A secret from the environment; empty counts as unset.
+fn secret(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn config_from_env(db: &Path, zone: chrono_tz::Tz) -> Result<Config> {
+    let mut cfg = Config::new(db);
+    cfg.jodo_secret = secret("REGISTRAR_JODO_SECRET");
+    cfg.jodo_header = secret("REGISTRAR_JODO_HEADER")
+        .map(|h| config::parse_header(&h))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("REGISTRAR_JODO_HEADER: {e}"))?;
+    cfg.toolzz_token = secret("REGISTRAR_TOOLZZ_TOKEN");
+    cfg.read_token = secret("REGISTRAR_READ_TOKEN");
+    cfg.admin_token = secret("REGISTRAR_ADMIN_TOKEN");
+    cfg.parse = ParseContext { toolzz_zone: zone };
+    Ok(cfg)
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let mut cfg = config_from_env(&args.db.db, args.toolzz_zone)?;
+    if args.max_body_bytes == 0
+        || args.quarantine_cap == 0
+        || args.queue_depth == 0
+        || args.max_batch == 0
+    {
+        bail!("--max-body-bytes, --quarantine-cap, --queue-depth and --max-batch must be positive");
+    }
+    cfg.max_body_bytes = args.max_body_bytes;
+    cfg.quarantine_cap = args.quarantine_cap;
+    cfg.queue_depth = args.queue_depth;
+    cfg.max_batch = args.max_batch;
+    let addrs: Vec<SocketAddr> = args
+        .listen
+        .to_socket_addrs()
+        .with_context(|| format!("--listen {:?} is not an address", args.listen))?
+        .collect();
+    let addr = *addrs
+        .first()
+        .with_context(|| format!("--listen {:?} resolves to nothing", args.listen))?;
+    if cfg.is_unsigned() {
+        if !addr.ip().is_loopback() && !args.allow_unsigned {
+            bail!(
+                "refusing to listen on {addr} with no provider secret set: anyone who can reach it could write to \
+                 the event log. Set REGISTRAR_JODO_SECRET and REGISTRAR_TOOLZZ_TOKEN (see README), or pass \
+                 --allow-unsigned if this network is trusted."
+            );
+        }
+        tracing::warn!(%addr, "no provider secrets set: deliveries are not authenticated");
+    }
+    if cfg.read_token.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "REGISTRAR_READ_TOKEN is not set: the read API is open to anyone who can reach it");
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        tracing::info!(%addr, db = %cfg.db_path.display(), "registrar listening");
+        server::serve(listener, cfg, shutdown_signal())
+            .await
+            .context("running the server")?;
+        tracing::info!("stopped cleanly");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight deliveries");
+}
+
+fn open_existing(path: &Path) -> Result<rusqlite::Connection> {
+    if !path.exists() {
+        bail!(
+            "no database at {} (start `registrar serve` once, or pass --db)",
+            path.display()
+        );
+    }
+    let mut conn = db::open_rw(path).with_context(|| format!("opening {}", path.display()))?;
+    db::migrate(&mut conn).context("migrating the database")?;
+    Ok(conn)
+}
+
+fn verify_cmd(path: &Path, pin: Option<&str>) -> Result<ExitCode> {
+    let pin = pin
+        .map(verify::parse_pin)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--pin: {e}"))?;
+    if !path.exists() {
+        bail!("no database at {}", path.display());
+    }
+    let conn = db::open_ro(path).with_context(|| format!("opening {}", path.display()))?;
+    match verify::verify(&conn, pin) {
+        Ok(v) => {
+            println!(
+                "ok: {} events, head {} {}",
+                v.events,
+                v.head_seq,
+                hex::encode(v.head_hash)
+            );
+            if let Some((seq, hash)) = pin {
+                println!("pin ok: seq {seq} still has {}", hex::encode(hash));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(VerifyError::Fault(f)) => {
+            println!("FAILED: {f}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e @ VerifyError::Db(_)) => Err(e).context("verifying"),
+    }
+}
+
+fn rebuild_cmd(path: &Path, zone: chrono_tz::Tz) -> Result<ExitCode> {
+    let mut conn = open_existing(path)?;
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
+            )
+            .expect("a valid template"),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let report = rebuild::rebuild_all(
+        &mut conn,
+        ParseContext { toolzz_zone: zone },
+        |done, total| {
+            if let Some(bar) = &bar {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+        },
+    )
+    .context("rebuilding")?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    println!(
+        "rebuilt: {} events replayed ({} passed over) in {:.2} s, {:.0} events/s",
+        report.events, report.skipped, report.seconds, report.events_per_second
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn quarantine_cmd(cmd: QuarantineCommand) -> Result<ExitCode> {
+    match cmd {
+        QuarantineCommand::List {
+            db,
+            all,
+            after,
+            limit,
+            json,
+        } => {
+            let conn = open_existing(&db.db)?;
+            let entries =
+                quarantine::list(&conn, after, limit, !all).context("listing the quarantine")?;
+            if json {
+                for e in &entries {
+                    println!("{}", serde_json::to_string(e)?);
+                }
+            } else {
+                println!(
+                    "{:>6}  {:<20}  {:<6}  {:>4}  {:<10}  reason",
+                    "id", "received_at", "source", "http", "state"
+                );
+                for e in &entries {
+                    let at = chrono::DateTime::from_timestamp_micros(e.reject.received_at)
+                        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                        .unwrap_or_default();
+                    let state = match e.readmitted_seq {
+                        Some(seq) => format!("seq {seq}"),
+                        None => "pending".into(),
+                    };
+                    println!(
+                        "{:>6}  {:<20}  {:<6}  {:>4}  {:<10}  {}",
+                        e.id, at, e.reject.source, e.reject.http_status, state, e.reject.reason
+                    );
+                }
+            }
+            let evicted = quarantine::evictions(&conn)?;
+            if evicted > 0 {
+                eprintln!(
+                    "{evicted} entries were evicted over time because the quarantine was full"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineCommand::Show { id, db } => {
+            let conn = open_existing(&db.db)?;
+            let entry = quarantine::get(&conn, id)?
+                .with_context(|| format!("no quarantined delivery has id {id}"))?;
+            use std::io::Write;
+            std::io::stdout().write_all(&entry.reject.body)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineCommand::Readmit {
+            id,
+            db,
+            force,
+            toolzz_zone,
+        } => {
+            let mut conn = open_existing(&db.db)?;
+            let cfg = config_from_env(&db.db, toolzz_zone)?;
+            match ledger::readmit(&mut conn, id, &cfg, force) {
+                Ok(Readmitted::Appended { seq }) => {
+                    println!("readmitted {id}: appended as seq {seq}")
+                }
+                Ok(Readmitted::Duplicate { seq }) => {
+                    println!("readmitted {id}: already in the log as seq {seq}")
+                }
+                Err(e) => {
+                    println!("not readmitted: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

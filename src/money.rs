@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Largest amount accepted, in minor units. Far above any school fee, and far
 /// below `i64::MAX` so sums over a whole ledger cannot overflow.
-pub const MAX_MINOR: i64 = 1_000_000_000_000_00; // one trillion rupees
+pub const MAX_MINOR: i64 = 100_000_000_000_000; // one trillion rupees
 
 /// An amount of money in minor units (1/100 of the major unit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

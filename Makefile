@@ -1,0 +1,30 @@
+# registrar: the two commands a new user needs are `make run` and `make test`.
+.PHONY: run build test lint fmt bench bench-quick clean
+
+# Builds, then serves on 127.0.0.1:8080 with the database at ./data/registrar.db.
+run:
+	cargo run --release -- serve
+
+build:
+	cargo build --release
+
+# Lint, then every test (unit, integration, property).
+test: lint
+	cargo test --all-targets
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+fmt:
+	cargo fmt
+
+# The benchmark: figures beside floors measured in the same run (see README).
+bench:
+	cargo bench --bench registrar_bench -- $(ARGS)
+
+bench-quick:
+	cargo bench --bench registrar_bench -- --quick $(ARGS)
+
+clean:
+	cargo clean

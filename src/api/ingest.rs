@@ -1,0 +1,360 @@
+//! `POST /webhooks/jodo` and `POST /webhooks/toolzz[/{token}]`.
+//!
+//! Order of checks: size (413), authentication (401), validation (400), then
+//! the writer (200 accepted or duplicate, 409 conflict, 503). Every rejection
+//! is quarantined with its body before it is answered.
+
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use http_body_util::BodyExt;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{secret_eq, ApiError, AppState};
+use crate::event::Source;
+use crate::ledger::now_micros;
+use crate::log::AppendOutcome;
+use crate::quarantine::Reject;
+use crate::sources::{self, jodo, Parsed};
+
+/// The answer to a stored (or recognised) delivery.
+#[derive(Debug, Serialize)]
+pub struct IngestAnswer {
+    /// "accepted", "duplicate" or "ping".
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+/// Request headers worth keeping with a reject. Never a secret: the custom
+/// Jodo header's value is replaced by whether it matched.
+const KEPT_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "user-agent",
+    "x-forwarded-for",
+    "x-real-ip",
+    jodo::SIGNATURE_HEADER,
+];
+
+/// How a delivery authenticated, kept with a reject so readmit can decide.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AuthCheck {
+    NotRequired,
+    Passed,
+    Failed(&'static str),
+}
+
+pub async fn jodo(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestAnswer>, ApiError> {
+    let started = Instant::now();
+    let mut kept = kept_headers(&headers);
+    let body = read_body(&app, Source::Jodo, &mut kept, body).await?;
+    let header_check = match &app.config.jodo_header {
+        None => AuthCheck::NotRequired,
+        Some((name, value)) => {
+            let given = headers.get(name.as_str()).map(|v| v.as_bytes());
+            let check = match given {
+                None => AuthCheck::Failed("missing"),
+                Some(g) if secret_eq(g, value.as_bytes()) => AuthCheck::Passed,
+                Some(_) => AuthCheck::Failed("mismatch"),
+            };
+            kept.insert("custom_header".into(), Value::from(describe(check)));
+            check
+        }
+    };
+    let signature_check = match &app.config.jodo_secret {
+        None => AuthCheck::NotRequired,
+        Some(secret) => {
+            let sig = headers
+                .get(jodo::SIGNATURE_HEADER)
+                .and_then(|v| v.to_str().ok());
+            match sig {
+                None => AuthCheck::Failed("missing"),
+                Some(s) if jodo::signature_matches(secret.as_bytes(), &body, Some(s)) => {
+                    AuthCheck::Passed
+                }
+                Some(_) => AuthCheck::Failed("mismatch"),
+            }
+        }
+    };
+    if let AuthCheck::Failed(why) = header_check {
+        let msg = format!("the required custom header is {why}");
+        return Err(reject(
+            &app,
+            Source::Jodo,
+            kept,
+            body,
+            ApiError::Unauthorized(msg),
+            false,
+            started,
+        )
+        .await);
+    }
+    if let AuthCheck::Failed(why) = signature_check {
+        let msg = match why {
+            "missing" => "X-Jodo-Signature is missing".to_string(),
+            _ => "X-Jodo-Signature does not match the body (expected 64 lowercase hex digits of HMAC-SHA256)".into(),
+        };
+        return Err(reject(
+            &app,
+            Source::Jodo,
+            kept,
+            body,
+            ApiError::Unauthorized(msg),
+            false,
+            started,
+        )
+        .await);
+    }
+    accept(&app, Source::Jodo, kept, body, started).await
+}
+
+pub async fn toolzz_with_token(
+    State(app): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestAnswer>, ApiError> {
+    toolzz(app, Some(token), headers, body).await
+}
+
+pub async fn toolzz_without_token(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestAnswer>, ApiError> {
+    toolzz(app, None, headers, body).await
+}
+
+async fn toolzz(
+    app: AppState,
+    token: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestAnswer>, ApiError> {
+    let started = Instant::now();
+    let mut kept = kept_headers(&headers);
+    let body = read_body(&app, Source::Toolzz, &mut kept, body).await?;
+    let failure = match (&app.config.toolzz_token, token) {
+        (None, None) => None,
+        (Some(expected), Some(given)) if secret_eq(given.as_bytes(), expected.as_bytes()) => None,
+        (Some(_), Some(_)) => Some("the token in the URL is wrong"),
+        (Some(_), None) => {
+            Some("this server needs the token in the URL: POST /webhooks/toolzz/{token}")
+        }
+        (None, Some(_)) => {
+            Some("this server has no Toolzz token configured: POST /webhooks/toolzz")
+        }
+    };
+    if let Some(msg) = failure {
+        return Err(reject(
+            &app,
+            Source::Toolzz,
+            kept,
+            body,
+            ApiError::Unauthorized(msg.into()),
+            false,
+            started,
+        )
+        .await);
+    }
+    accept(&app, Source::Toolzz, kept, body, started).await
+}
+
+/// Parses, validates and appends an authenticated body.
+async fn accept(
+    app: &AppState,
+    source: Source,
+    kept: Map<String, Value>,
+    body: Bytes,
+    started: Instant,
+) -> Result<Json<IngestAnswer>, ApiError> {
+    let delivery = match sources::parse(source, &body, &app.config.parse) {
+        Ok(Parsed::Delivery(d)) => d,
+        Ok(Parsed::Ping) => {
+            tracing::info!(source = source.as_str(), outcome = "ping", "delivery");
+            return Ok(Json(IngestAnswer {
+                status: "ping",
+                seq: None,
+            }));
+        }
+        Err(e) => {
+            let err = ApiError::BadRequest {
+                code: "invalid_delivery",
+                message: e.to_string(),
+            };
+            return Err(reject(app, source, kept, body, err, true, started).await);
+        }
+    };
+    let event_type = delivery.event_type.clone();
+    let conflict = Reject {
+        source: source.as_str().into(),
+        received_at: now_micros(),
+        http_status: 409,
+        code: "conflict".into(),
+        reason: format!(
+            "event_id {:?} was already received with a different body",
+            delivery.dedupe_key
+        ),
+        authenticated: true,
+        headers: kept,
+        body: body.to_vec(),
+        body_truncated: false,
+    };
+    let appended = app.ledger.append(delivery, body, conflict).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let appended = match appended {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(
+                source = source.as_str(),
+                event_type,
+                outcome = "unavailable",
+                latency_ms,
+                "delivery"
+            );
+            return Err(e.into());
+        }
+    };
+    let (status, seq) = match appended.outcome {
+        AppendOutcome::Appended { seq } => ("accepted", seq),
+        AppendOutcome::Duplicate { seq } => ("duplicate", seq),
+        AppendOutcome::Conflict { seq } => {
+            tracing::info!(
+                source = source.as_str(),
+                event_type,
+                seq,
+                outcome = "conflict",
+                latency_ms,
+                "delivery"
+            );
+            return Err(ApiError::Conflict(format!(
+                "this event_id is already in the log at seq {seq} with a different body; kept in quarantine"
+            )));
+        }
+    };
+    tracing::info!(
+        source = source.as_str(),
+        event_type,
+        seq,
+        outcome = status,
+        latency_ms,
+        "delivery"
+    );
+    Ok(Json(IngestAnswer {
+        status,
+        seq: Some(seq),
+    }))
+}
+
+/// Quarantines a rejected delivery, then answers with `err`.
+async fn reject(
+    app: &AppState,
+    source: Source,
+    kept: Map<String, Value>,
+    body: Bytes,
+    err: ApiError,
+    authenticated: bool,
+    started: Instant,
+) -> ApiError {
+    let truncated = matches!(err, ApiError::PayloadTooLarge(_));
+    let r = Reject {
+        source: source.as_str().into(),
+        received_at: now_micros(),
+        http_status: err.status().as_u16(),
+        code: err.code().into(),
+        reason: err.to_string(),
+        authenticated,
+        headers: kept,
+        body: body.to_vec(),
+        body_truncated: truncated,
+    };
+    let quarantined = app.ledger.quarantine(r).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match quarantined {
+        Ok((id, _)) => tracing::info!(
+            source = source.as_str(),
+            outcome = "rejected",
+            status = err.status().as_u16(),
+            quarantine_id = id,
+            latency_ms,
+            "delivery"
+        ),
+        // The provider still gets the 4xx (it will retry); the loss of the
+        // quarantine copy is logged.
+        Err(e) => {
+            tracing::error!(source = source.as_str(), error = %e, "could not quarantine a rejected delivery")
+        }
+    }
+    err
+}
+
+/// Reads the body, keeping at most the limit. Over it: quarantined (cut at
+/// the limit) and 413.
+async fn read_body(
+    app: &AppState,
+    source: Source,
+    kept: &mut Map<String, Value>,
+    body: Body,
+) -> Result<Bytes, ApiError> {
+    let limit = app.config.max_body_bytes;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut over = false;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            let room = limit - buf.len();
+            if data.len() > room {
+                buf.extend_from_slice(&data[..room]);
+                over = true;
+                break;
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    if over {
+        kept.insert("body_limit".into(), Value::from(limit));
+        let err = ApiError::PayloadTooLarge(format!(
+            "the body is larger than the limit of {limit} bytes"
+        ));
+        return Err(reject(
+            app,
+            source,
+            std::mem::take(kept),
+            Bytes::from(buf),
+            err,
+            false,
+            Instant::now(),
+        )
+        .await);
+    }
+    Ok(Bytes::from(buf))
+}
+
+fn kept_headers(headers: &HeaderMap) -> Map<String, Value> {
+    let mut kept = Map::new();
+    for name in KEPT_HEADERS {
+        if let Some(v) = headers.get(*name).and_then(|v| v.to_str().ok()) {
+            kept.insert((*name).into(), Value::from(v));
+        }
+    }
+    kept
+}
+
+fn describe(check: AuthCheck) -> &'static str {
+    match check {
+        AuthCheck::NotRequired => "not required",
+        AuthCheck::Passed => "matched",
+        AuthCheck::Failed(why) => why,
+    }
+}

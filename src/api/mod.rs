@@ -1,0 +1,163 @@
+//! The HTTP API: ingest (webhooks), read (`/v1`), admin (`/v1/admin`).
+//!
+//! Nothing below this module knows HTTP. Handlers see validated input only:
+//! bodies are parsed by [`crate::sources`], query strings by typed extractors.
+
+pub mod admin;
+pub mod error;
+pub mod ingest;
+pub mod openapi;
+pub mod read;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use rusqlite::Connection;
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::db;
+use crate::ledger::Ledger;
+pub use error::ApiError;
+
+/// Read connections open at most. SQLite readers in WAL mode run in parallel
+/// with the writer; two cores gain nothing from more.
+pub const MAX_READERS: usize = 8;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub ledger: Ledger,
+    pub readers: Arc<Readers>,
+}
+
+/// A small pool of read-only connections, used from blocking threads.
+pub struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+impl Readers {
+    pub fn new(path: PathBuf) -> Readers {
+        Readers {
+            path,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(MAX_READERS),
+        }
+    }
+
+    /// Runs `f` on a read connection, off the async threads.
+    pub async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Internal("reader pool closed".into()))?;
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = this.idle.lock().expect("reader pool lock").pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => db::open_ro(&this.path)?,
+            };
+            let result = f(&conn);
+            this.idle.lock().expect("reader pool lock").push(conn);
+            result
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("read task failed: {e}")))?
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let read = read::routes()
+        .route("/v1/audit/head", get(admin::audit_head))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_read_token,
+        ));
+    let admin = Router::new()
+        .route("/v1/admin/rebuild", post(admin::rebuild))
+        .route("/v1/admin/status", get(admin::status))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_admin_token,
+        ));
+    Router::new()
+        .route("/webhooks/jodo", post(ingest::jodo))
+        .route("/webhooks/toolzz", post(ingest::toolzz_without_token))
+        .route("/webhooks/toolzz/{token}", post(ingest::toolzz_with_token))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", get(openapi::document))
+        .merge(read)
+        .merge(admin)
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .with_state(state)
+}
+
+/// Compares two secrets in constant time (for equal lengths; the length
+/// itself is not secret).
+pub fn secret_eq(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && bool::from(given.ct_eq(expected))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn check_bearer(headers: &HeaderMap, expected: Option<&str>) -> Result<(), ApiError> {
+    match expected {
+        None => Ok(()),
+        Some(token) => match bearer(headers) {
+            Some(given) if secret_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
+            Some(_) => Err(ApiError::Unauthorized("the bearer token is wrong".into())),
+            None => Err(ApiError::Unauthorized(
+                "this endpoint needs `Authorization: Bearer <token>`".into(),
+            )),
+        },
+    }
+}
+
+async fn require_read_token(
+    State(s): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    check_bearer(req.headers(), s.config.read_token.as_deref())?;
+    Ok(next.run(req).await)
+}
+
+/// Admin endpoints take the admin token; without one configured, the read
+/// token; without either, they are open like the rest of a loopback server.
+async fn require_admin_token(
+    State(s): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let expected = s
+        .config
+        .admin_token
+        .as_deref()
+        .or(s.config.read_token.as_deref());
+    check_bearer(req.headers(), expected)?;
+    Ok(next.run(req).await)
+}

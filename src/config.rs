@@ -1,0 +1,100 @@
+//! Runtime settings, with the limits every queue and body is held to.
+
+use std::path::PathBuf;
+
+use crate::sources::ParseContext;
+
+/// Largest request body accepted, by default (1 MiB). Jodo and Toolzz bodies
+/// are a few KiB; anything near this is a mistake or an attack.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Rejected deliveries kept at most, by default.
+pub const DEFAULT_QUARANTINE_CAP: u64 = 10_000;
+
+/// Deliveries waiting for the writer at most. Past this, ingest answers 503
+/// (with Retry-After) at once instead of queueing without bound.
+pub const DEFAULT_QUEUE_DEPTH: usize = 4_096;
+
+/// Deliveries committed in one transaction at most (group commit). Bounds the
+/// latency one fsync adds to the deliveries behind it.
+pub const DEFAULT_MAX_BATCH: usize = 512;
+
+/// Everything the server needs to run.
+#[derive(Clone)]
+pub struct Config {
+    pub db_path: PathBuf,
+    /// HMAC key for `X-Jodo-Signature`; without it Jodo deliveries are unsigned.
+    pub jodo_secret: Option<String>,
+    /// A header (lower-cased name, value) every Jodo request must also carry.
+    pub jodo_header: Option<(String, String)>,
+    /// The secret in the Toolzz URL.
+    pub toolzz_token: Option<String>,
+    /// Bearer token for `/v1/*`.
+    pub read_token: Option<String>,
+    /// Bearer token for `/v1/admin/*`.
+    pub admin_token: Option<String>,
+    pub parse: ParseContext,
+    pub max_body_bytes: usize,
+    pub quarantine_cap: u64,
+    pub queue_depth: usize,
+    pub max_batch: usize,
+}
+
+impl Config {
+    /// Defaults around a database path, with no secrets.
+    pub fn new(db_path: impl Into<PathBuf>) -> Config {
+        Config {
+            db_path: db_path.into(),
+            jodo_secret: None,
+            jodo_header: None,
+            toolzz_token: None,
+            read_token: None,
+            admin_token: None,
+            parse: ParseContext::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            quarantine_cap: DEFAULT_QUARANTINE_CAP,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+
+    /// True when no provider secret is configured: anyone who can reach the
+    /// server can write to the log.
+    pub fn is_unsigned(&self) -> bool {
+        self.jodo_secret.is_none() && self.jodo_header.is_none() && self.toolzz_token.is_none()
+    }
+}
+
+impl std::fmt::Debug for Config {
+    /// Never prints a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("db_path", &self.db_path)
+            .field("jodo_secret", &self.jodo_secret.as_ref().map(|_| "<set>"))
+            .field("jodo_header", &self.jodo_header.as_ref().map(|(n, _)| n))
+            .field("toolzz_token", &self.toolzz_token.as_ref().map(|_| "<set>"))
+            .field("read_token", &self.read_token.as_ref().map(|_| "<set>"))
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("toolzz_zone", &self.parse.toolzz_zone)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("quarantine_cap", &self.quarantine_cap)
+            .finish()
+    }
+}
+
+/// Parses `Name: value` for `REGISTRAR_JODO_HEADER`.
+pub fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once(':').ok_or("expected `Name: value`")?;
+    let name = name.trim().to_ascii_lowercase();
+    let value = value.trim().to_string();
+    if name.is_empty() || value.is_empty() {
+        return Err("expected `Name: value` with both parts non-empty".into());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!("{name:?} is not a valid header name"));
+    }
+    Ok((name, value))
+}

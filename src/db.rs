@@ -1,0 +1,101 @@
+//! Opening the SQLite database: pragmas and numbered migrations.
+//!
+//! Migrations are the numbered files in `schema/`, applied in order at start and
+//! recorded in `schema_migrations`; a released file is never edited. The
+//! projection tables are not migrated: see [`crate::projection`].
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+/// The numbered migrations, in order. Append only.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "001_event_log.sql",
+        include_str!("../schema/001_event_log.sql"),
+    ),
+    (
+        2,
+        "002_quarantine.sql",
+        include_str!("../schema/002_quarantine.sql"),
+    ),
+];
+
+/// How long a connection waits for another's lock before answering busy.
+/// Readers never wait in WAL mode; this bounds the writer and the CLI.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens a read-write connection with the durability settings the log needs:
+/// WAL, so readers never block the writer, and `synchronous=FULL`, so a
+/// committed transaction survives power loss: a 2xx is only sent after commit.
+pub fn open_rw(path: &Path) -> rusqlite::Result<Connection> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+    }
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection (for the read API and verify).
+pub fn open_ro(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "journal_mode stayed {mode}, WAL is required"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Applies the migrations not yet applied, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL,
+            applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        )",
+    )?;
+    for (version, name, sql) in MIGRATIONS {
+        let tx = conn.transaction()?;
+        let done: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE version = ?1)",
+            [version],
+            |r| r.get(0),
+        )?;
+        if !done {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+                (version, name),
+            )?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The bundled SQLite's version, for reports.
+pub fn sqlite_version() -> &'static str {
+    rusqlite::version()
+}

@@ -1,0 +1,391 @@
+//! Projections: current state derived from the log, disposable, rebuilt on demand.
+//!
+//! Every entity (student, payment, learner, enrollment) keeps a history table
+//! with one row per event that touched it, and a current-state row that is the
+//! fold of that history in provider-time order (ties by seq), never in arrival
+//! order. Applying an event inserts its history row, then:
+//! - if the event is newer than the entity's head, folds it onto the current
+//!   state (the common, in-order case: O(1));
+//! - otherwise re-folds the entity's whole history (late or out-of-order
+//!   delivery: O(history of that one entity)).
+//!
+//! Both paths use the same `step` function, so an incremental build, a rebuild
+//! in log order and a build in time order come out identical. The fold steps
+//! in [`entities`] hold no business rules beyond what each field means.
+
+pub mod entities;
+pub mod query;
+pub mod rebuild;
+
+use rusqlite::{Connection, OptionalExtension};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::event::Event;
+use entities::{Enrollments, Learners, Payments, Students};
+
+/// Bump when the projection tables or the fold change: the server then
+/// rebuilds every projection from the log at start.
+pub const PROJECTION_VERSION: i64 = 1;
+
+/// The projection DDL template (see the file's header).
+const TEMPLATE: &str = include_str!("../../schema/projections.sql");
+
+/// Every projection table, in creation order.
+pub const TABLES: &[&str] = &[
+    "projection_state",
+    "students",
+    "student_history",
+    "payments",
+    "payment_revisions",
+    "learners",
+    "learner_revisions",
+    "enrollments",
+    "enrollment_events",
+    "certificates",
+];
+
+/// The shadow prefix a rebuild fills before its swap.
+pub const SHADOW_PREFIX: &str = "next_";
+
+/// Errors while projecting.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Db(#[from] rusqlite::Error),
+    #[error("stored projection state is not valid JSON: {0}")]
+    Doc(#[from] serde_json::Error),
+    #[error("projection invariant broken: {0}")]
+    Invariant(String),
+}
+
+/// One set of projection tables (live or shadow) and the SQL to write them.
+/// The SQL is built once, so the hot path only looks up cached statements.
+#[derive(Debug, Clone)]
+pub struct Projector {
+    prefix: &'static str,
+    set_state: String,
+    get_state: String,
+    certificate: String,
+    students: EntitySql,
+    payments: EntitySql,
+    learners: EntitySql,
+    enrollments: EntitySql,
+}
+
+/// The statements of one entity kind.
+#[derive(Debug, Clone)]
+pub(crate) struct EntitySql {
+    insert_history: String,
+    head: String,
+    history: String,
+    pub(crate) upsert: String,
+}
+
+impl EntitySql {
+    fn new<E: Entity>(prefix: &str) -> EntitySql {
+        let (cur, hist, key) = (E::CURRENT, E::HISTORY, E::KEY);
+        EntitySql {
+            insert_history: format!(
+                "INSERT INTO {prefix}{hist} (seq, entity, kind, at, event_id, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ),
+            head: format!("SELECT head_at, head_seq, doc FROM {prefix}{cur} WHERE {key} = ?1"),
+            history: format!("SELECT seq, kind, at, doc FROM {prefix}{hist} WHERE entity = ?1 ORDER BY at, seq"),
+            upsert: E::upsert_sql(prefix),
+        }
+    }
+}
+
+impl Projector {
+    /// The live tables the read API serves.
+    pub fn live() -> Projector {
+        Projector::with_prefix("")
+    }
+
+    /// The shadow tables a rebuild fills.
+    pub fn shadow() -> Projector {
+        Projector::with_prefix(SHADOW_PREFIX)
+    }
+
+    fn with_prefix(prefix: &'static str) -> Projector {
+        Projector {
+            prefix,
+            set_state: format!("UPDATE {prefix}projection_state SET last_seq = ?1, skipped = skipped + ?2 WHERE id = 1"),
+            get_state: format!("SELECT last_seq FROM {prefix}projection_state WHERE id = 1"),
+            certificate: format!(
+                "INSERT INTO {prefix}certificates (seq, user_id, course_id, at, doc) VALUES (?1, ?2, ?3, ?4, ?5)"
+            ),
+            students: EntitySql::new::<Students>(prefix),
+            payments: EntitySql::new::<Payments>(prefix),
+            learners: EntitySql::new::<Learners>(prefix),
+            enrollments: EntitySql::new::<Enrollments>(prefix),
+        }
+    }
+
+    /// Creates this projector's tables (and its state row at seq 0).
+    pub fn create_tables(&self, conn: &Connection, generation: i64) -> rusqlite::Result<()> {
+        let sql = TEMPLATE
+            .replace("{p}", self.prefix)
+            .replace("{g}", &generation.to_string());
+        conn.execute_batch(&sql)?;
+        conn.execute(
+            &format!(
+                "INSERT INTO {}projection_state (id, last_seq, version, skipped, generation) VALUES (1, 0, ?1, 0, ?2)",
+                self.prefix
+            ),
+            (PROJECTION_VERSION, generation),
+        )?;
+        Ok(())
+    }
+
+    /// Drops this projector's tables, if present.
+    pub fn drop_tables(&self, conn: &Connection) -> rusqlite::Result<()> {
+        for t in TABLES.iter().rev() {
+            conn.execute_batch(&format!("DROP TABLE IF EXISTS {}{t}", self.prefix))?;
+        }
+        Ok(())
+    }
+
+    /// The last seq these tables hold.
+    pub fn last_seq(&self, conn: &Connection) -> rusqlite::Result<u64> {
+        conn.prepare_cached(&self.get_state)?
+            .query_row([], |r| r.get::<_, i64>(0))
+            .map(|s| s as u64)
+    }
+
+    /// Applies event `seq` (provider time `at`). Events must be applied in seq
+    /// order, each once: checked against the stored last seq.
+    pub fn apply(
+        &self,
+        conn: &Connection,
+        seq: u64,
+        at: i64,
+        event: &Event,
+    ) -> Result<(), ProjectionError> {
+        self.apply_event(conn, seq, at, event)?;
+        self.advance(conn, seq, 0)
+    }
+
+    /// Records that `seq` was passed over (it could not be parsed on rebuild).
+    pub fn skip(&self, conn: &Connection, seq: u64) -> Result<(), ProjectionError> {
+        self.advance(conn, seq, 1)
+    }
+
+    fn advance(&self, conn: &Connection, seq: u64, skipped: i64) -> Result<(), ProjectionError> {
+        let last = self.last_seq(conn)?;
+        if last + 1 != seq {
+            return Err(ProjectionError::Invariant(format!(
+                "{}projections hold seq {last} and were given seq {seq}",
+                self.prefix
+            )));
+        }
+        conn.prepare_cached(&self.set_state)?
+            .execute((seq as i64, skipped))?;
+        Ok(())
+    }
+
+    fn apply_event(
+        &self,
+        conn: &Connection,
+        seq: u64,
+        at: i64,
+        event: &Event,
+    ) -> Result<(), ProjectionError> {
+        let seq = seq as i64;
+        match event {
+            Event::Student {
+                change,
+                event_id,
+                student,
+            } => apply_entity::<Students>(
+                conn,
+                &self.students,
+                &student.jodo_student_id,
+                change.as_str(),
+                Some(event_id),
+                student,
+                at,
+                seq,
+            ),
+            Event::Payment {
+                change,
+                event_id,
+                payment,
+            } => apply_entity::<Payments>(
+                conn,
+                &self.payments,
+                &payment.payment_id,
+                change.as_str(),
+                Some(event_id),
+                payment,
+                at,
+                seq,
+            ),
+            Event::Learner { change, learner } => apply_entity::<Learners>(
+                conn,
+                &self.learners,
+                &learner.user_id,
+                change.as_str(),
+                None,
+                learner,
+                at,
+                seq,
+            ),
+            Event::Enrollment { change, enrollment } => apply_entity::<Enrollments>(
+                conn,
+                &self.enrollments,
+                &enrollment.enrollment_id,
+                change.as_str(),
+                None,
+                enrollment,
+                at,
+                seq,
+            ),
+            Event::CertificateIssued(c) => {
+                conn.prepare_cached(&self.certificate)?.execute((
+                    seq,
+                    &c.user_id,
+                    &c.course_id,
+                    at,
+                    serde_json::to_string(c)?,
+                ))?;
+                Ok(())
+            }
+            Event::Unrecognized => Ok(()),
+        }
+    }
+}
+
+/// One kind of projected entity: its tables and its fold.
+pub trait Entity {
+    /// Current-state table, history table, and the current table's key column.
+    const CURRENT: &'static str;
+    const HISTORY: &'static str;
+    const KEY: &'static str;
+    /// What one event says about the entity.
+    type Data: Serialize + DeserializeOwned;
+    /// The entity's state after a run of events.
+    type State: Serialize + DeserializeOwned;
+    /// Folds one event onto the state. Called in (at, seq) order only.
+    fn step(
+        prev: Option<Self::State>,
+        kind: &str,
+        data: &Self::Data,
+        at: i64,
+        seq: i64,
+    ) -> Self::State;
+    /// The upsert of the current-state row, for tables with `prefix`.
+    fn upsert_sql(prefix: &str) -> String;
+    /// Writes the current-state row with the statement from `upsert_sql`.
+    fn upsert(
+        stmt: &mut rusqlite::CachedStatement,
+        key: &str,
+        state: &Self::State,
+        head: (i64, i64),
+        doc: &str,
+    ) -> rusqlite::Result<()>;
+}
+
+/// A history row read back.
+pub struct HistoryRow<D> {
+    pub seq: i64,
+    pub kind: String,
+    pub at: i64,
+    pub data: D,
+}
+
+/// Folds history rows (already in (at, seq) order) into a state.
+pub fn fold<E: Entity>(rows: &[HistoryRow<E::Data>]) -> Option<E::State> {
+    let mut state = None;
+    for r in rows {
+        debug_assert!(r.at >= 0);
+        state = Some(E::step(state, &r.kind, &r.data, r.at, r.seq));
+    }
+    state
+}
+
+/// Reads an entity's history, in (at, seq) order.
+pub(crate) fn read_history<E: Entity>(
+    conn: &Connection,
+    sql: &str,
+    key: &str,
+) -> Result<Vec<HistoryRow<E::Data>>, ProjectionError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query([key])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let doc: String = r.get(3)?;
+        out.push(HistoryRow {
+            seq: r.get(0)?,
+            kind: r.get(1)?,
+            at: r.get(2)?,
+            data: serde_json::from_str(&doc)?,
+        });
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply_entity<E: Entity>(
+    conn: &Connection,
+    sql: &EntitySql,
+    key: &str,
+    kind: &str,
+    event_id: Option<&str>,
+    data: &E::Data,
+    at: i64,
+    seq: i64,
+) -> Result<(), ProjectionError> {
+    let data_doc = serde_json::to_string(data)?;
+    conn.prepare_cached(&sql.insert_history)?
+        .execute((seq, key, kind, at, event_id, &data_doc))?;
+    let head: Option<(i64, i64, String)> = conn
+        .prepare_cached(&sql.head)?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    // The entity's head after this event: the later of the two.
+    let new_head = match &head {
+        Some((h_at, h_seq, _)) if (*h_at, *h_seq) > (at, seq) => (*h_at, *h_seq),
+        _ => (at, seq),
+    };
+    let state = match head {
+        None => E::step(None, kind, data, at, seq),
+        Some((head_at, head_seq, doc)) if (at, seq) > (head_at, head_seq) => {
+            let prev: E::State = serde_json::from_str(&doc)?;
+            E::step(Some(prev), kind, data, at, seq)
+        }
+        Some(_) => {
+            // Late delivery: re-fold the entity's history in provider-time order.
+            let rows = read_history::<E>(conn, &sql.history, key)?;
+            fold::<E>(&rows)
+                .ok_or_else(|| ProjectionError::Invariant(format!("history of {key} is empty")))?
+        }
+    };
+    let doc = serde_json::to_string(&state)?;
+    E::upsert(
+        &mut conn.prepare_cached(&sql.upsert)?,
+        key,
+        &state,
+        new_head,
+        &doc,
+    )?;
+    Ok(())
+}
+
+/// Reads the live tables' version and generation, if they exist.
+pub fn live_version(conn: &Connection) -> rusqlite::Result<Option<(i64, i64)>> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'projection_state')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT version, generation FROM projection_state WHERE id = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}

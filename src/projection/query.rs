@@ -1,0 +1,1 @@
+//! Read-side queries over the projections (used by the read API).

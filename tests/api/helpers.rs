@@ -1,0 +1,155 @@
+//! `spawn_app()`: a fresh database in a temporary directory and a server on a
+//! random port, stopped gracefully by `stop()`.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use registrar::config::Config;
+use registrar::sources::jodo;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const JODO_SECRET: &str = "test-jodo-secret";
+pub const TOOLZZ_TOKEN: &str = "test-toolzz-token";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub db_path: PathBuf,
+    pub config: Config,
+    pub client: reqwest::Client,
+    dir: TempDir,
+    shutdown: oneshot::Sender<()>,
+    handle: JoinHandle<Result<(), registrar::server::ServerError>>,
+}
+
+/// A server with a Jodo secret and a Toolzz token, on a fresh database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with the config adjusted first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut config = Config::new(dir.path().join("registrar.db"));
+    config.jodo_secret = Some(JODO_SECRET.into());
+    config.toolzz_token = Some(TOOLZZ_TOKEN.into());
+    adjust(&mut config);
+    start(dir, config).await
+}
+
+/// Starts a server on `dir`'s database (used again after `stop` to restart).
+pub async fn start(dir: TempDir, config: Config) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding port 0");
+    let addr = listener.local_addr().unwrap();
+    let (shutdown, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(registrar::server::serve(listener, config.clone(), async {
+        let _ = rx.await;
+    }));
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    // Wait until it answers (the database is opened before serving).
+    for _ in 0..200 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    TestApp {
+        addr,
+        base,
+        db_path: config.db_path.clone(),
+        config,
+        client,
+        dir,
+        shutdown,
+        handle,
+    }
+}
+
+impl TestApp {
+    /// Stops gracefully; returns the directory and config to restart with.
+    pub async fn stop(self) -> (TempDir, Config) {
+        let _ = self.shutdown.send(());
+        self.handle
+            .await
+            .expect("server task")
+            .expect("server stopped cleanly");
+        (self.dir, self.config)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a Jodo body signed with the test secret.
+    pub async fn post_jodo(&self, body: &str) -> reqwest::Response {
+        let sig = jodo::sign(JODO_SECRET.as_bytes(), body.as_bytes());
+        self.post_jodo_with(body, &[("X-Jodo-Signature", &sig)])
+            .await
+    }
+
+    /// POSTs a Jodo body with exactly these extra headers.
+    pub async fn post_jodo_with(&self, body: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(self.url("/webhooks/jodo"))
+            .body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// POSTs a Toolzz body to the URL with the test token.
+    pub async fn post_toolzz(&self, body: &str) -> reqwest::Response {
+        self.post_raw(&format!("/webhooks/toolzz/{TOOLZZ_TOKEN}"), body)
+            .await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// GETs and parses JSON, asserting 200.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.get(path).await;
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 200, "GET {path}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// A read-write connection to the server's database.
+    pub fn conn(&self) -> rusqlite::Connection {
+        registrar::db::open_rw(&self.db_path).expect("opening the test database")
+    }
+}
+
+/// The JSON of a response, with its status.
+pub async fn json(r: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+    )
+}
