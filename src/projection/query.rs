@@ -1,1 +1,66 @@
-//! Read-side queries over the projections (used by the read API).
+//! Read-side queries whose meaning belongs to the projections: finding a
+//! student by any of its ids, and folding history up to a point in time.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::entities::{StudentState, Students};
+use super::{fold, read_history, Entity, HistoryRow, ProjectionError};
+
+/// How a student id resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found(String),
+    NotFound,
+    /// The id is an identifier or custom identifier shared by several students.
+    Ambiguous(Vec<String>),
+}
+
+/// Resolves `id` as a jodo_student_id, else an identifier, else a
+/// custom_identifier, to a jodo_student_id.
+pub fn resolve_student(conn: &Connection, id: &str) -> rusqlite::Result<Lookup> {
+    let exact: Option<String> = conn
+        .prepare_cached("SELECT jodo_student_id FROM students WHERE jodo_student_id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    if let Some(found) = exact {
+        return Ok(Lookup::Found(found));
+    }
+    for column in ["identifier", "custom_identifier"] {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT jodo_student_id FROM students WHERE {column} = ?1 ORDER BY jodo_student_id LIMIT 11"
+        ))?;
+        let ids: Vec<String> = stmt
+            .query_map([id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        match ids.len() {
+            0 => continue,
+            1 => return Ok(Lookup::Found(ids.into_iter().next().expect("one"))),
+            _ => return Ok(Lookup::Ambiguous(ids)),
+        }
+    }
+    Ok(Lookup::NotFound)
+}
+
+/// A student's history, in (provider time, seq) order.
+pub fn student_history(
+    conn: &Connection,
+    jodo_student_id: &str,
+) -> Result<Vec<HistoryRow<<Students as Entity>::Data>>, ProjectionError> {
+    read_history::<Students>(
+        conn,
+        "SELECT seq, kind, at, doc FROM student_history WHERE entity = ?1 ORDER BY at, seq",
+        jodo_student_id,
+    )
+}
+
+/// The student as they stood at `at` (unix seconds): the fold of the events
+/// whose provider time is at or before it. `None` when there were none.
+pub fn student_as_of(
+    conn: &Connection,
+    jodo_student_id: &str,
+    at: i64,
+) -> Result<Option<StudentState>, ProjectionError> {
+    let rows = student_history(conn, jodo_student_id)?;
+    let upto: Vec<_> = rows.into_iter().take_while(|r| r.at <= at).collect();
+    Ok(fold::<Students>(&upto))
+}
