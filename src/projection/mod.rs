@@ -166,25 +166,35 @@ impl Projector {
         self.advance(conn, seq, 0)
     }
 
-    /// Records that `seq` was passed over (it could not be parsed on rebuild).
-    pub fn skip(&self, conn: &Connection, seq: u64) -> Result<(), ProjectionError> {
-        self.advance(conn, seq, 1)
+    fn advance(&self, conn: &Connection, seq: u64, skipped: u64) -> Result<(), ProjectionError> {
+        self.advance_range(conn, seq, seq, skipped)
     }
 
-    fn advance(&self, conn: &Connection, seq: u64, skipped: i64) -> Result<(), ProjectionError> {
-        let last = self.last_seq(conn)?;
-        if last + 1 != seq {
+    /// Records that events `first..=last` were applied (`skipped` of them
+    /// passed over), checking that they follow the stored last seq. A replay
+    /// calls this once per chunk rather than once per event.
+    pub(crate) fn advance_range(
+        &self,
+        conn: &Connection,
+        first: u64,
+        last: u64,
+        skipped: u64,
+    ) -> Result<(), ProjectionError> {
+        let held = self.last_seq(conn)?;
+        if held + 1 != first || last < first {
             return Err(ProjectionError::Invariant(format!(
-                "{}projections hold seq {last} and were given seq {seq}",
+                "{}projections hold seq {held} and were given seqs {first}..={last}",
                 self.prefix
             )));
         }
         conn.prepare_cached(&self.set_state)?
-            .execute((seq as i64, skipped))?;
+            .execute((last as i64, skipped as i64))?;
         Ok(())
     }
 
-    fn apply_event(
+    /// Applies one event's effect without recording its seq (see
+    /// [`Projector::advance_range`]).
+    pub(crate) fn apply_event(
         &self,
         conn: &Connection,
         seq: u64,

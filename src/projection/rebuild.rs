@@ -122,8 +122,16 @@ fn replay(
     )?;
     let mut rows = stmt.query((after as i64, limit as i64))?;
     let (mut done, mut skipped) = (0u64, 0u64);
+    let mut expected = after + 1;
     while let Some(r) = rows.next()? {
         let seq = r.get::<_, i64>(0)? as u64;
+        // The log is gapless; a hole here means it was tampered with.
+        if seq != expected {
+            return Err(ProjectionError::Invariant(format!(
+                "the log has seq {seq} where {expected} was expected"
+            )));
+        }
+        expected += 1;
         let source = Source::parse(r.get_ref(1)?.as_str().unwrap_or_default());
         let occurred_at: i64 = r.get(2)?;
         let body = r.get_ref(3)?.as_blob().unwrap_or_default();
@@ -131,7 +139,7 @@ fn replay(
             .ok_or_else(|| "unknown source".to_string())
             .and_then(|s| sources::parse(s, body, ctx).map_err(|e| e.to_string()));
         match parsed {
-            Ok(Parsed::Delivery(d)) => projector.apply(conn, seq, occurred_at, &d.event)?,
+            Ok(Parsed::Delivery(d)) => projector.apply_event(conn, seq, occurred_at, &d.event)?,
             Ok(Parsed::Ping) | Err(_) => {
                 // Accepted once, but no longer parses (a parser got stricter).
                 // Passed over and counted, so one event cannot block every rebuild.
@@ -139,11 +147,13 @@ fn replay(
                     seq,
                     "event no longer parses; passed over by the projections"
                 );
-                projector.skip(conn, seq)?;
                 skipped += 1;
             }
         }
         done += 1;
+    }
+    if done > 0 {
+        projector.advance_range(conn, after + 1, after + done, skipped)?;
     }
     Ok((done, skipped))
 }
