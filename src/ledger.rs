@@ -482,25 +482,41 @@ pub fn readmit(
         let header = |name: &str| entry.reject.headers.get(name).and_then(|v| v.as_str());
         match source {
             Source::Jodo => {
-                if let Some(secret) = &config.jodo_secret {
-                    if !jodo::signature_matches(
-                        secret.as_bytes(),
-                        body,
-                        header(jodo::SIGNATURE_HEADER),
-                    ) {
+                match &config.jodo_secret {
+                    Some(secret)
+                        if !jodo::signature_matches(
+                            secret.as_bytes(),
+                            body,
+                            header(jodo::SIGNATURE_HEADER),
+                        ) =>
+                    {
                         return Err(ReadmitError::Unauthenticated(
                             "X-Jodo-Signature does not match with the current secret".into(),
                         ));
                     }
+                    Some(_) => {}
+                    // Nothing to re-check the signature with: a delivery that
+                    // failed authentication needs someone to vouch for it.
+                    None if !entry.reject.authenticated => {
+                        return Err(ReadmitError::Unauthenticated(
+                            "it failed authentication when it arrived and REGISTRAR_JODO_SECRET is not set to check its signature again (set it, or pass --force to vouch for it)".into(),
+                        ));
+                    }
+                    None => {}
                 }
-                if config.jodo_header.is_some() && header("custom_header") != Some("matched") {
+                // A kept "missing" or "mismatch" cannot be re-checked, whatever
+                // the current configuration says.
+                let custom = header("custom_header");
+                if custom != Some("matched") && (config.jodo_header.is_some() || custom.is_some()) {
                     return Err(ReadmitError::Unauthenticated(
                         "the custom header did not match when it arrived (pass --force to vouch for it)".into(),
                     ));
                 }
             }
             Source::Toolzz => {
-                if !entry.reject.authenticated && config.toolzz_token.is_some() {
+                // The token is never kept, so a Toolzz 401 always needs --force
+                // (with or without REGISTRAR_TOOLZZ_TOKEN set).
+                if !entry.reject.authenticated {
                     return Err(ReadmitError::Unauthenticated(
                         "the URL token was wrong and is not kept (pass --force to vouch for it)"
                             .into(),
