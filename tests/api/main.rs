@@ -1,7 +1,11 @@
 //! End-to-end tests: each starts the server on port 0 with a fresh database.
 //! One test binary, many modules: one link, faster builds.
 
+mod audit;
+mod auth;
 mod fixtures;
 mod helpers;
+mod ingest;
+mod quarantine;
 mod read;
 mod smoke;
