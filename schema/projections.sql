@@ -11,6 +11,9 @@
 -- of the latest event it derives from. Order is by provider time, ties by seq,
 -- never by arrival. `doc` is the full state as JSON (see src/projection/*.rs);
 -- the other columns exist to filter and index.
+--
+-- Everything after the `@history-indexes` marker is created separately by a
+-- rebuild (see src/projection/rebuild.rs).
 
 CREATE TABLE {p}projection_state (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
@@ -54,7 +57,6 @@ CREATE TABLE {p}student_history (
     -- The student's profile as the event carried it.
     doc             TEXT    NOT NULL
 );
-CREATE INDEX student_history_order_{g} ON {p}student_history (entity, at, seq);
 
 -- Jodo manual payments, keyed by payment id.
 CREATE TABLE {p}payments (
@@ -88,7 +90,6 @@ CREATE TABLE {p}payment_revisions (
     event_id   TEXT    NOT NULL,
     doc        TEXT    NOT NULL
 );
-CREATE INDEX payment_revisions_order_{g} ON {p}payment_revisions (entity, at, seq);
 
 -- Toolzz users, from members.created and members.updated.
 CREATE TABLE {p}learners (
@@ -110,7 +111,6 @@ CREATE TABLE {p}learner_revisions (
     event_id TEXT,
     doc     TEXT    NOT NULL
 );
-CREATE INDEX learner_revisions_order_{g} ON {p}learner_revisions (entity, at, seq);
 
 -- Toolzz enrollments, keyed by enrollment id.
 CREATE TABLE {p}enrollments (
@@ -138,7 +138,6 @@ CREATE TABLE {p}enrollment_events (
     event_id      TEXT,
     doc           TEXT    NOT NULL
 );
-CREATE INDEX enrollment_events_order_{g} ON {p}enrollment_events (entity, at, seq);
 
 -- Certificates issued, joined to enrollments by (user_id, course_id) when read.
 CREATE TABLE {p}certificates (
@@ -148,4 +147,12 @@ CREATE TABLE {p}certificates (
     at        INTEGER NOT NULL,
     doc       TEXT    NOT NULL
 );
+
+-- @history-indexes
+-- The indexes of the history tables. A rebuild creates them after it has
+-- loaded every history row (one sort instead of a random insert per event).
+CREATE INDEX student_history_order_{g} ON {p}student_history (entity, at, seq);
+CREATE INDEX payment_revisions_order_{g} ON {p}payment_revisions (entity, at, seq);
+CREATE INDEX learner_revisions_order_{g} ON {p}learner_revisions (entity, at, seq);
+CREATE INDEX enrollment_events_order_{g} ON {p}enrollment_events (entity, at, seq);
 CREATE INDEX certificates_user_course_{g} ON {p}certificates (user_id, course_id, at, seq);

@@ -45,6 +45,9 @@ pub const TABLES: &[&str] = &[
     "certificates",
 ];
 
+/// Separates the history indexes in the template.
+const HISTORY_INDEXES_MARKER: &str = "-- @history-indexes";
+
 /// The shadow prefix a rebuild fills before its swap.
 pub const SHADOW_PREFIX: &str = "next_";
 
@@ -78,6 +81,7 @@ pub struct Projector {
 pub(crate) struct EntitySql {
     insert_history: String,
     head: String,
+    scan: String,
     history: String,
     pub(crate) upsert: String,
 }
@@ -90,6 +94,9 @@ impl EntitySql {
                 "INSERT INTO {prefix}{hist} (seq, entity, kind, at, event_id, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
             ),
             head: format!("SELECT head_at, head_seq, doc FROM {prefix}{cur} WHERE {key} = ?1"),
+            scan: format!(
+                "SELECT entity, seq, kind, at, doc FROM {prefix}{hist} WHERE entity > ?1 ORDER BY entity, at, seq"
+            ),
             history: format!("SELECT seq, kind, at, doc FROM {prefix}{hist} WHERE entity = ?1 ORDER BY at, seq"),
             upsert: E::upsert_sql(prefix),
         }
@@ -122,12 +129,21 @@ impl Projector {
         }
     }
 
-    /// Creates this projector's tables (and its state row at seq 0).
+    /// Creates this projector's tables with every index (and its state row
+    /// at seq 0).
     pub fn create_tables(&self, conn: &Connection, generation: i64) -> rusqlite::Result<()> {
-        let sql = TEMPLATE
-            .replace("{p}", self.prefix)
-            .replace("{g}", &generation.to_string());
-        conn.execute_batch(&sql)?;
+        self.create_tables_without_history_indexes(conn, generation)?;
+        self.create_history_indexes(conn, generation)
+    }
+
+    /// Creates the tables, leaving the history tables unindexed (a rebuild
+    /// loads them first, then indexes them in one sort).
+    pub fn create_tables_without_history_indexes(
+        &self,
+        conn: &Connection,
+        generation: i64,
+    ) -> rusqlite::Result<()> {
+        conn.execute_batch(&self.template(generation).0)?;
         conn.execute(
             &format!(
                 "INSERT INTO {}projection_state (id, last_seq, version, skipped, generation) VALUES (1, 0, ?1, 0, ?2)",
@@ -136,6 +152,26 @@ impl Projector {
             (PROJECTION_VERSION, generation),
         )?;
         Ok(())
+    }
+
+    /// Creates the history tables' indexes.
+    pub fn create_history_indexes(
+        &self,
+        conn: &Connection,
+        generation: i64,
+    ) -> rusqlite::Result<()> {
+        conn.execute_batch(&self.template(generation).1)
+    }
+
+    /// The template for this prefix and generation: (tables, history indexes).
+    fn template(&self, generation: i64) -> (String, String) {
+        let sql = TEMPLATE
+            .replace("{p}", self.prefix)
+            .replace("{g}", &generation.to_string());
+        let (tables, indexes) = sql
+            .split_once(HISTORY_INDEXES_MARKER)
+            .expect("the template has the marker");
+        (tables.to_string(), indexes.to_string())
     }
 
     /// Drops this projector's tables, if present.
@@ -201,6 +237,29 @@ impl Projector {
         at: i64,
         event: &Event,
     ) -> Result<(), ProjectionError> {
+        self.dispatch(conn, seq, at, event, Mode::Apply)
+    }
+
+    /// Records one event's history row only (a rebuild's load pass; the
+    /// fold pass then derives the current rows).
+    pub(crate) fn load_event(
+        &self,
+        conn: &Connection,
+        seq: u64,
+        at: i64,
+        event: &Event,
+    ) -> Result<(), ProjectionError> {
+        self.dispatch(conn, seq, at, event, Mode::HistoryOnly)
+    }
+
+    fn dispatch(
+        &self,
+        conn: &Connection,
+        seq: u64,
+        at: i64,
+        event: &Event,
+        mode: Mode,
+    ) -> Result<(), ProjectionError> {
         let seq = seq as i64;
         match event {
             Event::Student {
@@ -209,6 +268,7 @@ impl Projector {
                 student,
             } => apply_entity::<Students>(
                 conn,
+                mode,
                 &self.students,
                 &student.jodo_student_id,
                 change.as_str(),
@@ -223,6 +283,7 @@ impl Projector {
                 payment,
             } => apply_entity::<Payments>(
                 conn,
+                mode,
                 &self.payments,
                 &payment.payment_id,
                 change.as_str(),
@@ -233,6 +294,7 @@ impl Projector {
             ),
             Event::Learner { change, learner } => apply_entity::<Learners>(
                 conn,
+                mode,
                 &self.learners,
                 &learner.user_id,
                 change.as_str(),
@@ -243,6 +305,7 @@ impl Projector {
             ),
             Event::Enrollment { change, enrollment } => apply_entity::<Enrollments>(
                 conn,
+                mode,
                 &self.enrollments,
                 &enrollment.enrollment_id,
                 change.as_str(),
@@ -338,6 +401,7 @@ pub(crate) fn read_history<E: Entity>(
 #[allow(clippy::too_many_arguments)]
 fn apply_entity<E: Entity>(
     conn: &Connection,
+    mode: Mode,
     sql: &EntitySql,
     key: &str,
     kind: &str,
@@ -349,6 +413,9 @@ fn apply_entity<E: Entity>(
     let data_doc = serde_json::to_string(data)?;
     conn.prepare_cached(&sql.insert_history)?
         .execute((seq, key, kind, at, event_id, &data_doc))?;
+    if mode == Mode::HistoryOnly {
+        return Ok(());
+    }
     let head: Option<(i64, i64, String)> = conn
         .prepare_cached(&sql.head)?
         .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -380,6 +447,100 @@ fn apply_entity<E: Entity>(
         &doc,
     )?;
     Ok(())
+}
+
+/// Whether applying an event also updates the entity's current row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Apply,
+    HistoryOnly,
+}
+
+/// Which entity kinds the fold pass walks, in order.
+pub(crate) const FOLD_KINDS: usize = 4;
+
+impl Projector {
+    /// The fold pass of a rebuild, for entity kind `kind` (0..FOLD_KINDS):
+    /// walks the history in (entity, at, seq) order from after entity
+    /// `after`, folds each entity once and writes its current row, stopping at
+    /// the first entity boundary past `limit` rows. Returns the last entity
+    /// written (to resume after) and the rows read; `None` when the kind is done.
+    pub(crate) fn fold_chunk(
+        &self,
+        conn: &Connection,
+        kind: usize,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<(Option<String>, u64), ProjectionError> {
+        match kind {
+            0 => fold_entities::<Students>(conn, &self.students, after, limit),
+            1 => fold_entities::<Payments>(conn, &self.payments, after, limit),
+            2 => fold_entities::<Learners>(conn, &self.learners, after, limit),
+            3 => fold_entities::<Enrollments>(conn, &self.enrollments, after, limit),
+            _ => unreachable!("there are {FOLD_KINDS} entity kinds"),
+        }
+    }
+}
+
+fn fold_entities<E: Entity>(
+    conn: &Connection,
+    sql: &EntitySql,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<(Option<String>, u64), ProjectionError> {
+    let mut stmt = conn.prepare_cached(&sql.scan)?;
+    // '' sorts before every key: entity keys are never empty (the parsers
+    // reject empty ids).
+    let mut rows = stmt.query([after.unwrap_or("")])?;
+    let mut upsert = conn.prepare_cached(&sql.upsert)?;
+    let mut read = 0u64;
+    // The entity being folded: key, state so far, head (at, seq).
+    let mut current: Option<(String, E::State, (i64, i64))> = None;
+    let mut last_written = None;
+    let mut flush =
+        |entity: String, state: E::State, head: (i64, i64)| -> Result<String, ProjectionError> {
+            let doc = serde_json::to_string(&state)?;
+            E::upsert(&mut upsert, &entity, &state, head, &doc)?;
+            Ok(entity)
+        };
+    let text = |v: rusqlite::types::ValueRef<'_>| -> Result<String, ProjectionError> {
+        Ok(v.as_str()
+            .map_err(|e| ProjectionError::Invariant(e.to_string()))?
+            .to_string())
+    };
+    while let Some(r) = rows.next()? {
+        let entity = text(r.get_ref(0)?)?;
+        let same = matches!(&current, Some((e, _, _)) if *e == entity);
+        if !same && read >= limit {
+            // Past the limit at an entity boundary: stop; resume after the last.
+            if let Some((e, state, head)) = current.take() {
+                last_written = Some(flush(e, state, head)?);
+            }
+            return Ok((last_written, read));
+        }
+        let seq: i64 = r.get(1)?;
+        let kind = text(r.get_ref(2)?)?;
+        let at: i64 = r.get(3)?;
+        let data: E::Data = serde_json::from_str(&text(r.get_ref(4)?)?)?;
+        let prev = match current.take() {
+            Some((e, state, head)) if same => {
+                // Rows come in (at, seq) order: each is the newest so far.
+                debug_assert!((at, seq) > head, "history of {e} out of order");
+                Some(state)
+            }
+            Some((e, state, head)) => {
+                last_written = Some(flush(e, state, head)?);
+                None
+            }
+            None => None,
+        };
+        current = Some((entity, E::step(prev, &kind, &data, at, seq), (at, seq)));
+        read += 1;
+    }
+    if let Some((e, state, head)) = current.take() {
+        flush(e, state, head)?;
+    }
+    Ok((None, read))
 }
 
 /// Reads the live tables' version and generation, if they exist.

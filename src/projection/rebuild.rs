@@ -1,18 +1,32 @@
 //! Rebuilding every projection from the log.
 //!
-//! A rebuild fills shadow tables (`next_*`) in chunks of [`REBUILD_CHUNK`]
-//! events, one transaction each, streaming the log so memory stays flat. The
-//! live tables keep serving reads, and the writer keeps appending (and
-//! projecting into the live tables) between chunks. The chunk that reaches the
-//! log's head also swaps the shadow tables in, in the same transaction: a
-//! reader sees the old state or the new, never a mix, and no event is missed.
+//! A rebuild fills shadow tables (`next_*`) in two passes, streaming so memory
+//! stays flat:
+//! 1. load: every event of the log appends its history row (the history
+//!    tables are not indexed yet, so these are rowid appends);
+//! 2. fold: the history tables are indexed in one sort, then each entity's
+//!    history is read in (provider time, seq) order and folded once into its
+//!    current row, written in key order.
+//!
+//! Then events appended meanwhile are applied one by one (the incremental
+//! path), and the chunk that reaches the log's head swaps the shadow tables
+//! in, in the same transaction: a reader sees the old state or the new, never
+//! a mix, and no event is missed. Every phase runs in chunks of about
+//! [`REBUILD_CHUNK`] events, one transaction each; the live tables keep
+//! serving reads, and the writer keeps appending between chunks.
+//!
+//! The fold is the same `step` the incremental path uses, over the same
+//! sorted history, so a rebuild equals an incremental build by construction
+//! (and the property test checks it).
 
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 use serde::Serialize;
 
-use super::{live_version, ProjectionError, Projector, PROJECTION_VERSION, SHADOW_PREFIX, TABLES};
+use super::{
+    live_version, ProjectionError, Projector, FOLD_KINDS, PROJECTION_VERSION, SHADOW_PREFIX, TABLES,
+};
 use crate::event::Source;
 use crate::sources::{self, ParseContext, Parsed};
 
@@ -39,9 +53,26 @@ pub struct RebuildReport {
 pub struct Rebuild {
     shadow: Projector,
     ctx: ParseContext,
+    generation: i64,
+    phase: Phase,
+    /// Events loaded or applied into the shadow tables so far.
     cursor: u64,
     skipped: u64,
     started: Instant,
+}
+
+/// Where a rebuild is. Every phase runs in chunks, one transaction each, so
+/// the writer can serve ingest in between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Stream the log into the shadow history tables only (unindexed: rowid
+    /// appends, no lookups).
+    Load,
+    /// Fold each entity's sorted history into its current row, kind by kind,
+    /// resuming after entity `after`. Starts by indexing the history tables.
+    Fold { kind: usize, after: Option<String> },
+    /// Apply what arrived since the load, event by event, then swap.
+    CatchUp,
 }
 
 /// The result of one chunk.
@@ -60,52 +91,115 @@ impl Rebuild {
         let generation = live_version(conn)?.map(|(_, g)| g + 1).unwrap_or(0);
         let tx = conn.transaction()?;
         shadow.drop_tables(&tx)?;
-        shadow.create_tables(&tx, generation)?;
+        shadow.create_tables_without_history_indexes(&tx, generation)?;
         tx.commit()?;
         Ok(Rebuild {
             shadow,
             ctx,
+            generation,
+            phase: Phase::Load,
             cursor: 0,
             skipped: 0,
             started: Instant::now(),
         })
     }
 
-    /// Projects up to `limit` more events into the shadow tables, in one
-    /// transaction; when that reaches the head of the log, swaps them in.
+    /// Does up to about `limit` events' worth of work in one transaction;
+    /// the chunk that catches up with the head of the log swaps the shadow
+    /// tables in.
     pub fn step(&mut self, conn: &mut Connection, limit: u64) -> Result<Step, ProjectionError> {
-        let tx = conn.transaction()?;
-        let (done, skipped) = replay(&tx, &self.shadow, &self.ctx, self.cursor, limit)?;
-        self.cursor += done;
-        self.skipped += skipped;
-        if done == limit {
-            tx.commit()?;
-            return Ok(Step::Continue {
-                cursor: self.cursor,
-            });
+        // Immediate: take the write lock before reading the log, so the chunk
+        // that finds itself caught up really is (another process, such as the
+        // CLI beside a running server, cannot append in between).
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        match self.phase.clone() {
+            Phase::Load => {
+                let (done, skipped) = replay(
+                    &tx,
+                    &self.shadow,
+                    &self.ctx,
+                    self.cursor,
+                    limit,
+                    Replay::Load,
+                )?;
+                self.cursor += done;
+                self.skipped += skipped;
+                if done < limit {
+                    self.shadow.create_history_indexes(&tx, self.generation)?;
+                    self.phase = Phase::Fold {
+                        kind: 0,
+                        after: None,
+                    };
+                }
+            }
+            Phase::Fold { kind, after } => {
+                let (last, _) = self.shadow.fold_chunk(&tx, kind, after.as_deref(), limit)?;
+                self.phase = match last {
+                    Some(after) => Phase::Fold {
+                        kind,
+                        after: Some(after),
+                    },
+                    None if kind + 1 < FOLD_KINDS => Phase::Fold {
+                        kind: kind + 1,
+                        after: None,
+                    },
+                    None => Phase::CatchUp,
+                };
+            }
+            Phase::CatchUp => {
+                let (done, skipped) = replay(
+                    &tx,
+                    &self.shadow,
+                    &self.ctx,
+                    self.cursor,
+                    limit,
+                    Replay::Apply,
+                )?;
+                self.cursor += done;
+                self.skipped += skipped;
+                if done == limit {
+                    tx.commit()?;
+                    return Ok(Step::Continue {
+                        cursor: self.cursor,
+                    });
+                }
+                // Caught up with the head inside this transaction, which holds
+                // the write lock: nothing can be appended before the swap commits.
+                swap(&tx)?;
+                tx.commit()?;
+                let seconds = self.started.elapsed().as_secs_f64();
+                return Ok(Step::Done(RebuildReport {
+                    events: self.cursor,
+                    skipped: self.skipped,
+                    last_seq: self.cursor,
+                    seconds,
+                    events_per_second: if seconds > 0.0 {
+                        self.cursor as f64 / seconds
+                    } else {
+                        0.0
+                    },
+                }));
+            }
         }
-        // Caught up with the head inside this transaction: nothing can be
-        // appended before the swap commits, because this is the only writer.
-        swap(&tx)?;
         tx.commit()?;
-        let seconds = self.started.elapsed().as_secs_f64();
-        Ok(Step::Done(RebuildReport {
-            events: self.cursor,
-            skipped: self.skipped,
-            last_seq: self.cursor,
-            seconds,
-            events_per_second: if seconds > 0.0 {
-                self.cursor as f64 / seconds
-            } else {
-                0.0
-            },
-        }))
+        Ok(Step::Continue {
+            cursor: self.cursor,
+        })
     }
 
     /// Events projected so far.
     pub fn cursor(&self) -> u64 {
         self.cursor
     }
+}
+
+/// What a replay does with each event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// History rows only (a rebuild's load pass).
+    Load,
+    /// History and current rows (catch-up, and making live tables current).
+    Apply,
 }
 
 /// Replays the events after `after`, at most `limit`, into `projector`.
@@ -116,6 +210,7 @@ fn replay(
     ctx: &ParseContext,
     after: u64,
     limit: u64,
+    mode: Replay,
 ) -> Result<(u64, u64), ProjectionError> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, source, occurred_at, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -139,7 +234,10 @@ fn replay(
             .ok_or_else(|| "unknown source".to_string())
             .and_then(|s| sources::parse(s, body, ctx).map_err(|e| e.to_string()));
         match parsed {
-            Ok(Parsed::Delivery(d)) => projector.apply_event(conn, seq, occurred_at, &d.event)?,
+            Ok(Parsed::Delivery(d)) => match mode {
+                Replay::Load => projector.load_event(conn, seq, occurred_at, &d.event)?,
+                Replay::Apply => projector.apply_event(conn, seq, occurred_at, &d.event)?,
+            },
             Ok(Parsed::Ping) | Err(_) => {
                 // Accepted once, but no longer parses (a parser got stricter).
                 // Passed over and counted, so one event cannot block every rebuild.
@@ -201,7 +299,7 @@ pub fn ensure(
             loop {
                 let tx = conn.transaction()?;
                 let last = live.last_seq(&tx)?;
-                let (done, _) = replay(&tx, &live, &ctx, last, REBUILD_CHUNK)?;
+                let (done, _) = replay(&tx, &live, &ctx, last, REBUILD_CHUNK, Replay::Apply)?;
                 tx.commit()?;
                 if done < REBUILD_CHUNK {
                     return Ok(None);
