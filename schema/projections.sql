@@ -12,8 +12,9 @@
 -- never by arrival. `doc` is the full state as JSON (see src/projection/*.rs);
 -- the other columns exist to filter and index.
 --
--- Everything after the `@history-indexes` marker is created separately by a
--- rebuild (see src/projection/rebuild.rs).
+-- The indexes after the `@history-indexes` and `@read-indexes` markers are
+-- created separately by a rebuild, each after the pass that fills their tables
+-- (see src/projection/rebuild.rs).
 
 CREATE TABLE {p}projection_state (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
@@ -42,8 +43,6 @@ CREATE TABLE {p}students (
     head_seq          INTEGER NOT NULL,
     doc               TEXT    NOT NULL
 );
-CREATE INDEX students_identifier_{g} ON {p}students (identifier);
-CREATE INDEX students_custom_identifier_{g} ON {p}students (custom_identifier);
 
 -- Every registered, dropped and activated event of a student.
 CREATE TABLE {p}student_history (
@@ -75,9 +74,6 @@ CREATE TABLE {p}payments (
     head_seq           INTEGER NOT NULL,
     doc                TEXT    NOT NULL
 );
-CREATE INDEX payments_student_{g} ON {p}payments (jodo_student_id);
-CREATE INDEX payments_identifier_{g} ON {p}payments (student_identifier);
-CREATE INDEX payments_paid_at_{g} ON {p}payments (paid_at, payment_id);
 
 -- Every revision of a payment, with the event that made it.
 CREATE TABLE {p}payment_revisions (
@@ -123,8 +119,6 @@ CREATE TABLE {p}enrollments (
     head_seq      INTEGER NOT NULL,
     doc           TEXT    NOT NULL
 );
-CREATE INDEX enrollments_user_{g} ON {p}enrollments (user_id);
-CREATE INDEX enrollments_course_{g} ON {p}enrollments (course_id);
 
 -- Every enrollment and completion event of an enrollment.
 CREATE TABLE {p}enrollment_events (
@@ -156,3 +150,14 @@ CREATE INDEX payment_revisions_order_{g} ON {p}payment_revisions (entity, at, se
 CREATE INDEX learner_revisions_order_{g} ON {p}learner_revisions (entity, at, seq);
 CREATE INDEX enrollment_events_order_{g} ON {p}enrollment_events (entity, at, seq);
 CREATE INDEX certificates_user_course_{g} ON {p}certificates (user_id, course_id, at, seq);
+
+-- @read-indexes
+-- The indexes the read API filters by. A rebuild creates them after its fold
+-- pass has written every current row.
+CREATE INDEX students_identifier_{g} ON {p}students (identifier);
+CREATE INDEX students_custom_identifier_{g} ON {p}students (custom_identifier);
+CREATE INDEX payments_student_{g} ON {p}payments (jodo_student_id);
+CREATE INDEX payments_identifier_{g} ON {p}payments (student_identifier);
+CREATE INDEX payments_paid_at_{g} ON {p}payments (paid_at, payment_id);
+CREATE INDEX enrollments_user_{g} ON {p}enrollments (user_id);
+CREATE INDEX enrollments_course_{g} ON {p}enrollments (course_id);

@@ -47,6 +47,8 @@ pub const TABLES: &[&str] = &[
 
 /// Separates the history indexes in the template.
 const HISTORY_INDEXES_MARKER: &str = "-- @history-indexes";
+/// Separates the read indexes in the template.
+const READ_INDEXES_MARKER: &str = "-- @read-indexes";
 
 /// The shadow prefix a rebuild fills before its swap.
 pub const SHADOW_PREFIX: &str = "next_";
@@ -132,13 +134,14 @@ impl Projector {
     /// Creates this projector's tables with every index (and its state row
     /// at seq 0).
     pub fn create_tables(&self, conn: &Connection, generation: i64) -> rusqlite::Result<()> {
-        self.create_tables_without_history_indexes(conn, generation)?;
-        self.create_history_indexes(conn, generation)
+        self.create_tables_without_indexes(conn, generation)?;
+        self.create_history_indexes(conn, generation)?;
+        self.create_read_indexes(conn, generation)
     }
 
-    /// Creates the tables, leaving the history tables unindexed (a rebuild
-    /// loads them first, then indexes them in one sort).
-    pub fn create_tables_without_history_indexes(
+    /// Creates the tables with their primary keys only. A rebuild fills them
+    /// first and indexes them afterwards, one sort per index.
+    pub fn create_tables_without_indexes(
         &self,
         conn: &Connection,
         generation: i64,
@@ -163,15 +166,24 @@ impl Projector {
         conn.execute_batch(&self.template(generation).1)
     }
 
-    /// The template for this prefix and generation: (tables, history indexes).
-    fn template(&self, generation: i64) -> (String, String) {
+    /// Creates the indexes the read API filters current rows by.
+    pub fn create_read_indexes(&self, conn: &Connection, generation: i64) -> rusqlite::Result<()> {
+        conn.execute_batch(&self.template(generation).2)
+    }
+
+    /// The template for this prefix and generation: (tables, history
+    /// indexes, read indexes).
+    fn template(&self, generation: i64) -> (String, String, String) {
         let sql = TEMPLATE
             .replace("{p}", self.prefix)
             .replace("{g}", &generation.to_string());
-        let (tables, indexes) = sql
+        let (tables, rest) = sql
             .split_once(HISTORY_INDEXES_MARKER)
-            .expect("the template has the marker");
-        (tables.to_string(), indexes.to_string())
+            .expect("the template has the history marker");
+        let (history, read) = rest
+            .split_once(READ_INDEXES_MARKER)
+            .expect("the template has the read marker");
+        (tables.to_string(), history.to_string(), read.to_string())
     }
 
     /// Drops this projector's tables, if present.

@@ -6,7 +6,7 @@
 //!    tables are not indexed yet, so these are rowid appends);
 //! 2. fold: the history tables are indexed in one sort, then each entity's
 //!    history is read in (provider time, seq) order and folded once into its
-//!    current row, written in key order.
+//!    current row, written in key order; then the read indexes are built.
 //!
 //! Then events appended meanwhile are applied one by one (the incremental
 //! path), and the chunk that reaches the log's head swaps the shadow tables
@@ -27,7 +27,7 @@ use serde::Serialize;
 use super::{
     live_version, ProjectionError, Projector, FOLD_KINDS, PROJECTION_VERSION, SHADOW_PREFIX, TABLES,
 };
-use crate::event::Source;
+use crate::event::{Event, Source};
 use crate::sources::{self, ParseContext, Parsed};
 
 /// Events per rebuild transaction. Bounds how long the writer is away from
@@ -91,7 +91,7 @@ impl Rebuild {
         let generation = live_version(conn)?.map(|(_, g)| g + 1).unwrap_or(0);
         let tx = conn.transaction()?;
         shadow.drop_tables(&tx)?;
-        shadow.create_tables_without_history_indexes(&tx, generation)?;
+        shadow.create_tables_without_indexes(&tx, generation)?;
         tx.commit()?;
         Ok(Rebuild {
             shadow,
@@ -108,6 +108,18 @@ impl Rebuild {
     /// the chunk that catches up with the head of the log swaps the shadow
     /// tables in.
     pub fn step(&mut self, conn: &mut Connection, limit: u64) -> Result<Step, ProjectionError> {
+        // The shadow tables are derived data: their chunks need not wait for
+        // fsync. In WAL mode, NORMAL keeps the database consistent across a
+        // crash (only the latest chunks can be lost, and the rebuild is then
+        // redone). Every other transaction on this connection, the log's
+        // appends above all, stays FULL: restored whatever the chunk did.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let result = self.step_inner(conn, limit);
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        result
+    }
+
+    fn step_inner(&mut self, conn: &mut Connection, limit: u64) -> Result<Step, ProjectionError> {
         // Immediate: take the write lock before reading the log, so the chunk
         // that finds itself caught up really is (another process, such as the
         // CLI beside a running server, cannot append in between).
@@ -202,8 +214,25 @@ enum Replay {
     Apply,
 }
 
+/// Events a reader sends the writer at once, and batches in flight at most:
+/// bounds the memory of the pipeline (a few MiB).
+const PIPELINE_BATCH: usize = 512;
+const PIPELINE_DEPTH: usize = 8;
+
+/// One event read back and parsed (`None`: no longer parses).
+struct Replayed {
+    seq: u64,
+    occurred_at: i64,
+    event: Option<Event>,
+}
+
 /// Replays the events after `after`, at most `limit`, into `projector`.
 /// Returns how many were replayed and how many of those were passed over.
+///
+/// Reading and parsing the log runs on a second thread with its own
+/// read-only connection, so it overlaps the writes. Its snapshot starts after
+/// the caller's transaction took the write lock, so it sees every committed
+/// event and nothing can be appended meanwhile.
 fn replay(
     conn: &Connection,
     projector: &Projector,
@@ -212,11 +241,69 @@ fn replay(
     limit: u64,
     mode: Replay,
 ) -> Result<(u64, u64), ProjectionError> {
+    let path = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
+    let Some(path) = path else {
+        // An in-memory database has no second connection: read inline.
+        let mut out = Vec::new();
+        read_events(conn, ctx, after, limit, |batch| {
+            out.extend(batch);
+            true
+        })?;
+        return apply_replayed(conn, projector, after, out, mode);
+    };
+    let ctx = *ctx;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Replayed>>(PIPELINE_DEPTH);
+        let reader = scope.spawn(move || -> Result<(), ProjectionError> {
+            let rconn = crate::db::open_ro(&path)?;
+            read_events(&rconn, &ctx, after, limit, |batch| tx.send(batch).is_ok())
+        });
+        let mut done = 0u64;
+        let mut skipped = 0u64;
+        let mut result = Ok(());
+        for batch in rx.iter() {
+            let n = batch.len() as u64;
+            match apply_batch(conn, projector, after + done, batch, mode) {
+                Ok(s) => {
+                    done += n;
+                    skipped += s;
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break; // dropping rx stops the reader
+                }
+            }
+        }
+        drop(rx);
+        let read = reader
+            .join()
+            .map_err(|_| ProjectionError::Invariant("the log reader panicked".into()))?;
+        result?;
+        read?;
+        if done > 0 {
+            projector.advance_range(conn, after + 1, after + done, skipped)?;
+        }
+        Ok((done, skipped))
+    })
+}
+
+/// Streams events after `after` (at most `limit`), parsed, in batches to
+/// `send`, which answers false to stop early.
+fn read_events(
+    conn: &Connection,
+    ctx: &ParseContext,
+    after: u64,
+    limit: u64,
+    mut send: impl FnMut(Vec<Replayed>) -> bool,
+) -> Result<(), ProjectionError> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, source, occurred_at, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let mut rows = stmt.query((after as i64, limit as i64))?;
-    let (mut done, mut skipped) = (0u64, 0u64);
+    let mut batch = Vec::with_capacity(PIPELINE_BATCH);
     let mut expected = after + 1;
     while let Some(r) = rows.next()? {
         let seq = r.get::<_, i64>(0)? as u64;
@@ -230,30 +317,74 @@ fn replay(
         let source = Source::parse(r.get_ref(1)?.as_str().unwrap_or_default());
         let occurred_at: i64 = r.get(2)?;
         let body = r.get_ref(3)?.as_blob().unwrap_or_default();
-        let parsed = source
-            .ok_or_else(|| "unknown source".to_string())
-            .and_then(|s| sources::parse(s, body, ctx).map_err(|e| e.to_string()));
-        match parsed {
-            Ok(Parsed::Delivery(d)) => match mode {
-                Replay::Load => projector.load_event(conn, seq, occurred_at, &d.event)?,
-                Replay::Apply => projector.apply_event(conn, seq, occurred_at, &d.event)?,
+        let event = match source.map(|s| sources::parse(s, body, ctx)) {
+            Some(Ok(Parsed::Delivery(d))) => Some(d.event),
+            _ => None,
+        };
+        batch.push(Replayed {
+            seq,
+            occurred_at,
+            event,
+        });
+        if batch.len() == PIPELINE_BATCH
+            && !send(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(PIPELINE_BATCH),
+            ))
+        {
+            return Ok(());
+        }
+    }
+    if !batch.is_empty() {
+        send(batch);
+    }
+    Ok(())
+}
+
+fn apply_replayed(
+    conn: &Connection,
+    projector: &Projector,
+    after: u64,
+    events: Vec<Replayed>,
+    mode: Replay,
+) -> Result<(u64, u64), ProjectionError> {
+    let done = events.len() as u64;
+    let skipped = apply_batch(conn, projector, after, events, mode)?;
+    if done > 0 {
+        projector.advance_range(conn, after + 1, after + done, skipped)?;
+    }
+    Ok((done, skipped))
+}
+
+/// Applies a batch following seq `after`; returns how many were passed over.
+fn apply_batch(
+    conn: &Connection,
+    projector: &Projector,
+    after: u64,
+    batch: Vec<Replayed>,
+    mode: Replay,
+) -> Result<u64, ProjectionError> {
+    let mut skipped = 0;
+    for (i, r) in batch.into_iter().enumerate() {
+        // Batches arrive in order and whole: assert it where it is consumed.
+        debug_assert_eq!(r.seq, after + 1 + i as u64);
+        match r.event {
+            Some(event) => match mode {
+                Replay::Load => projector.load_event(conn, r.seq, r.occurred_at, &event)?,
+                Replay::Apply => projector.apply_event(conn, r.seq, r.occurred_at, &event)?,
             },
-            Ok(Parsed::Ping) | Err(_) => {
+            None => {
                 // Accepted once, but no longer parses (a parser got stricter).
                 // Passed over and counted, so one event cannot block every rebuild.
                 tracing::warn!(
-                    seq,
+                    seq = r.seq,
                     "event no longer parses; passed over by the projections"
                 );
                 skipped += 1;
             }
         }
-        done += 1;
     }
-    if done > 0 {
-        projector.advance_range(conn, after + 1, after + done, skipped)?;
-    }
-    Ok((done, skipped))
+    Ok(skipped)
 }
 
 /// Replaces the live tables with the shadow tables.
