@@ -86,7 +86,10 @@ pub async fn jodo(
         }
     };
     if let AuthCheck::Failed(why) = header_check {
-        let msg = format!("the required custom header is {why}");
+        let msg = match why {
+            "missing" => "the required custom header is missing".to_string(),
+            _ => "the required custom header does not match".to_string(),
+        };
         return Err(reject(
             &app,
             Source::Jodo,

@@ -388,6 +388,23 @@ mod tests {
     }
 
     #[test]
+    fn an_envelope_or_payload_that_is_not_an_object_is_rejected() {
+        let e = parse(br#"["x","flex.instalment.debited",1700000000,"1.0",{}]"#).unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("", "must be a JSON object")
+        );
+        let body = r#"{"event":"masterdata.student.dropped","event_id":"x","version":"1.0","timestamp":1,"payload":["a"]}"#;
+        let e = parse(body.as_bytes()).unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("payload", "must be a JSON object")
+        );
+        let e = parse(b"[1, 2").unwrap_err();
+        assert!(e.message.starts_with("body is not valid JSON"), "{e}");
+    }
+
+    #[test]
     fn signatures_must_be_exact_lowercase_hex() {
         let sig = sign(b"k", b"body");
         assert!(signature_matches(b"k", b"body", Some(&sig)));

@@ -92,6 +92,16 @@ pub fn parse(source: Source, body: &[u8], ctx: &ParseContext) -> Result<Parsed, 
 /// Deserializes `T` from JSON text, turning serde's error into a [`ParseError`]
 /// whose path names the offending field.
 pub(crate) fn from_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ParseError> {
+    // Every envelope and sub-document is an object; serde would otherwise
+    // also fill a struct from an array of its fields in order.
+    if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(text) {
+                Err(e) => ParseError::new("", format!("body is not valid JSON: {e}")),
+                Ok(_) => ParseError::new("", "must be a JSON object"),
+            },
+        );
+    }
     let mut de = serde_json::Deserializer::from_slice(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

@@ -183,7 +183,7 @@ async fn the_custom_header_is_required_when_configured() {
     let wrong = assert_jodo_refused(
         &app,
         &[("X-Jodo-Signature", &sig), (CUSTOM_HEADER, wrong_value)],
-        "the required custom header is",
+        "the required custom header does not match",
     )
     .await;
     assert_eq!(wrong["custom_header"], "mismatch");

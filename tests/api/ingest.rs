@@ -805,3 +805,31 @@ async fn a_delivery_the_database_refuses_is_answered_503_and_the_chain_stays_gap
     registrar::log::verify::verify(&app.conn(), None).expect("the chain verifies");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_json_array_in_place_of_an_envelope_is_rejected_and_quarantined() {
+    let app = spawn_app().await;
+    let array = r#"["evt-arr","flex.instalment.debited",1700000000,"1.0",{}]"#;
+    let (status, body) = json(app.post_jodo(array).await).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["message"], "must be a JSON object");
+    let (status, _) = json(
+        app.post_toolzz(r#"[{"slug":"x","send_at":"2023-07-03 12:53:41"},{}]"#)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    let conn = app.conn();
+    let logged: i64 = conn
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    let kept: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM quarantine WHERE http_status = 400",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!((logged, kept), (0, 2));
+    app.stop().await;
+}
