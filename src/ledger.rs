@@ -299,7 +299,7 @@ fn commit_batch(conn: &mut Connection, live: &Projector, cfg: &LedgerConfig, wri
                     reply,
                 } => {
                     let saved = head;
-                    tx.execute_batch("SAVEPOINT delivery")?;
+                    tx.prepare_cached("SAVEPOINT delivery")?.execute([])?;
                     let r = append_one(
                         &tx,
                         live,
@@ -311,9 +311,10 @@ fn commit_batch(conn: &mut Connection, live: &Projector, cfg: &LedgerConfig, wri
                         cfg,
                     );
                     if r.is_ok() {
-                        tx.execute_batch("RELEASE delivery")?;
+                        tx.prepare_cached("RELEASE delivery")?.execute([])?;
                     } else {
-                        tx.execute_batch("ROLLBACK TO delivery; RELEASE delivery")?;
+                        tx.prepare_cached("ROLLBACK TO delivery")?.execute([])?;
+                        tx.prepare_cached("RELEASE delivery")?.execute([])?;
                         head = saved;
                     }
                     pending.push(Pending::Append(reply, r));
