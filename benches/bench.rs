@@ -1,1 +1,676 @@
-fn main() {}
+//! registrar's benchmark: every figure beside a floor measured in the same run.
+//!
+//! `make bench` (or `make bench-quick`) runs, in order:
+//! 1. the storage floor: the ingest run's bodies into a bare SQLite table with
+//!    the log's pragmas, in batches of the writer's size; and the same with one
+//!    transaction per event;
+//! 2. the HTTP floor: a handler that reads the body and answers 200 at once,
+//!    under the ingest run's client load;
+//! 3. ingest: `registrar serve` (the release binary) under N signed deliveries
+//!    from C keep-alive clients; then the log is checked against every answer
+//!    and `registrar verify` must pass;
+//! 4. rebuild: a large log written through the library, `registrar rebuild`
+//!    timed (and its peak memory), beside the read floor (scan and parse);
+//! 5. verify on the same log;
+//! 6. reads: the student routes under C clients on the large database.
+//!
+//! It prints one table and writes it to `target/bench.json`. A missed
+//! performance target prints FAIL; a failed correctness check (a lost or
+//! duplicated event, a broken chain) also makes the process exit 1.
+
+#[path = "bench/generate.rs"]
+mod generate;
+#[path = "bench/load.rs"]
+mod load;
+#[path = "bench/machine.rs"]
+mod machine;
+#[path = "bench/process.rs"]
+mod process;
+#[path = "bench/report.rs"]
+mod report;
+#[path = "bench/storage.rs"]
+mod storage;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use axum::body::Bytes;
+use clap::Parser;
+use registrar::config;
+use registrar::event::Source;
+use registrar::sources::jodo;
+
+use generate::{GenConfig, Generator, Rng};
+use load::{LoadRun, Req};
+use process::Server;
+use report::{thousands, Report};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "registrar_bench",
+    about = "registrar's benchmark (see benches/bench.rs)"
+)]
+struct Args {
+    /// Deliveries sent in the ingest run [default: 100000; 10000 with --quick].
+    #[arg(long)]
+    n: Option<usize>,
+    /// Concurrent keep-alive clients.
+    #[arg(long, default_value_t = 64)]
+    c: usize,
+    /// Smaller run: N=10,000 and a 100,000-event log for rebuild.
+    #[arg(long)]
+    quick: bool,
+    /// Events in the large log [default: 1000000; 100000 with --quick].
+    #[arg(long)]
+    log_events: Option<u64>,
+    /// Requests per read route [default: 20000; 5000 with --quick].
+    #[arg(long)]
+    reads: Option<usize>,
+    /// Skip parts: `ingest` (steps 1-3) and/or `large` (steps 4-6).
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Keep the temporary directory (databases, server logs) and print it.
+    #[arg(long)]
+    keep: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// Internal: serve the HTTP floor on ADDR.
+    #[arg(long, hide = true, value_name = "ADDR")]
+    http_floor_server: Option<String>,
+}
+
+/// Targets on 2 cores (issue 4).
+const INGEST_TARGET: f64 = 20_000.0;
+const INGEST_VS_FLOOR: f64 = 0.5;
+const INGEST_VS_PER_EVENT: f64 = 10.0;
+const INGEST_P99_MS: f64 = 25.0;
+const REBUILD_TARGET: f64 = 200_000.0;
+const REBUILD_VS_FLOOR: f64 = 0.5;
+const REBUILD_PEAK_MB: f64 = 100.0;
+const VERIFY_TARGET: f64 = 500_000.0;
+const READ_P99_MS: f64 = 5.0;
+/// Events the per-event-commit figure is measured on.
+const PER_EVENT_SUBSET: usize = 2_000;
+/// Each read route is loaded for at most this long.
+const READS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(addr) = &args.http_floor_server {
+        return match load::serve_floor(addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("HTTP floor server: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let started = Instant::now();
+    let mut report = Report::default();
+    let result = run(&args, &mut report);
+    let seconds = started.elapsed().as_secs_f64();
+    println!();
+    report.print();
+    println!("\nwhole run: {seconds:.1} s");
+    if let Some((mean, worst, phase)) = report.background_summary() {
+        println!(
+            "other processes on this machine used {mean:.2} cores on average during the run \
+             (most: {worst:.2} during \"{phase}\"); figures are noisier the higher this is"
+        );
+    }
+    if let Err(e) = write_json(&args, &report, seconds) {
+        eprintln!("could not write target/bench.json: {e:#}");
+    }
+    if let Err(e) = result {
+        eprintln!("\nbench failed: {e:#}");
+        return ExitCode::from(2);
+    }
+    if report.correctness_failed() {
+        eprintln!("\na correctness check failed (see the table)");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+fn n(args: &Args) -> usize {
+    args.n.unwrap_or(if args.quick { 10_000 } else { 100_000 })
+}
+
+fn log_events(args: &Args) -> u64 {
+    args.log_events
+        .unwrap_or(if args.quick { 100_000 } else { 1_000_000 })
+}
+
+fn reads(args: &Args) -> usize {
+    args.reads
+        .unwrap_or(if args.quick { 5_000 } else { 20_000 })
+}
+
+fn run(args: &Args, report: &mut Report) -> Result<()> {
+    anyhow::ensure!(args.c > 0, "--c must be positive");
+    let dir = tempfile::Builder::new()
+        .prefix("registrar-bench-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let dir_path = dir.path().to_path_buf();
+    if args.keep {
+        eprintln!("keeping {}", dir_path.display());
+        let _ = dir.keep();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let client = load::client(args.c);
+    let skip = |part: &str| args.skip.iter().any(|s| s == part);
+    if !skip("ingest") {
+        ingest_part(args, report, &dir_path, &runtime, &client)?;
+    }
+    if !skip("large") {
+        large_part(args, report, &dir_path, &runtime, &client)?;
+    }
+    Ok(())
+}
+
+/// A phase being timed, with the machine's other load over it.
+struct Phase {
+    name: String,
+    cpu: machine::CpuSnap,
+}
+
+fn phase(name: &str) -> Phase {
+    eprintln!("== {name}");
+    Phase {
+        name: name.to_string(),
+        cpu: machine::snap(),
+    }
+}
+
+fn done(p: Phase, report: &mut Report) {
+    let seconds = machine::seconds(&p.cpu);
+    let other = machine::other_cores(&p.cpu, &machine::snap());
+    eprintln!("   ({seconds:.1} s; other processes used {other:.2} cores meanwhile)");
+    report.background.push((p.name, seconds, other));
+}
+
+/// Steps 1-3: floors, then the ingest run and its checks.
+fn ingest_part(
+    args: &Args,
+    report: &mut Report,
+    dir: &Path,
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+) -> Result<()> {
+    let n = n(args);
+    anyhow::ensure!(n >= 100, "--n must be at least 100");
+    let t = phase(&format!("generating {n} deliveries"));
+    let mut gen = Generator::new(GenConfig {
+        seed: 0x1ce5_7a11,
+        students: (n / 5).max(100),
+        learners: (n / 10).max(100),
+        late: 0.02,
+    });
+    let (distinct, order) = generate::with_duplicates(&mut gen, n, 7);
+    let sends: Vec<&generate::Delivery> = order.iter().map(|&i| &distinct[i]).collect();
+    describe_sizes(&distinct);
+    let toolzz_path = format!("/webhooks/toolzz/{}", process::TOOLZZ_TOKEN);
+    let reqs: Vec<Req> = {
+        let prepared: Vec<Req> = distinct
+            .iter()
+            .map(|d| match d.source {
+                Source::Jodo => Req {
+                    body: Some(Bytes::from(d.body.clone())),
+                    path: "/webhooks/jodo".into(),
+                    signature: Some(jodo::sign(process::JODO_SECRET.as_bytes(), &d.body)),
+                },
+                Source::Toolzz => Req {
+                    body: Some(Bytes::from(d.body.clone())),
+                    path: toolzz_path.clone(),
+                    signature: None,
+                },
+            })
+            .collect();
+        order.iter().map(|&i| prepared[i].clone()).collect()
+    };
+    let reqs = Arc::new(reqs);
+    done(t, report);
+
+    let t = phase("storage floor");
+    let batch = config::DEFAULT_MAX_BATCH;
+    let storage = storage::storage_floor(&dir.join("floor-batched.db"), &sends, batch)?;
+    let subset = &sends[..PER_EVENT_SUBSET.min(sends.len())];
+    let per_event = storage::per_event_commit(&dir.join("floor-per-event.db"), subset)?;
+    eprintln!(
+        "   batched: {} events/s; per-event commit: {} events/s",
+        thousands(storage),
+        thousands(per_event)
+    );
+    report.rate(
+        &format!("storage floor (batches of {batch})"),
+        storage,
+        "events/s",
+    );
+    report.rate(
+        &format!("per-event commit ({} events)", subset.len()),
+        per_event,
+        "events/s",
+    );
+    done(t, report);
+
+    let t = phase(&format!("HTTP floor ({n} requests, {} clients)", args.c));
+    let mut floor_server = Server::floor(&dir.join("floor-server.log"))?;
+    let floor_run = runtime.block_on(async {
+        floor_server.ready(client).await?;
+        Ok::<_, anyhow::Error>(
+            load::run(
+                client,
+                &floor_server.base,
+                Arc::clone(&reqs),
+                args.c,
+                true,
+                None,
+            )
+            .await,
+        )
+    })?;
+    drop(floor_server);
+    anyhow::ensure!(
+        floor_run.count(200) == n,
+        "the HTTP floor answered {:?} ({:?})",
+        floor_run.status_counts(),
+        floor_run.first_error
+    );
+    let http = n as f64 / floor_run.elapsed.as_secs_f64();
+    let floor_lat = floor_run.latency_ms();
+    eprintln!(
+        "   {} req/s, p50 {:.2} ms, p99 {:.2} ms",
+        thousands(http),
+        floor_lat.p50,
+        floor_lat.p99
+    );
+    report.rate("HTTP floor (200 at once)", http, "req/s");
+    report.ms("HTTP floor latency p99", floor_lat.p99);
+    done(t, report);
+
+    let t = phase(&format!("ingest ({n} deliveries, {} clients)", args.c));
+    let db = dir.join("ingest.db");
+    let mut server = Server::registrar(&db, &dir.join("ingest-server.log"))?;
+    let run = runtime.block_on(async {
+        server.ready(client).await?;
+        Ok::<_, anyhow::Error>(
+            load::run(client, &server.base, Arc::clone(&reqs), args.c, true, None).await,
+        )
+    })?;
+    let log = server.log.clone();
+    let stopped = server.stop()?;
+    let acked = run
+        .sent()
+        .filter(|a| a.status == 200 && a.reply.is_some())
+        .count();
+    let rate = acked as f64 / run.elapsed.as_secs_f64();
+    let lat = run.latency_ms();
+    eprintln!(
+        "   {} acked in {:.2} s: {} events/s; statuses {:?}",
+        acked,
+        run.elapsed.as_secs_f64(),
+        thousands(rate),
+        run.status_counts()
+    );
+    if let Some(e) = &run.first_error {
+        eprintln!("   first transport error: {e}");
+    }
+    let floor = storage.min(http);
+    let row = report.rate("ingest (acked events/s)", rate, "events/s");
+    row.floor = Some(floor);
+    row.ratio = Some(rate / floor);
+    row.target = format!(
+        ">= {} and >= {INGEST_VS_FLOOR}x min(storage, HTTP)",
+        thousands(INGEST_TARGET)
+    );
+    row.pass = Some(rate >= INGEST_TARGET && rate >= INGEST_VS_FLOOR * floor);
+    let row = report.rate("ingest vs per-event commit", rate, "events/s");
+    row.floor = Some(per_event);
+    row.ratio = Some(rate / per_event);
+    row.target = format!(">= {INGEST_VS_PER_EVENT}x");
+    row.pass = Some(rate >= INGEST_VS_PER_EVENT * per_event);
+    report.ms("ingest latency p50", lat.p50);
+    let row = report.ms("ingest latency p99", lat.p99);
+    row.floor = Some(floor_lat.p99);
+    row.target = format!("< {INGEST_P99_MS} ms");
+    row.pass = Some(lat.p99 < INGEST_P99_MS);
+    report.ms("ingest latency max", lat.max);
+    let not_ok: Vec<_> = run
+        .status_counts()
+        .into_iter()
+        .filter(|(s, _)| *s != 200)
+        .collect();
+    report.check(
+        "every delivery answered 200",
+        not_ok.is_empty(),
+        if not_ok.is_empty() {
+            format!("{n} of {n}")
+        } else {
+            format!("other answers: {not_ok:?}")
+        },
+    );
+    done(t, report);
+
+    let t = phase("checking the ingest log");
+    report.check(
+        "server stopped cleanly on SIGTERM",
+        stopped.success(),
+        format!("{stopped}"),
+    );
+    if !stopped.success() {
+        eprintln!("{}", process::tail(&log));
+    }
+    let check = storage::check_ingest(&db, &distinct, &order, &run)?;
+    for p in &check.problems {
+        eprintln!("   {p}");
+    }
+    report.check(
+        "acked events in the log exactly once",
+        check.ok(),
+        format!(
+            "{} acked, {} rows, {} lost, {} duplicated, {} bad duplicate answers",
+            thousands(check.acked_events as f64),
+            thousands(check.log_rows as f64),
+            check.lost,
+            check.duplicated,
+            check.bad_duplicate_answers
+        ),
+    );
+    if check.unacked_rows > 0 {
+        eprintln!(
+            "   note: {} rows were never acknowledged (a send failed after its commit)",
+            check.unacked_rows
+        );
+    }
+    let dup_sends = order.len() - distinct.len();
+    let dup_answers = run
+        .sent()
+        .filter_map(|a| a.reply.as_ref())
+        .filter(|r| r.status == "duplicate")
+        .count();
+    eprintln!("   {dup_sends} duplicate sends, {dup_answers} answered \"duplicate\"");
+    let v = verify(&db)?;
+    report.check(
+        "registrar verify after ingest",
+        v.status.success(),
+        verify_summary(&v),
+    );
+    done(t, report);
+    Ok(())
+}
+
+/// `registrar verify --db PATH` as a child process.
+fn verify(db: &Path) -> Result<process::Measured> {
+    let mut cmd = process::registrar();
+    cmd.arg("verify").arg("--db").arg(db);
+    let m = process::run_measured(cmd)?;
+    if !m.status.success() {
+        eprintln!("   verify: {}{}", m.stdout, m.stderr);
+    }
+    Ok(m)
+}
+
+/// Verify's verdict without the head hash: "ok: 1980 events".
+fn verify_summary(v: &process::Measured) -> String {
+    let out = v.stdout.trim();
+    let short = out.split(", head").next().unwrap_or(out);
+    if v.status.success() {
+        short.to_string()
+    } else {
+        format!("{} {short}", v.status)
+    }
+}
+
+/// Steps 4-6: the large log, rebuild, verify, reads.
+fn large_part(
+    args: &Args,
+    report: &mut Report,
+    dir: &Path,
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+) -> Result<()> {
+    let events = log_events(args);
+    let db: PathBuf = dir.join("large.db");
+    let t = phase(&format!("generating a log of {events} events"));
+    let large = storage::generate_log(
+        &db,
+        events,
+        GenConfig {
+            seed: 0xb16_1095,
+            students: (events / 10).max(100) as usize,
+            learners: (events / 20).max(100) as usize,
+            late: 0.02,
+        },
+    )?;
+    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "   {:.1} s ({} events/s), {:.0} MB, {} students",
+        large.seconds,
+        thousands(large.events as f64 / large.seconds),
+        size as f64 / 1e6,
+        large.students.len()
+    );
+    done(t, report);
+
+    let t = phase("read floor (scan and parse)");
+    let (scanned, took) = storage::read_floor(&db)?;
+    let read_floor = scanned as f64 / took.as_secs_f64();
+    eprintln!("   {} events/s", thousands(read_floor));
+    report.rate("read floor (scan + parse)", read_floor, "events/s");
+    done(t, report);
+
+    let t = phase("registrar rebuild");
+    let mut cmd = process::registrar();
+    cmd.arg("rebuild").arg("--db").arg(&db);
+    let rebuild = process::run_measured(cmd)?;
+    eprintln!("   {}", rebuild.stdout.trim());
+    if !rebuild.status.success() {
+        eprintln!("{}", rebuild.stderr);
+    }
+    report.check(
+        "registrar rebuild exits 0",
+        rebuild.status.success(),
+        format!("{}", rebuild.status),
+    );
+    let rate = events as f64 / rebuild.wall.as_secs_f64();
+    let row = report.rate(
+        &format!("rebuild ({} events)", thousands(events as f64)),
+        rate,
+        "events/s",
+    );
+    row.floor = Some(read_floor);
+    row.ratio = Some(rate / read_floor);
+    row.target = format!(
+        ">= {} and >= {REBUILD_VS_FLOOR}x read floor",
+        thousands(REBUILD_TARGET)
+    );
+    row.pass = Some(
+        rebuild.status.success() && rate >= REBUILD_TARGET && rate >= REBUILD_VS_FLOOR * read_floor,
+    );
+    let peak_mb = rebuild.peak_kib as f64 * 1024.0 / 1e6;
+    let row = report.text("rebuild peak memory (VmHWM)", format!("{peak_mb:.1} MB"));
+    row.number = Some(peak_mb);
+    row.unit = "MB";
+    row.target = format!("< {REBUILD_PEAK_MB} MB");
+    row.pass = Some(peak_mb < REBUILD_PEAK_MB);
+    done(t, report);
+
+    let t = phase("registrar verify");
+    let v = verify(&db)?;
+    eprintln!("   {}", v.stdout.trim());
+    report.check(
+        "registrar verify on the large log",
+        v.status.success(),
+        verify_summary(&v),
+    );
+    let rate = events as f64 / v.wall.as_secs_f64();
+    let row = report.rate(
+        &format!("verify ({} events)", thousands(events as f64)),
+        rate,
+        "events/s",
+    );
+    row.target = format!(">= {}", thousands(VERIFY_TARGET));
+    row.pass = Some(v.status.success() && rate >= VERIFY_TARGET);
+    done(t, report);
+
+    let per_route = reads(args);
+    let t = phase(&format!(
+        "reads ({per_route} per route, {} clients)",
+        args.c
+    ));
+    anyhow::ensure!(!large.students.is_empty(), "no student was registered");
+    let mut server = Server::registrar(&db, &dir.join("reads-server.log"))?;
+    let routes = [
+        ("GET /v1/students/{id}", ""),
+        ("GET /v1/students/{id}/history", "/history"),
+        ("GET /v1/students/{id}/payments", "/payments"),
+    ];
+    let mut rng = Rng::new(42);
+    let runs: Vec<(&str, LoadRun)> = runtime.block_on(async {
+        server.ready(client).await?;
+        let mut runs = Vec::new();
+        for (name, suffix) in routes {
+            let reqs: Vec<Req> = (0..per_route)
+                .map(|_| Req {
+                    body: None,
+                    path: format!("/v1/students/{}{suffix}", rng.pick(&large.students)),
+                    signature: None,
+                })
+                .collect();
+            // One request first, to show what the route answers.
+            let sample = client
+                .get(format!("{}{}", server.base, reqs[0].path))
+                .send()
+                .await?;
+            let status = sample.status();
+            let text = sample.text().await.unwrap_or_default();
+            let shown: String = text.chars().take(160).collect();
+            eprintln!("   {name}: {status} {shown}");
+            runs.push((
+                name,
+                load::run(
+                    client,
+                    &server.base,
+                    Arc::new(reqs),
+                    args.c,
+                    false,
+                    Some(READS_DEADLINE),
+                )
+                .await,
+            ));
+        }
+        Ok::<_, anyhow::Error>(runs)
+    })?;
+    let stopped = server.stop()?;
+    if !stopped.success() {
+        eprintln!("   the reads server exited with {stopped}");
+    }
+    for (name, run) in runs {
+        let lat = run.latency_ms();
+        let statuses = run.status_counts();
+        let all_200 = statuses.iter().all(|(s, _)| *s == 200);
+        let answered = run.sent().count();
+        let rps = answered as f64 / run.elapsed.as_secs_f64();
+        eprintln!(
+            "   {name}: {answered} of {} requests in {:.1} s, {} req/s, p50 {:.2} ms, p99 {:.2} ms, statuses {statuses:?}",
+            run.answers.len(),
+            run.elapsed.as_secs_f64(),
+            thousands(rps),
+            lat.p50,
+            lat.p99
+        );
+        let status_note = if all_200 {
+            String::new()
+        } else {
+            format!(
+                " [HTTP {}]",
+                statuses
+                    .iter()
+                    .map(|(s, c)| format!("{s}: {c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        report.rate(&format!("{name} throughput{status_note}"), rps, "req/s");
+        report.ms(&format!("{name} p50{status_note}"), lat.p50);
+        let row = report.ms(&format!("{name} p99{status_note}"), lat.p99);
+        row.target = format!("< {READ_P99_MS} ms, all 200");
+        row.pass = Some(all_200 && lat.p99 < READ_P99_MS);
+    }
+    done(t, report);
+    Ok(())
+}
+
+/// Prints the body sizes of the generated deliveries.
+fn describe_sizes(distinct: &[generate::Delivery]) {
+    let sizes: Vec<usize> = distinct.iter().map(|d| d.body.len()).collect();
+    let total: usize = sizes.iter().sum();
+    let min = sizes.iter().min().copied().unwrap_or(0);
+    let max = sizes.iter().max().copied().unwrap_or(0);
+    let jodo = distinct.iter().filter(|d| d.source == Source::Jodo).count();
+    eprintln!(
+        "   {} distinct deliveries ({jodo} Jodo), bodies {min}-{max} bytes, mean {:.0}",
+        distinct.len(),
+        total as f64 / sizes.len().max(1) as f64
+    );
+    let mut kinds: std::collections::BTreeMap<String, (usize, usize, usize, usize)> =
+        Default::default();
+    let ctx = registrar::sources::ParseContext::default();
+    for d in distinct.iter().take(20_000) {
+        if let Ok(registrar::sources::Parsed::Delivery(p)) =
+            registrar::sources::parse(d.source, &d.body, &ctx)
+        {
+            let e = kinds.entry(p.event_type).or_insert((0, usize::MAX, 0, 0));
+            e.0 += 1;
+            e.1 = e.1.min(d.body.len());
+            e.2 = e.2.max(d.body.len());
+            e.3 += d.body.len();
+        }
+    }
+    for (k, (n, lo, hi, sum)) in kinds {
+        eprintln!(
+            "     {k:<32} {n:>6}  {lo:>5}-{hi:>5} bytes, mean {}",
+            sum / n
+        );
+    }
+}
+
+fn write_json(args: &Args, report: &Report, seconds: f64) -> Result<()> {
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::create_dir_all(&target)?;
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let doc = serde_json::json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "sqlite_version": registrar::db::sqlite_version(),
+        "commit": commit,
+        "finished_at": chrono::Utc::now().to_rfc3339(),
+        "quick": args.quick,
+        "n": n(args),
+        "c": args.c,
+        "log_events": log_events(args),
+        "reads_per_route": reads(args),
+        "max_batch": config::DEFAULT_MAX_BATCH,
+        "seconds": seconds,
+        "correctness_failed": report.correctness_failed(),
+        "rows": report.json(),
+        "other_processes_cores": report.background_json(),
+    });
+    let path = target.join("bench.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
