@@ -108,9 +108,29 @@ pub fn client(c: usize) -> reqwest::Client {
         .expect("building the HTTP client")
 }
 
+/// Opens the `c` keep-alive connections before a measured run (a few
+/// `GET /healthz` from `c` tasks at once), so no figure pays for connecting.
+async fn warm_up(client: &reqwest::Client, base: &str, c: usize) {
+    let mut tasks = Vec::with_capacity(c);
+    for _ in 0..c {
+        let (client, url) = (client.clone(), format!("{base}/healthz"));
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..3 {
+                if let Ok(r) = client.get(&url).send().await {
+                    let _ = r.bytes().await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
 /// Sends every request from `c` concurrent tasks pulling from a shared
 /// index, and records each answer. `parse` asks for the ingest answer. With
-/// a `deadline`, no request is started after it.
+/// a `deadline`, no request is started after it. The connections are opened
+/// first, outside the measurement.
 pub async fn run(
     client: &reqwest::Client,
     base: &str,
@@ -119,6 +139,7 @@ pub async fn run(
     parse: bool,
     deadline: Option<Duration>,
 ) -> LoadRun {
+    warm_up(client, base, c).await;
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(c);
