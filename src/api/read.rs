@@ -588,11 +588,16 @@ pub async fn list_payments(
                 args.push(Sql::Text(m));
             }
             if let Some(c) = q.collector_code {
+                // The payment's own collector code, else its student's. Each
+                // EXISTS is one indexed lookup.
                 sql.push_str(
-                    " AND (p.collector_code = ? OR (p.collector_code IS NULL AND EXISTS (SELECT 1 FROM students s
-                       WHERE s.collector_code = ? AND (s.jodo_student_id = p.jodo_student_id
-                       OR (p.jodo_student_id IS NULL AND s.identifier = p.student_identifier)))))",
+                    " AND (p.collector_code = ? OR (p.collector_code IS NULL AND (
+                       EXISTS (SELECT 1 FROM students s WHERE s.jodo_student_id = p.jodo_student_id
+                               AND s.collector_code = ?)
+                       OR (p.jodo_student_id IS NULL AND EXISTS (SELECT 1 FROM students s
+                               WHERE s.identifier = p.student_identifier AND s.collector_code = ?)))))",
                 );
+                args.push(Sql::Text(c.clone()));
                 args.push(Sql::Text(c.clone()));
                 args.push(Sql::Text(c));
             }
@@ -685,19 +690,27 @@ pub async fn student_payments(
         .run(move |conn| {
             let jid = resolve(conn, &id)?;
             let student = load_student(conn, &jid)?;
-            let link = "(p.jodo_student_id = ?1 OR (p.jodo_student_id IS NULL AND p.student_identifier = ?2))";
+            // Linked by jodo_student_id, or by identifier when the payment has
+            // none: two indexed lookups. (An OR across the two columns makes
+            // SQLite scan every payment.)
+            let linked = "WITH linked AS (
+                    SELECT paid_at, payment_id, doc, status, amount_minor FROM payments
+                     WHERE jodo_student_id = ?1
+                    UNION ALL
+                    SELECT paid_at, payment_id, doc, status, amount_minor FROM payments
+                     WHERE jodo_student_id IS NULL AND student_identifier = ?2)";
             let identifier = student.profile.identifier.clone();
             let total: i64 = conn
                 .prepare_cached(&format!(
-                    "SELECT COALESCE(SUM(p.amount_minor), 0) FROM payments p WHERE {link} AND p.status = 'recorded'"
+                    "{linked} SELECT COALESCE(SUM(amount_minor), 0) FROM linked WHERE status = 'recorded'"
                 ))?
                 .query_row((&jid, &identifier), |r| r.get(0))?;
             let (a_at, a_id) = after.unwrap_or((i64::MIN, String::new()));
             let rows = query_rows(
                 conn,
                 &format!(
-                    "SELECT p.paid_at, p.payment_id, p.doc FROM payments p WHERE {link}
-                     AND (p.paid_at, p.payment_id) > (?3, ?4) ORDER BY p.paid_at, p.payment_id LIMIT ?5"
+                    "{linked} SELECT paid_at, payment_id, doc FROM linked
+                     WHERE (paid_at, payment_id) > (?3, ?4) ORDER BY paid_at, payment_id LIMIT ?5"
                 ),
                 vec![
                     Sql::Text(jid.clone()),

@@ -155,7 +155,10 @@ impl Rebuild {
                         kind: kind + 1,
                         after: None,
                     },
-                    None => Phase::CatchUp,
+                    None => {
+                        self.shadow.create_read_indexes(&tx, self.generation)?;
+                        Phase::CatchUp
+                    }
                 };
             }
             Phase::CatchUp => {

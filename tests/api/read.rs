@@ -688,3 +688,48 @@ async fn a_rebuild_yields_the_same_projections_and_loses_no_concurrent_delivery(
     assert_eq!(status["projections"]["last_seq"], 800);
     app.stop().await;
 }
+
+/// Index name and definition, with the rebuild generation suffix removed.
+fn projection_indexes(app: &TestApp) -> BTreeSet<(String, String)> {
+    let conn = app.conn();
+    let mut stmt = conn
+        .prepare("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .unwrap();
+    rows.map(|r| r.unwrap())
+        .filter(|(_, table, _)| registrar::projection::TABLES.contains(&table.as_str()))
+        .map(|(name, _, sql)| {
+            let base = name.rsplit_once('_').unwrap().0.to_string();
+            (base.clone(), sql.replace(&name, &base))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rebuild_recreates_every_projection_index() {
+    let app = spawn_app().await;
+    accepted(
+        app.post_jodo(&jodo_student("registered", "e1", "S1", 100))
+            .await,
+    )
+    .await;
+    let before = projection_indexes(&app);
+    assert!(before.len() >= 12, "{before:?}");
+    let r = app
+        .client
+        .post(app.url("/v1/admin/rebuild"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(projection_indexes(&app), before);
+    app.stop().await;
+}
