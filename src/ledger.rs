@@ -290,6 +290,7 @@ fn commit_batch(conn: &mut Connection, live: &Projector, cfg: &LedgerConfig, wri
         // Read the head inside the write transaction: another process (the
         // CLI's readmit or rebuild) may have appended since the last batch.
         let mut head = log::head(&tx)?;
+        let start = head;
         for cmd in writes {
             match cmd {
                 Command::Append {
@@ -327,6 +328,16 @@ fn commit_batch(conn: &mut Connection, live: &Projector, cfg: &LedgerConfig, wri
                 Command::Rebuild { .. } | Command::Shutdown => unreachable!("handled by run"),
             }
         }
+        // The projections now hold every event appended in this batch
+        // (failed deliveries rolled back their seq): record it once.
+        if head.seq > start.seq {
+            live.advance_range(&tx, start.seq + 1, head.seq, 0)
+                .map_err(|e| match e {
+                    ProjectionError::Db(e) => e,
+                    // An invariant failure fails the whole batch (503, logged).
+                    other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
+                })?;
+        }
         tx.commit()
     })();
     if let Err(e) = &result {
@@ -363,7 +374,7 @@ fn append_one(
     conflict: &Reject,
     cfg: &LedgerConfig,
 ) -> Result<Appended, LedgerError> {
-    let outcome = append_delivery(conn, live, head, d, body, received_at)?;
+    let outcome = append_unrecorded(conn, live, head, d, body, received_at)?;
     let quarantine_id = match outcome {
         AppendOutcome::Conflict { seq } => {
             let mut reject = conflict.clone();
@@ -378,9 +389,26 @@ fn append_one(
     })
 }
 
-/// Appends one delivery and projects it, inside the caller's transaction.
-/// Used by the writer and by the CLI's readmit.
+/// Appends one delivery and projects it, inside the caller's transaction,
+/// recording the projections' new position. Used by the CLI's readmit.
 pub fn append_delivery(
+    conn: &Connection,
+    live: &Projector,
+    head: &mut Head,
+    d: &Delivery,
+    body: &[u8],
+    received_at: i64,
+) -> Result<AppendOutcome, LedgerError> {
+    let outcome = append_unrecorded(conn, live, head, d, body, received_at)?;
+    if let AppendOutcome::Appended { seq } = outcome {
+        live.advance_range(conn, seq, seq, 0)?;
+    }
+    Ok(outcome)
+}
+
+/// [`append_delivery`] without recording the projections' position: the
+/// writer records it once per batch.
+fn append_unrecorded(
     conn: &Connection,
     live: &Projector,
     head: &mut Head,
@@ -400,7 +428,7 @@ pub fn append_delivery(
     };
     let outcome = log::append(conn, head, &entry)?;
     if let AppendOutcome::Appended { seq } = outcome {
-        live.apply(conn, seq, d.occurred_at, &d.event)?;
+        live.apply_event(conn, seq, d.occurred_at, &d.event)?;
     }
     Ok(outcome)
 }

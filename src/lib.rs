@@ -19,10 +19,12 @@
 //!   Nothing below it knows HTTP.
 //! - [`server`]: runs the API on a bound listener until a shutdown future.
 //! - [`config`], [`db`]: settings and limits; opening and migrating SQLite.
+//! - [`checkpoint`]: WAL checkpoints on their own thread, off the writer's commits.
 //!
 //! The binary (`src/main.rs`) is a thin CLI over these.
 
 pub mod api;
+pub mod checkpoint;
 pub mod config;
 pub mod db;
 pub mod event;

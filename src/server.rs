@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, Readers};
+use crate::checkpoint::Checkpointer;
 use crate::config::Config;
 use crate::db;
 use crate::ledger::{LedgerConfig, Writer};
@@ -48,6 +49,10 @@ pub async fn serve(
             "projections built from the log"
         );
     }
+    // Checkpoints run on their own thread, off the writer's commits.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(open_err)?;
+    let checkpointer = Checkpointer::start(config.db_path.clone());
     let (writer, ledger) = Writer::start(
         conn,
         LedgerConfig {
@@ -72,6 +77,7 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     writer.shutdown().await;
+    checkpointer.stop();
     served?;
     Ok(())
 }
