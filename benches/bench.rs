@@ -687,10 +687,19 @@ fn write_json(args: &Args, report: &Report, seconds: f64) -> Result<()> {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    // Whether src/ (or anything else) differed from that commit when built.
+    let dirty = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| !o.stdout.is_empty());
     let doc = serde_json::json!({
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "sqlite_version": registrar::db::sqlite_version(),
         "commit": commit,
+        "worktree_dirty": dirty,
         "finished_at": chrono::Utc::now().to_rfc3339(),
         "quick": args.quick,
         "n": n(args),
