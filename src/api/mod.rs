@@ -20,16 +20,11 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use rusqlite::Connection;
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::db;
 use crate::ledger::Ledger;
 pub use error::ApiError;
-
-/// Read connections open at most. SQLite readers in WAL mode run in parallel
-/// with the writer; two cores gain nothing from more.
-pub const MAX_READERS: usize = 8;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -39,46 +34,49 @@ pub struct AppState {
     pub readers: Arc<Readers>,
 }
 
-/// A small pool of read-only connections, used from blocking threads.
+/// A small pool of read-only connections.
+///
+/// Reads run inline on the async worker that handles the request: they are
+/// indexed lookups over a local file (tens of microseconds) and pages of at
+/// most [`read::MAX_LIMIT`] rows, so a hop to a blocking thread would cost as
+/// much as the query. At most one read per worker runs at a time.
 pub struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    permits: Semaphore,
 }
+
+/// Idle read connections kept at most.
+pub const MAX_IDLE_READERS: usize = 8;
 
 impl Readers {
     pub fn new(path: PathBuf) -> Readers {
         Readers {
             path,
             idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(MAX_READERS),
         }
     }
 
-    /// Runs `f` on a read connection, off the async threads.
+    /// Runs `f` on a read connection.
     pub async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApiError>
     where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError>,
     {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| ApiError::Internal("reader pool closed".into()))?;
-        let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let conn = this.idle.lock().expect("reader pool lock").pop();
-            let conn = match conn {
-                Some(c) => c,
-                None => db::open_ro(&this.path)?,
-            };
-            let result = f(&conn);
-            this.idle.lock().expect("reader pool lock").push(conn);
-            result
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("read task failed: {e}")))?
+        let conn = self.idle.lock().expect("reader pool lock").pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => db::open_ro(&self.path)?,
+        };
+        let result = f(&conn);
+        // A handler that failed inside a read transaction must not hand an
+        // old snapshot to the next request.
+        if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+            return result;
+        }
+        let mut idle = self.idle.lock().expect("reader pool lock");
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        result
     }
 }
 

@@ -689,7 +689,9 @@ pub async fn student_payments(
     app.readers
         .run(move |conn| {
             let jid = resolve(conn, &id)?;
-            let student = load_student(conn, &jid)?;
+            let identifier: Option<String> = conn
+                .prepare_cached("SELECT identifier FROM students WHERE jodo_student_id = ?1")?
+                .query_row([&jid], |r| r.get(0))?;
             // Linked by jodo_student_id, or by identifier when the payment has
             // none: two indexed lookups. (An OR across the two columns makes
             // SQLite scan every payment.)
@@ -699,36 +701,47 @@ pub async fn student_payments(
                     UNION ALL
                     SELECT paid_at, payment_id, doc, status, amount_minor FROM payments
                      WHERE jodo_student_id IS NULL AND student_identifier = ?2)";
-            let identifier = student.profile.identifier.clone();
-            let total: i64 = conn
-                .prepare_cached(&format!(
-                    "{linked} SELECT COALESCE(SUM(amount_minor), 0) FROM linked WHERE status = 'recorded'"
-                ))?
-                .query_row((&jid, &identifier), |r| r.get(0))?;
-            let (a_at, a_id) = after.unwrap_or((i64::MIN, String::new()));
+            let (a_at, a_id) = after.clone().unwrap_or((i64::MIN, String::new()));
             let rows = query_rows(
                 conn,
                 &format!(
-                    "{linked} SELECT paid_at, payment_id, doc FROM linked
+                    "{linked} SELECT paid_at, payment_id, doc, status, amount_minor FROM linked
                      WHERE (paid_at, payment_id) > (?3, ?4) ORDER BY paid_at, payment_id LIMIT ?5"
                 ),
                 vec![
                     Sql::Text(jid.clone()),
-                    Sql::Text(identifier),
+                    identifier.clone().map_or(Sql::Null, Sql::Text),
                     Sql::Integer(a_at),
                     Sql::Text(a_id),
                     Sql::Integer(i64::from(page.limit) + 1),
                 ],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                },
             )?;
-            let listing = paginate(rows, page.limit, |(at, id, _)| json!([at, id]), |(_, _, doc)| {
-                Ok(PaymentView::new(parse_doc(&doc)?, Some(jid.clone())))
+            // All of them on this one page: the total is their sum. Otherwise
+            // one more query sums them all.
+            let total: i64 = if after.is_none() && rows.len() <= page.limit as usize {
+                rows.iter().filter(|r| r.3 == "recorded").map(|r| r.4).sum()
+            } else {
+                conn.prepare_cached(&format!(
+                    "{linked} SELECT COALESCE(SUM(amount_minor), 0) FROM linked WHERE status = 'recorded'"
+                ))?
+                .query_row((&jid, &identifier), |r| r.get(0))?
+            };
+            let listing = paginate(rows, page.limit, |r| json!([r.0, r.1]), |r| {
+                Ok(PaymentView::new(parse_doc(&r.2)?, Some(jid.clone())))
             })?;
-            let total = Money::from_minor(total);
             Ok(Json(StudentPayments {
                 items: listing.items,
                 next_cursor: listing.next_cursor,
-                total_recorded: total.to_string(),
+                total_recorded: Money::from_minor(total).to_string(),
             }))
         })
         .await

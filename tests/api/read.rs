@@ -104,6 +104,20 @@ async fn payments_that_arrive_before_the_registration_link_to_the_student() {
         BTreeSet::from(["PAY1".to_string(), "PAY2".to_string()])
     );
     assert_eq!(p["total_recorded"], "3499.50");
+    // Paged, the total still counts every payment, not just the page's.
+    let first = app.get_json("/v1/students/S1/payments?limit=1").await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 1);
+    assert_eq!(first["total_recorded"], "3499.50");
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = app
+        .get_json(&format!("/v1/students/S1/payments?limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(second["total_recorded"], "3499.50");
+    assert!(second["next_cursor"].is_null());
+    assert_ne!(
+        first["items"][0]["payment_id"],
+        second["items"][0]["payment_id"]
+    );
     let single = app.get_json("/v1/payments/PAY2").await;
     assert_eq!(
         single["jodo_student_id"], "S1",
