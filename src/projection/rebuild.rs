@@ -114,7 +114,15 @@ impl Rebuild {
         // redone). Every other transaction on this connection, the log's
         // appends above all, stays FULL: restored whatever the chunk did.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let started = Instant::now();
+        let phase = format!("{:?}", self.phase);
         let result = self.step_inner(conn, limit);
+        tracing::debug!(
+            phase,
+            cursor = self.cursor,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "rebuild chunk"
+        );
         conn.pragma_update(None, "synchronous", "FULL")?;
         result
     }

@@ -50,12 +50,14 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     event_id: String,
     event: String,
     timestamp: i64,
     version: super::NumberText,
-    payload: Box<RawValue>,
+    /// Borrowed: parsed again, typed, by the upcaster.
+    #[serde(borrow)]
+    payload: &'a RawValue,
 }
 
 /// The known event types.
@@ -88,11 +90,11 @@ pub fn parse(body: &[u8]) -> Result<Delivery, ParseError> {
         ));
     }
     let version = env.version.0;
-    let event = upcast(&env.event, &version, &env.event_id, &env.payload)?;
+    let event = upcast(&env.event, &version, &env.event_id, env.payload)?;
     let subject = match &event {
         Event::Student { student, .. } => Some(student.jodo_student_id.clone()),
         Event::Payment { payment, .. } => Some(payment.payment_id.clone()),
-        _ => probe_student_id(&env.payload),
+        _ => probe_student_id(env.payload),
     };
     Ok(Delivery {
         source: Source::Jodo,

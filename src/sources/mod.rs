@@ -91,7 +91,7 @@ pub fn parse(source: Source, body: &[u8], ctx: &ParseContext) -> Result<Parsed, 
 
 /// Deserializes `T` from JSON text, turning serde's error into a [`ParseError`]
 /// whose path names the offending field.
-pub(crate) fn from_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ParseError> {
+pub(crate) fn from_json<'a, T: Deserialize<'a>>(text: &'a [u8]) -> Result<T, ParseError> {
     // Every envelope and sub-document is an object; serde would otherwise
     // also fill a struct from an array of its fields in order.
     if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -101,6 +101,11 @@ pub(crate) fn from_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ParseErro
                 Ok(_) => ParseError::new("", "must be a JSON object"),
             },
         );
+    }
+    // The fast path: valid input needs no path tracking. Only a failure is
+    // parsed again, tracking the path, to say where it failed.
+    if let Ok(value) = serde_json::from_slice(text) {
+        return Ok(value);
     }
     let mut de = serde_json::Deserializer::from_slice(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
