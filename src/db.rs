@@ -72,7 +72,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Page cache of the write connection, in KiB.
-pub const WRITER_CACHE_KIB: i64 = 64 * 1024;
+pub const WRITER_CACHE_KIB: i64 = 16 * 1024;
 
 /// Applies the migrations not yet applied, each in its own transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -299,9 +299,10 @@ fn verify_cmd(path: &Path, pin: Option<&str>) -> Result<ExitCode> {
 
 fn rebuild_cmd(path: &Path, zone: chrono_tz::Tz) -> Result<ExitCode> {
     let mut conn = open_existing(path)?;
-    // One checkpoint at the end instead of one per 1000 WAL pages: a page
-    // rewritten by several chunks is copied into the database file once.
-    conn.pragma_update(None, "wal_autocheckpoint", 0)
+    // Checkpoint every REBUILD_WAL_PAGES rather than SQLite's 1000: fewer,
+    // larger checkpoints copy a page rewritten by several chunks once, while
+    // the WAL (which every page read searches) stays bounded.
+    conn.pragma_update(None, "wal_autocheckpoint", rebuild::REBUILD_WAL_PAGES)
         .context("configuring checkpoints")?;
     let bar = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(0);

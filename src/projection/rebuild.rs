@@ -30,6 +30,11 @@ use super::{
 use crate::event::{Event, Source};
 use crate::sources::{self, ParseContext, Parsed};
 
+/// WAL pages between checkpoints during an offline rebuild (`registrar
+/// rebuild`): 16,384 pages of 4 KiB, 64 MiB. Unbounded, the WAL would grow to
+/// the size of the rebuilt projections and slow every page lookup.
+pub const REBUILD_WAL_PAGES: i64 = 16_384;
+
 /// Events per rebuild transaction. Bounds how long the writer is away from
 /// ingest (a chunk takes tens of milliseconds) and how much one transaction
 /// holds.
