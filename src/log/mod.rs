@@ -27,12 +27,10 @@ impl Head {
 
 /// Reads the head of the log.
 pub fn head(conn: &Connection) -> rusqlite::Result<Head> {
+    // Cached: the writer reads the head once per batch.
     let row = conn
-        .query_row(
-            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
         .optional()?;
     Ok(match row {
         None => Head::EMPTY,
