@@ -85,37 +85,18 @@ pub async fn jodo(
             }
         }
     };
-    if let AuthCheck::Failed(why) = header_check {
-        let msg = match why {
-            "missing" => "the required custom header is missing".to_string(),
-            _ => "the required custom header does not match".to_string(),
-        };
-        return Err(reject(
-            &app,
-            Source::Jodo,
-            kept,
-            body,
-            ApiError::Unauthorized(msg),
-            false,
-            started,
-        )
-        .await);
-    }
-    if let AuthCheck::Failed(why) = signature_check {
-        let msg = match why {
-            "missing" => "X-Jodo-Signature is missing".to_string(),
-            _ => "X-Jodo-Signature does not match the body (expected 64 lowercase hex digits of HMAC-SHA256)".into(),
-        };
-        return Err(reject(
-            &app,
-            Source::Jodo,
-            kept,
-            body,
-            ApiError::Unauthorized(msg),
-            false,
-            started,
-        )
-        .await);
+    let failure = match (header_check, signature_check) {
+        (AuthCheck::Failed("missing"), _) => Some("the required custom header is missing".to_string()),
+        (AuthCheck::Failed(_), _) => Some("the required custom header does not match".to_string()),
+        (_, AuthCheck::Failed("missing")) => Some("X-Jodo-Signature is missing".to_string()),
+        (_, AuthCheck::Failed(_)) => Some(
+            "X-Jodo-Signature does not match the body (expected 64 lowercase hex digits of HMAC-SHA256)".to_string(),
+        ),
+        _ => None,
+    };
+    if let Some(msg) = failure {
+        let err = ApiError::Unauthorized(msg);
+        return Err(reject(&app, Source::Jodo, kept, body, err, false, started).await);
     }
     accept(&app, Source::Jodo, kept, body, started).await
 }

@@ -294,15 +294,7 @@ pub async fn list_students(
                     like_escape(&text.trim().to_lowercase())
                 )));
             }
-            if let Some(a) = after {
-                sql.push_str(" AND jodo_student_id > ?");
-                args.push(Sql::Text(a));
-            }
-            sql.push_str(" ORDER BY jodo_student_id LIMIT ?");
-            args.push(Sql::Integer(i64::from(page.limit) + 1));
-            let rows = query_rows(conn, &sql, args, |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
+            let rows = keyed_page(conn, sql, args, "jodo_student_id", after, page.limit)?;
             paginate(
                 rows,
                 page.limit,
@@ -318,6 +310,26 @@ fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
+}
+
+/// Runs `sql` (selecting `key, doc` with its filters in `args`) for the page
+/// of rows after key `after`, in key order, fetching one more than `limit` so
+/// [`paginate`] can tell whether another page follows.
+fn keyed_page(
+    conn: &Connection,
+    mut sql: String,
+    mut args: Vec<Sql>,
+    key: &str,
+    after: Option<String>,
+    limit: u32,
+) -> Result<Vec<(String, String)>, ApiError> {
+    if let Some(a) = after {
+        sql.push_str(&format!(" AND {key} > ?"));
+        args.push(Sql::Text(a));
+    }
+    sql.push_str(&format!(" ORDER BY {key} LIMIT ?"));
+    args.push(Sql::Integer(i64::from(limit) + 1));
+    query_rows(conn, &sql, args, |r| Ok((r.get(0)?, r.get(1)?)))
 }
 
 fn query_rows<T>(
@@ -840,15 +852,7 @@ pub async fn list_enrollments(
                     args.push(Sql::Text(v));
                 }
             }
-            if let Some(a) = after {
-                sql.push_str(" AND enrollment_id > ?");
-                args.push(Sql::Text(a));
-            }
-            sql.push_str(" ORDER BY enrollment_id LIMIT ?");
-            args.push(Sql::Integer(i64::from(page.limit) + 1));
-            let rows = query_rows(conn, &sql, args, |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
+            let rows = keyed_page(conn, sql, args, "enrollment_id", after, page.limit)?;
             paginate(
                 rows,
                 page.limit,

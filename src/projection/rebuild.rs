@@ -261,49 +261,39 @@ fn replay(
         .path()
         .filter(|p| !p.is_empty())
         .map(std::path::PathBuf::from);
-    let Some(path) = path else {
+    let (done, skipped) = match path {
         // An in-memory database has no second connection: read inline.
-        let mut out = Vec::new();
-        read_events(conn, ctx, after, limit, |batch| {
-            out.extend(batch);
-            true
-        })?;
-        return apply_replayed(conn, projector, after, out, mode);
+        None => {
+            let mut batches = Vec::new();
+            read_events(conn, ctx, after, limit, |batch| {
+                batches.push(batch);
+                true
+            })?;
+            apply_batches(conn, projector, after, batches, mode)?
+        }
+        Some(path) => {
+            let ctx = *ctx;
+            std::thread::scope(|scope| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Replayed>>(PIPELINE_DEPTH);
+                let reader = scope.spawn(move || -> Result<(), ProjectionError> {
+                    let rconn = crate::db::open_ro(&path)?;
+                    read_events(&rconn, &ctx, after, limit, |batch| tx.send(batch).is_ok())
+                });
+                let applied = apply_batches(conn, projector, after, rx.iter(), mode);
+                drop(rx); // stops the reader if applying failed
+                let read = reader
+                    .join()
+                    .map_err(|_| ProjectionError::Invariant("the log reader panicked".into()))?;
+                let applied = applied?;
+                read?;
+                Ok::<_, ProjectionError>(applied)
+            })?
+        }
     };
-    let ctx = *ctx;
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Replayed>>(PIPELINE_DEPTH);
-        let reader = scope.spawn(move || -> Result<(), ProjectionError> {
-            let rconn = crate::db::open_ro(&path)?;
-            read_events(&rconn, &ctx, after, limit, |batch| tx.send(batch).is_ok())
-        });
-        let mut done = 0u64;
-        let mut skipped = 0u64;
-        let mut result = Ok(());
-        for batch in rx.iter() {
-            let n = batch.len() as u64;
-            match apply_batch(conn, projector, after + done, batch, mode) {
-                Ok(s) => {
-                    done += n;
-                    skipped += s;
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break; // dropping rx stops the reader
-                }
-            }
-        }
-        drop(rx);
-        let read = reader
-            .join()
-            .map_err(|_| ProjectionError::Invariant("the log reader panicked".into()))?;
-        result?;
-        read?;
-        if done > 0 {
-            projector.advance_range(conn, after + 1, after + done, skipped)?;
-        }
-        Ok((done, skipped))
-    })
+    if done > 0 {
+        projector.advance_range(conn, after + 1, after + done, skipped)?;
+    }
+    Ok((done, skipped))
 }
 
 /// Streams events after `after` (at most `limit`), parsed, in batches to
@@ -357,17 +347,20 @@ fn read_events(
     Ok(())
 }
 
-fn apply_replayed(
+/// Applies batches of replayed events following seq `after`, in order.
+/// Returns how many were applied and how many of those were passed over.
+fn apply_batches(
     conn: &Connection,
     projector: &Projector,
     after: u64,
-    events: Vec<Replayed>,
+    batches: impl IntoIterator<Item = Vec<Replayed>>,
     mode: Replay,
 ) -> Result<(u64, u64), ProjectionError> {
-    let done = events.len() as u64;
-    let skipped = apply_batch(conn, projector, after, events, mode)?;
-    if done > 0 {
-        projector.advance_range(conn, after + 1, after + done, skipped)?;
+    let (mut done, mut skipped) = (0u64, 0u64);
+    for batch in batches {
+        let n = batch.len() as u64;
+        skipped += apply_batch(conn, projector, after + done, batch, mode)?;
+        done += n;
     }
     Ok((done, skipped))
 }
