@@ -12,6 +12,7 @@
 
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
@@ -70,7 +71,8 @@ type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
 enum Command {
     Append {
         delivery: Box<Delivery>,
-        body: bytes_like::Body,
+        /// The raw body, shared with the HTTP layer without copying.
+        body: Bytes,
         conflict: Box<Reject>,
         reply: Reply<Appended>,
     },
@@ -82,11 +84,6 @@ enum Command {
         reply: Reply<RebuildReport>,
     },
     Shutdown,
-}
-
-mod bytes_like {
-    /// The raw body, shared without copying.
-    pub type Body = axum::body::Bytes;
 }
 
 /// Settings of the writer.
@@ -146,7 +143,7 @@ impl Ledger {
     pub async fn append(
         &self,
         delivery: Delivery,
-        body: axum::body::Bytes,
+        body: Bytes,
         conflict: Reject,
     ) -> Result<Appended, LedgerError> {
         let (reply, rx) = oneshot::channel();
