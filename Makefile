@@ -8,9 +8,10 @@ run:
 build:
 	cargo build --release
 
-# Lint, then every test (unit, integration, property).
+# Lint, then every test (unit, integration, property). Not --all-targets:
+# that would also run the benchmark binary (see `bench`).
 test: lint
-	cargo test --all-targets
+	cargo test --lib --bins --tests
 
 lint:
 	cargo fmt --check
