@@ -36,9 +36,9 @@ pub async fn rebuild(State(app): State<AppState>) -> Result<Json<RebuildReport>,
 pub async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     app.readers
         .run(|conn| {
-            // One snapshot: the projections must hold exactly the log's head,
-            // since both are written in the same transaction.
-            conn.execute_batch("BEGIN")?;
+            // One snapshot (see `Readers::run`): the projections must hold
+            // exactly the log's head, since both are written in the same
+            // transaction.
             let head = log::head(conn)?;
             let projected = Projector::live().last_seq(conn)?;
             let pending: i64 = conn.query_row(
@@ -47,7 +47,6 @@ pub async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError
                 |r| r.get(0),
             )?;
             let evictions = quarantine::evictions(conn)?;
-            conn.execute_batch("COMMIT")?;
             if projected != head.seq {
                 return Err(ApiError::Internal(format!(
                     "projections hold seq {projected}, the log {}",

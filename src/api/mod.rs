@@ -56,7 +56,10 @@ impl Readers {
         }
     }
 
-    /// Runs `f` on a read connection.
+    /// Runs `f` on a read connection, inside one read transaction: every
+    /// query of a request sees the same snapshot (a student resolved by one
+    /// query still exists for the next, a page and its total agree), and
+    /// SQLite takes its read locks once per request, not once per statement.
     pub async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApiError>
     where
         F: FnOnce(&Connection) -> Result<T, ApiError>,
@@ -66,11 +69,18 @@ impl Readers {
             Some(c) => c,
             None => db::open_ro(&self.path)?,
         };
+        conn.prepare_cached("BEGIN")?.execute([])?;
         let result = f(&conn);
-        // A handler that failed inside a read transaction must not hand an
-        // old snapshot to the next request.
-        if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
-            return result;
+        // End the snapshot whatever `f` returned: a pooled connection must
+        // not hand an old snapshot to the next request, nor hold back WAL
+        // checkpoints. One that cannot end it is dropped, not pooled.
+        if !conn.is_autocommit() {
+            let ended = conn
+                .prepare_cached("COMMIT")
+                .and_then(|mut s| s.execute([]));
+            if ended.is_err() && conn.execute_batch("ROLLBACK").is_err() {
+                return result;
+            }
         }
         let mut idle = self.idle.lock().expect("reader pool lock");
         if idle.len() < MAX_IDLE_READERS {
