@@ -74,6 +74,22 @@ impl Entity for Students {
         }
     }
 
+    type IndexKey = (String, Option<String>);
+    fn index_key(s: &StudentState) -> Self::IndexKey {
+        (
+            s.profile.identifier.clone(),
+            s.profile.custom_identifier.clone(),
+        )
+    }
+
+    fn update_sql(p: &str) -> String {
+        format!(
+            "UPDATE {p}students SET grade_code = ?4, collector_code = ?5, status = ?6, search = ?7,
+                head_at = ?8, head_seq = ?9, doc = ?10
+             WHERE jodo_student_id = ?1"
+        )
+    }
+
     fn upsert_sql(p: &str) -> String {
         format!(
             "INSERT INTO {p}students (jodo_student_id, identifier, custom_identifier, grade_code, collector_code,
@@ -93,7 +109,7 @@ impl Entity for Students {
         s: &StudentState,
         head: (i64, i64),
         doc: &str,
-    ) -> rusqlite::Result<()> {
+    ) -> rusqlite::Result<usize> {
         let p = &s.profile;
         let search = [
             Some(p.jodo_student_id.as_str()),
@@ -120,8 +136,7 @@ impl Entity for Students {
             head.0,
             head.1,
             doc
-        ])?;
-        Ok(())
+        ])
     }
 }
 
@@ -184,6 +199,24 @@ impl Entity for Payments {
         }
     }
 
+    type IndexKey = (i64, Option<String>, Option<String>);
+    fn index_key(s: &PaymentState) -> Self::IndexKey {
+        let r = &s.record;
+        (
+            r.paid_at,
+            r.jodo_student_id.clone(),
+            r.student_identifier.clone(),
+        )
+    }
+
+    fn update_sql(p: &str) -> String {
+        format!(
+            "UPDATE {p}payments SET status = ?2, mode = ?3, amount_minor = ?5, collector_code = ?8,
+                head_at = ?9, head_seq = ?10, doc = ?11
+             WHERE payment_id = ?1"
+        )
+    }
+
     fn upsert_sql(p: &str) -> String {
         format!(
             "INSERT INTO {p}payments (payment_id, status, mode, paid_at, amount_minor, jodo_student_id,
@@ -203,7 +236,7 @@ impl Entity for Payments {
         s: &PaymentState,
         head: (i64, i64),
         doc: &str,
-    ) -> rusqlite::Result<()> {
+    ) -> rusqlite::Result<usize> {
         let r = &s.record;
         stmt.execute(rusqlite::params![
             key,
@@ -217,8 +250,7 @@ impl Entity for Payments {
             head.0,
             head.1,
             doc
-        ])?;
-        Ok(())
+        ])
     }
 }
 
@@ -259,6 +291,14 @@ impl Entity for Learners {
         }
     }
 
+    // No indexed column besides the key.
+    type IndexKey = ();
+    fn index_key(_: &LearnerState) -> Self::IndexKey {}
+
+    fn update_sql(p: &str) -> String {
+        Self::upsert_sql(p)
+    }
+
     fn upsert_sql(p: &str) -> String {
         format!(
             "INSERT INTO {p}learners (user_id, head_at, head_seq, doc) VALUES (?1, ?2, ?3, ?4)
@@ -273,9 +313,8 @@ impl Entity for Learners {
         _s: &LearnerState,
         head: (i64, i64),
         doc: &str,
-    ) -> rusqlite::Result<()> {
-        stmt.execute(rusqlite::params![key, head.0, head.1, doc])?;
-        Ok(())
+    ) -> rusqlite::Result<usize> {
+        stmt.execute(rusqlite::params![key, head.0, head.1, doc])
     }
 }
 
@@ -349,6 +388,18 @@ impl Entity for Enrollments {
         }
     }
 
+    type IndexKey = (String, String);
+    fn index_key(s: &EnrollmentState) -> Self::IndexKey {
+        (s.record.user_id.clone(), s.record.course_id.clone())
+    }
+
+    fn update_sql(p: &str) -> String {
+        format!(
+            "UPDATE {p}enrollments SET status = ?4, head_at = ?5, head_seq = ?6, doc = ?7
+             WHERE enrollment_id = ?1"
+        )
+    }
+
     fn upsert_sql(p: &str) -> String {
         format!(
             "INSERT INTO {p}enrollments (enrollment_id, user_id, course_id, status, head_at, head_seq, doc)
@@ -365,7 +416,7 @@ impl Entity for Enrollments {
         s: &EnrollmentState,
         head: (i64, i64),
         doc: &str,
-    ) -> rusqlite::Result<()> {
+    ) -> rusqlite::Result<usize> {
         stmt.execute(rusqlite::params![
             key,
             s.record.user_id,
@@ -374,7 +425,6 @@ impl Entity for Enrollments {
             head.0,
             head.1,
             doc
-        ])?;
-        Ok(())
+        ])
     }
 }

@@ -86,6 +86,7 @@ pub(crate) struct EntitySql {
     scan: String,
     history: String,
     pub(crate) upsert: String,
+    update: String,
 }
 
 impl EntitySql {
@@ -101,6 +102,7 @@ impl EntitySql {
             ),
             history: format!("SELECT seq, kind, at, doc FROM {prefix}{hist} WHERE entity = ?1 ORDER BY at, seq"),
             upsert: E::upsert_sql(prefix),
+            update: E::update_sql(prefix),
         }
     }
 }
@@ -359,16 +361,27 @@ pub trait Entity {
         at: i64,
         seq: i64,
     ) -> Self::State;
+    /// The values of the current row's indexed columns.
+    type IndexKey: PartialEq;
+    fn index_key(state: &Self::State) -> Self::IndexKey;
     /// The upsert of the current-state row, for tables with `prefix`.
     fn upsert_sql(prefix: &str) -> String;
-    /// Writes the current-state row with the statement from `upsert_sql`.
+    /// The UPDATE of an existing current row whose indexed columns keep their
+    /// values: it sets every other column and leaves the indexed ones out,
+    /// with the upsert's parameter numbers (so [`Entity::upsert`] binds both).
+    /// SQLite rewrites an index entry whenever its column is SET, even to the
+    /// same value: one or two more dirty pages, in the WAL and fsynced, for
+    /// most events (a payment's update, a student's drop).
+    fn update_sql(prefix: &str) -> String;
+    /// Writes the current-state row with the statement from `upsert_sql` or
+    /// `update_sql`; returns the rows changed.
     fn upsert(
         stmt: &mut rusqlite::CachedStatement,
         key: &str,
         state: &Self::State,
         head: (i64, i64),
         doc: &str,
-    ) -> rusqlite::Result<()>;
+    ) -> rusqlite::Result<usize>;
 }
 
 /// A history row read back.
@@ -437,27 +450,43 @@ fn apply_entity<E: Entity>(
         Some((h_at, h_seq, _)) if (*h_at, *h_seq) > (at, seq) => (*h_at, *h_seq),
         _ => (at, seq),
     };
-    let state = match head {
-        None => E::step(None, kind, data, at, seq),
+    // The state, and whether the row's indexed columns keep their values.
+    let (state, index_unchanged) = match head {
+        None => (E::step(None, kind, data, at, seq), false),
         Some((head_at, head_seq, doc)) if (at, seq) > (head_at, head_seq) => {
             let prev: E::State = serde_json::from_str(&doc)?;
-            E::step(Some(prev), kind, data, at, seq)
+            let before = E::index_key(&prev);
+            let state = E::step(Some(prev), kind, data, at, seq);
+            let same = E::index_key(&state) == before;
+            (state, same)
         }
         Some(_) => {
             // Late delivery: re-fold the entity's history in provider-time order.
             let rows = read_history::<E>(conn, &sql.history, key)?;
-            fold::<E>(&rows)
-                .ok_or_else(|| ProjectionError::Invariant(format!("history of {key} is empty")))?
+            let state = fold::<E>(&rows)
+                .ok_or_else(|| ProjectionError::Invariant(format!("history of {key} is empty")))?;
+            (state, false)
         }
     };
     let doc = serde_json::to_string(&state)?;
-    E::upsert(
-        &mut conn.prepare_cached(&sql.upsert)?,
+    let write = if index_unchanged {
+        &sql.update
+    } else {
+        &sql.upsert
+    };
+    let changed = E::upsert(
+        &mut conn.prepare_cached(write)?,
         key,
         &state,
         new_head,
         &doc,
     )?;
+    // An update of a row that is not there would lose the event silently.
+    if changed != 1 {
+        return Err(ProjectionError::Invariant(format!(
+            "writing the current row of {key} changed {changed} rows"
+        )));
+    }
     Ok(())
 }
 
@@ -512,7 +541,8 @@ fn fold_entities<E: Entity>(
     let mut flush =
         |entity: String, state: E::State, head: (i64, i64)| -> Result<String, ProjectionError> {
             let doc = serde_json::to_string(&state)?;
-            E::upsert(&mut upsert, &entity, &state, head, &doc)?;
+            let changed = E::upsert(&mut upsert, &entity, &state, head, &doc)?;
+            debug_assert_eq!(changed, 1, "folded {entity} written once");
             Ok(entity)
         };
     let text = |v: rusqlite::types::ValueRef<'_>| -> Result<String, ProjectionError> {

@@ -253,6 +253,67 @@ async fn a_student_is_found_by_identifier_and_custom_identifier() {
 }
 
 #[tokio::test]
+async fn a_changed_identifier_finds_the_student_and_the_old_one_no_longer_does() {
+    // Guards the update path that leaves indexed columns alone when they
+    // keep their values: when they change, the indexes must follow.
+    let app = spawn_app().await;
+    accepted(
+        app.post_jodo(&jodo_student("registered", "e1", "S1", 100))
+            .await,
+    )
+    .await;
+    accepted(
+        app.post_jodo(&jodo_student("dropped", "e2", "S1", 200))
+            .await,
+    )
+    .await;
+    let renamed = jodo_student("activated", "e3", "S1", 300)
+        .replace("\"id-S1\"", "\"id-S1-new\"")
+        .replace("\"cust-S1\"", "\"cust-S1-new\"");
+    accepted(app.post_jodo(&renamed).await).await;
+    for id in ["S1", "id-S1-new", "cust-S1-new"] {
+        let s = app.get_json(&format!("/v1/students/{id}")).await;
+        assert_eq!(s["jodo_student_id"], "S1", "found by {id}");
+        assert_eq!(s["status"], "active");
+    }
+    for old in ["id-S1", "cust-S1"] {
+        let (status, _) = json(app.get(&format!("/v1/students/{old}")).await).await;
+        assert_eq!(status, 404, "{old} is no longer the student's");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_payment_update_that_moves_paid_at_moves_it_in_the_date_filter() {
+    let app = spawn_app().await;
+    accepted(
+        app.post_jodo(&jodo_payment(
+            "added",
+            "p1",
+            "PAY1",
+            Some("S1"),
+            "100.00",
+            100,
+        ))
+        .await,
+    )
+    .await;
+    let moved = jodo_payment("updated", "p2", "PAY1", Some("S1"), "120.00", 200)
+        .replace("2022-01-29T10:05:45Z", "2022-03-01T08:00:00Z");
+    accepted(app.post_jodo(&moved).await).await;
+    let january = app
+        .get_json("/v1/payments?from=2022-01-01&to=2022-01-31")
+        .await;
+    assert_eq!(january["items"].as_array().map(Vec::len), Some(0));
+    let march = app
+        .get_json("/v1/payments?from=2022-03-01&to=2022-03-31")
+        .await;
+    assert_eq!(statuses(&march, "payment_id"), ["PAY1"]);
+    assert_eq!(march["items"][0]["amount"], "120.00");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_student_list_filters_and_pages() {
     let app = spawn_app().await;
     for i in 0..5 {
