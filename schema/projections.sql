@@ -156,8 +156,10 @@ CREATE INDEX certificates_user_course_{g} ON {p}certificates (user_id, course_id
 -- pass has written every current row.
 CREATE INDEX students_identifier_{g} ON {p}students (identifier);
 CREATE INDEX students_custom_identifier_{g} ON {p}students (custom_identifier);
-CREATE INDEX payments_student_{g} ON {p}payments (jodo_student_id);
-CREATE INDEX payments_identifier_{g} ON {p}payments (student_identifier);
+-- A student's payments come in (paid_at, payment_id) order, the order of
+-- GET /v1/students/{id}/payments: two ordered range scans merged, no sort.
+CREATE INDEX payments_student_{g} ON {p}payments (jodo_student_id, paid_at, payment_id);
+CREATE INDEX payments_identifier_{g} ON {p}payments (student_identifier, paid_at, payment_id);
 CREATE INDEX payments_paid_at_{g} ON {p}payments (paid_at, payment_id);
 CREATE INDEX enrollments_user_{g} ON {p}enrollments (user_id);
 CREATE INDEX enrollments_course_{g} ON {p}enrollments (course_id);

@@ -26,7 +26,9 @@ use entities::{Enrollments, Learners, Payments, Students};
 
 /// Bump when the projection tables or the fold change: the server then
 /// rebuilds every projection from the log at start.
-pub const PROJECTION_VERSION: i64 = 1;
+///
+/// 2: a student's payments indexed in (paid_at, payment_id) order.
+pub const PROJECTION_VERSION: i64 = 2;
 
 /// The projection DDL template (see the file's header).
 const TEMPLATE: &str = include_str!("../../schema/projections.sql");
