@@ -145,7 +145,8 @@ CREATE TABLE {p}certificates (
 -- @history-indexes
 -- The indexes of the history tables. A rebuild creates them after it has
 -- loaded every history row (one sort instead of a random insert per event).
-CREATE INDEX student_history_order_{g} ON {p}student_history (entity, at, seq);
+-- Covers GET /v1/students/{id}/history (kind, event_id): no table lookups.
+CREATE INDEX student_history_order_{g} ON {p}student_history (entity, at, seq, kind, event_id);
 CREATE INDEX payment_revisions_order_{g} ON {p}payment_revisions (entity, at, seq);
 CREATE INDEX learner_revisions_order_{g} ON {p}learner_revisions (entity, at, seq);
 CREATE INDEX enrollment_events_order_{g} ON {p}enrollment_events (entity, at, seq);

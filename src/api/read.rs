@@ -413,6 +413,11 @@ pub struct HistoryItem {
     pub event_id: String,
 }
 
+/// One page of a student's history (?1) after the cursor (?2, ?3), ?4 rows;
+/// answered from the covering `student_history_order` index.
+const STUDENT_HISTORY_PAGE: &str = "SELECT kind, at, seq, event_id FROM student_history
+     WHERE entity = ?1 AND (at, seq) > (?2, ?3) ORDER BY at, seq LIMIT ?4";
+
 /// `GET /v1/students/{id}/history`: registered, dropped and activated events
 /// in provider-time order.
 pub async fn student_history(
@@ -428,8 +433,7 @@ pub async fn student_history(
             let (a_at, a_seq) = after.unwrap_or((i64::MIN, i64::MIN));
             let rows = query_rows(
                 conn,
-                "SELECT kind, at, seq, event_id FROM student_history
-                 WHERE entity = ?1 AND (at, seq) > (?2, ?3) ORDER BY at, seq LIMIT ?4",
+                STUDENT_HISTORY_PAGE,
                 vec![
                     Sql::Text(jid),
                     Sql::Integer(a_at),
@@ -1123,5 +1127,22 @@ mod tests {
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
         assert!(plan.contains("payments_student_0"), "{plan}");
         assert!(plan.contains("payments_identifier_0"), "{plan}");
+    }
+
+    #[test]
+    fn a_students_history_page_is_read_from_the_index_alone() {
+        let conn = Connection::open_in_memory().unwrap();
+        Projector::live().create_tables(&conn, 0).unwrap();
+        let plan: String = conn
+            .query_row(
+                &format!("EXPLAIN QUERY PLAN {STUDENT_HISTORY_PAGE}"),
+                ("s", 0, 0, 10),
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(
+            plan.contains("COVERING INDEX student_history_order_0"),
+            "{plan}"
+        );
     }
 }

@@ -28,7 +28,8 @@ use entities::{Enrollments, Learners, Payments, Students};
 /// rebuilds every projection from the log at start.
 ///
 /// 2: a student's payments indexed in (paid_at, payment_id) order.
-pub const PROJECTION_VERSION: i64 = 2;
+/// 3: the student history index covers the history route.
+pub const PROJECTION_VERSION: i64 = 3;
 
 /// The projection DDL template (see the file's header).
 const TEMPLATE: &str = include_str!("../../schema/projections.sql");
