@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use crate::fixtures::*;
 use crate::helpers::*;
-use crate::ingest::{accepted, events};
+use crate::ingest::events;
 
 /// What a `registrar` run printed and how it exited.
 #[derive(Debug)]

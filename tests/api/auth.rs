@@ -8,7 +8,7 @@ use sha2::Sha256;
 use crate::audit::registrar;
 use crate::fixtures::*;
 use crate::helpers::*;
-use crate::ingest::{accepted, events, quarantined, refused};
+use crate::ingest::{events, quarantined, refused};
 
 const CUSTOM_HEADER: &str = "x-jodo-token";
 const CUSTOM_VALUE: &str = "custom-header-value-7f3a";

@@ -94,6 +94,11 @@ impl TestApp {
             .await
     }
 
+    /// POSTs a signed Jodo body and asserts it was accepted; returns its seq.
+    pub async fn accept_jodo(&self, body: &str) -> u64 {
+        accepted(self.post_jodo(body).await).await
+    }
+
     /// POSTs a Jodo body with exactly these extra headers.
     pub async fn post_jodo_with(&self, body: &str, headers: &[(&str, &str)]) -> reqwest::Response {
         let mut req = self
@@ -142,6 +147,14 @@ impl TestApp {
     pub fn conn(&self) -> rusqlite::Connection {
         registrar::db::open_rw(&self.db_path).expect("opening the test database")
     }
+}
+
+/// Asserts a 200 `accepted` and returns its seq.
+pub async fn accepted(r: reqwest::Response) -> u64 {
+    let (status, body) = json(r).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "accepted", "{body}");
+    body["seq"].as_u64().expect("an accepted answer has a seq")
 }
 
 /// The JSON of a response, with its status.

@@ -92,14 +92,6 @@ pub(crate) fn quarantined(conn: &Connection) -> Vec<QuarantineRow> {
     rows.collect::<Result<_, _>>().unwrap()
 }
 
-/// Asserts a 200 `accepted` and returns its seq.
-pub(crate) async fn accepted(r: reqwest::Response) -> u64 {
-    let (status, body) = json(r).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "accepted", "{body}");
-    body["seq"].as_u64().expect("an accepted answer has a seq")
-}
-
 /// Asserts a 200 `duplicate` and returns its seq.
 pub(crate) async fn duplicate(r: reqwest::Response) -> u64 {
     let (status, body) = json(r).await;

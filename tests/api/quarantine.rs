@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::audit::{registrar, CliOutput};
 use crate::fixtures::*;
 use crate::helpers::*;
-use crate::ingest::{accepted, duplicate, events, quarantined, refused};
+use crate::ingest::{duplicate, events, quarantined, refused};
 
 /// The secret the provider switched to before the server was told.
 const ROTATED_SECRET: &str = "rotated-jodo-secret";

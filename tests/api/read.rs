@@ -8,13 +8,6 @@ use serde_json::Value;
 use crate::fixtures::*;
 use crate::helpers::*;
 
-async fn accepted(r: reqwest::Response) -> u64 {
-    let (status, body) = json(r).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "accepted", "{body}");
-    body["seq"].as_u64().unwrap()
-}
-
 fn statuses(items: &Value, field: &str) -> Vec<String> {
     items["items"]
         .as_array()
@@ -257,20 +250,14 @@ async fn a_changed_identifier_finds_the_student_and_the_old_one_no_longer_does()
     // Guards the update path that leaves indexed columns alone when they
     // keep their values: when they change, the indexes must follow.
     let app = spawn_app().await;
-    accepted(
-        app.post_jodo(&jodo_student("registered", "e1", "S1", 100))
-            .await,
-    )
-    .await;
-    accepted(
-        app.post_jodo(&jodo_student("dropped", "e2", "S1", 200))
-            .await,
-    )
-    .await;
+    app.accept_jodo(&jodo_student("registered", "e1", "S1", 100))
+        .await;
+    app.accept_jodo(&jodo_student("dropped", "e2", "S1", 200))
+        .await;
     let renamed = jodo_student("activated", "e3", "S1", 300)
         .replace("\"id-S1\"", "\"id-S1-new\"")
         .replace("\"cust-S1\"", "\"cust-S1-new\"");
-    accepted(app.post_jodo(&renamed).await).await;
+    app.accept_jodo(&renamed).await;
     for id in ["S1", "id-S1-new", "cust-S1-new"] {
         let s = app.get_json(&format!("/v1/students/{id}")).await;
         assert_eq!(s["jodo_student_id"], "S1", "found by {id}");
@@ -286,21 +273,11 @@ async fn a_changed_identifier_finds_the_student_and_the_old_one_no_longer_does()
 #[tokio::test]
 async fn a_payment_update_that_moves_paid_at_moves_it_in_the_date_filter() {
     let app = spawn_app().await;
-    accepted(
-        app.post_jodo(&jodo_payment(
-            "added",
-            "p1",
-            "PAY1",
-            Some("S1"),
-            "100.00",
-            100,
-        ))
-        .await,
-    )
-    .await;
+    let added = jodo_payment("added", "p1", "PAY1", Some("S1"), "100.00", 100);
+    app.accept_jodo(&added).await;
     let moved = jodo_payment("updated", "p2", "PAY1", Some("S1"), "120.00", 200)
         .replace("2022-01-29T10:05:45Z", "2022-03-01T08:00:00Z");
-    accepted(app.post_jodo(&moved).await).await;
+    app.accept_jodo(&moved).await;
     let january = app
         .get_json("/v1/payments?from=2022-01-01&to=2022-01-31")
         .await;
