@@ -70,8 +70,16 @@ fn run(path: PathBuf, stop: Arc<AtomicBool>) {
         std::thread::sleep(CHECKPOINT_INTERVAL);
         match checkpoint("PASSIVE") {
             Ok((_, wal_pages, _)) if wal_pages > WAL_RESTART_PAGES => {
-                if let Err(e) = checkpoint("RESTART") {
-                    tracing::warn!(error = %e, "WAL restart checkpoint failed");
+                // Blocks new write transactions while it runs: logged with
+                // its duration, since deliveries wait for it.
+                let started = std::time::Instant::now();
+                match checkpoint("RESTART") {
+                    Ok(_) => tracing::info!(
+                        wal_pages,
+                        ms = started.elapsed().as_millis() as u64,
+                        "WAL restarted"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "WAL restart checkpoint failed"),
                 }
             }
             Ok(_) => {}
