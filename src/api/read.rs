@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{ApiError, AppState};
-use crate::event::{FeeDetail, Grade, Note, PaymentRecord};
+use crate::event::{FeeDetail, PaymentRecord, StudentProfile};
 use crate::log::{self, chain, StoredEvent, EVENT_COLUMNS};
 use crate::money::Money;
 use crate::projection::entities::{EnrollmentState, LearnerState, PaymentState, StudentState};
@@ -210,19 +210,11 @@ fn parse_doc<T: DeserializeOwned>(doc: &str) -> Result<T, ApiError> {
 
 // ----- students -----
 
-/// A student as the API shows it.
+/// A student as the API shows it: the latest profile, then the status.
 #[derive(Serialize)]
 pub struct StudentView {
-    pub jodo_student_id: String,
-    pub identifier: String,
-    pub custom_identifier: Option<String>,
-    pub collector_code: Option<String>,
-    pub grade: Option<Grade>,
-    pub academic_year_start: Option<i32>,
-    pub academic_year_end: Option<i32>,
-    pub primary_contact_number: Option<String>,
-    pub primary_contact_email: Option<String>,
-    pub notes: Vec<Note>,
+    #[serde(flatten)]
+    pub profile: StudentProfile,
     pub status: &'static str,
     pub status_since: String,
     pub registered_at: Option<String>,
@@ -230,18 +222,8 @@ pub struct StudentView {
 
 impl From<StudentState> for StudentView {
     fn from(s: StudentState) -> Self {
-        let p = s.profile;
         StudentView {
-            jodo_student_id: p.jodo_student_id,
-            identifier: p.identifier,
-            custom_identifier: p.custom_identifier,
-            collector_code: p.collector_code,
-            grade: p.grade,
-            academic_year_start: p.academic_year_start,
-            academic_year_end: p.academic_year_end,
-            primary_contact_number: p.primary_contact_number,
-            primary_contact_email: p.primary_contact_email,
-            notes: p.notes,
+            profile: s.profile,
             status: s.status.as_str(),
             status_since: rfc3339(s.status_since),
             registered_at: s.registered_at.map(rfc3339),
