@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use registrar::log::{StoredEvent, EVENT_COLUMNS};
 use registrar::sources::jodo;
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -10,41 +11,12 @@ use serde_json::{json, Value};
 use crate::fixtures::*;
 use crate::helpers::*;
 
-/// One `events` row, as the tests look at it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct EventRow {
-    pub seq: u64,
-    pub source: String,
-    pub event_type: String,
-    pub event_version: String,
-    pub dedupe_key: String,
-    pub subject: Option<String>,
-    pub occurred_at: i64,
-    pub body: Vec<u8>,
-}
-
 /// Every `events` row, in seq order.
-pub(crate) fn events(conn: &Connection) -> Vec<EventRow> {
+pub(crate) fn events(conn: &Connection) -> Vec<StoredEvent> {
     let mut stmt = conn
-        .prepare(
-            "SELECT seq, source, event_type, event_version, dedupe_key, subject, occurred_at, body
-             FROM events ORDER BY seq",
-        )
+        .prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"))
         .unwrap();
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(EventRow {
-                seq: r.get::<_, i64>(0)? as u64,
-                source: r.get(1)?,
-                event_type: r.get(2)?,
-                event_version: r.get(3)?,
-                dedupe_key: r.get(4)?,
-                subject: r.get(5)?,
-                occurred_at: r.get(6)?,
-                body: r.get(7)?,
-            })
-        })
-        .unwrap();
+    let rows = stmt.query_map([], StoredEvent::from_row).unwrap();
     rows.collect::<Result<_, _>>().unwrap()
 }
 
