@@ -35,6 +35,17 @@ struct DbArg {
     db: PathBuf,
 }
 
+#[derive(Args)]
+struct ZoneArg {
+    /// The zone Toolzz `send_at` is read in.
+    #[arg(
+        long,
+        env = "REGISTRAR_TOOLZZ_ZONE",
+        default_value = "America/Sao_Paulo"
+    )]
+    toolzz_zone: chrono_tz::Tz,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Receive webhooks and serve the read API.
@@ -51,13 +62,8 @@ enum Command {
     Rebuild {
         #[command(flatten)]
         db: DbArg,
-        /// The zone Toolzz `send_at` is read in.
-        #[arg(
-            long,
-            env = "REGISTRAR_TOOLZZ_ZONE",
-            default_value = "America/Sao_Paulo"
-        )]
-        toolzz_zone: chrono_tz::Tz,
+        #[command(flatten)]
+        zone: ZoneArg,
     },
     /// Inspect and readmit rejected deliveries.
     Quarantine {
@@ -88,13 +94,8 @@ struct ServeArgs {
     /// Deliveries committed in one transaction at most.
     #[arg(long, env = "REGISTRAR_MAX_BATCH", default_value_t = config::DEFAULT_MAX_BATCH)]
     max_batch: usize,
-    /// The zone Toolzz `send_at` is read in.
-    #[arg(
-        long,
-        env = "REGISTRAR_TOOLZZ_ZONE",
-        default_value = "America/Sao_Paulo"
-    )]
-    toolzz_zone: chrono_tz::Tz,
+    #[command(flatten)]
+    zone: ZoneArg,
 }
 
 #[derive(Subcommand)]
@@ -129,13 +130,8 @@ enum QuarantineCommand {
         /// Vouch for a delivery whose authentication cannot be re-checked.
         #[arg(long)]
         force: bool,
-        /// The zone Toolzz `send_at` is read in.
-        #[arg(
-            long,
-            env = "REGISTRAR_TOOLZZ_ZONE",
-            default_value = "America/Sao_Paulo"
-        )]
-        toolzz_zone: chrono_tz::Tz,
+        #[command(flatten)]
+        zone: ZoneArg,
     },
 }
 
@@ -162,7 +158,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Verify { db, pin } => verify_cmd(&db.db, pin.as_deref()),
-        Command::Rebuild { db, toolzz_zone } => rebuild_cmd(&db.db, toolzz_zone),
+        Command::Rebuild { db, zone } => rebuild_cmd(&db.db, zone.toolzz_zone),
         Command::Quarantine { command } => quarantine_cmd(command),
     }
 }
@@ -187,7 +183,7 @@ fn config_from_env(db: &Path, zone: chrono_tz::Tz) -> Result<Config> {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
-    let mut cfg = config_from_env(&args.db.db, args.toolzz_zone)?;
+    let mut cfg = config_from_env(&args.db.db, args.zone.toolzz_zone)?;
     if args.max_body_bytes == 0
         || args.quarantine_cap == 0
         || args.queue_depth == 0
@@ -396,10 +392,10 @@ fn quarantine_cmd(cmd: QuarantineCommand) -> Result<ExitCode> {
             id,
             db,
             force,
-            toolzz_zone,
+            zone,
         } => {
             let mut conn = open_existing(&db.db)?;
-            let cfg = config_from_env(&db.db, toolzz_zone)?;
+            let cfg = config_from_env(&db.db, zone.toolzz_zone)?;
             match ledger::readmit(&mut conn, id, &cfg, force) {
                 Ok(Readmitted::Appended { seq }) => {
                     println!("readmitted {id}: appended as seq {seq}")
