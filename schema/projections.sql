@@ -1,11 +1,9 @@
 -- Projections: state derived from the event log, disposable and rebuilt on demand.
 --
--- This is a template, not a migration: `{p}` is the table prefix ('' for the live
--- tables, 'next_' for the shadow tables a rebuild fills) and `{g}` a generation
--- number that keeps index names unique when a rebuild renames its shadow tables
--- into place. Because projections are rebuilt from the log, changing this file
--- needs no migration: bump projection::PROJECTION_VERSION and the server rebuilds
--- at start.
+-- The schema of the projection store, a SQLite file of its own (`--projections`).
+-- Not a migration: because projections are rebuilt from the log, changing this
+-- file needs none. Bump projection::PROJECTION_VERSION and the server rebuilds
+-- the store into a fresh file at start.
 --
 -- Every current-state table keeps `head_at`/`head_seq`: the (provider time, seq)
 -- of the latest event it derives from. Order is by provider time, ties by seq,
@@ -15,8 +13,11 @@
 -- The indexes after the `@history-indexes` and `@read-indexes` markers are
 -- created separately by a rebuild, each after the pass that fills their tables
 -- (see src/projection/rebuild.rs).
+--
+-- History rows keep `received_at`: when registrar received the event (unix
+-- microseconds), so a report can say what was known at a time.
 
-CREATE TABLE {p}projection_state (
+CREATE TABLE projection_state (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     -- Last event seq applied to these tables.
     last_seq    INTEGER NOT NULL,
@@ -24,12 +25,15 @@ CREATE TABLE {p}projection_state (
     version     INTEGER NOT NULL,
     -- Events that could not be projected (reported by rebuild).
     skipped     INTEGER NOT NULL DEFAULT 0,
-    -- The `{g}` these tables were created with.
-    generation  INTEGER NOT NULL
+    -- Counts builds: after a crash between a rebuild's completion and the
+    -- removal of the file it replaced, the higher generation wins.
+    generation  INTEGER NOT NULL,
+    -- 0 while a build fills the file (its tables are not consistent yet).
+    complete    INTEGER NOT NULL DEFAULT 0
 );
 
 -- Jodo students, keyed by jodo_student_id.
-CREATE TABLE {p}students (
+CREATE TABLE students (
     jodo_student_id   TEXT PRIMARY KEY,
     identifier        TEXT,
     custom_identifier TEXT,
@@ -45,20 +49,21 @@ CREATE TABLE {p}students (
 );
 
 -- Every registered, dropped and activated event of a student.
-CREATE TABLE {p}student_history (
+CREATE TABLE student_history (
     seq             INTEGER PRIMARY KEY,
     -- The student's jodo_student_id.
     entity          TEXT    NOT NULL,
     -- 'registered', 'dropped' or 'activated'.
     kind            TEXT    NOT NULL,
     at              INTEGER NOT NULL,
+    received_at     INTEGER NOT NULL,
     event_id        TEXT    NOT NULL,
     -- The student's profile as the event carried it.
     doc             TEXT    NOT NULL
 );
 
 -- Jodo manual payments, keyed by payment id.
-CREATE TABLE {p}payments (
+CREATE TABLE payments (
     payment_id         TEXT PRIMARY KEY,
     -- 'recorded' or 'cancelled'.
     status             TEXT    NOT NULL,
@@ -76,19 +81,20 @@ CREATE TABLE {p}payments (
 );
 
 -- Every revision of a payment, with the event that made it.
-CREATE TABLE {p}payment_revisions (
+CREATE TABLE payment_revisions (
     seq        INTEGER PRIMARY KEY,
     -- The payment id.
     entity     TEXT    NOT NULL,
     -- 'added', 'updated' or 'cancelled'.
     kind       TEXT    NOT NULL,
     at         INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
     event_id   TEXT    NOT NULL,
     doc        TEXT    NOT NULL
 );
 
 -- Toolzz users, from members.created and members.updated.
-CREATE TABLE {p}learners (
+CREATE TABLE learners (
     user_id  TEXT PRIMARY KEY,
     head_at  INTEGER NOT NULL,
     head_seq INTEGER NOT NULL,
@@ -96,20 +102,21 @@ CREATE TABLE {p}learners (
 );
 
 -- Every members.* event of a learner.
-CREATE TABLE {p}learner_revisions (
+CREATE TABLE learner_revisions (
     seq     INTEGER PRIMARY KEY,
     -- The Toolzz user id.
     entity  TEXT    NOT NULL,
     -- 'created' or 'updated'.
     kind    TEXT    NOT NULL,
     at      INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
     -- Toolzz has no event id: always NULL, kept for one history shape.
     event_id TEXT,
     doc     TEXT    NOT NULL
 );
 
 -- Toolzz enrollments, keyed by enrollment id.
-CREATE TABLE {p}enrollments (
+CREATE TABLE enrollments (
     enrollment_id TEXT PRIMARY KEY,
     user_id       TEXT    NOT NULL,
     course_id     TEXT    NOT NULL,
@@ -121,24 +128,26 @@ CREATE TABLE {p}enrollments (
 );
 
 -- Every enrollment and completion event of an enrollment.
-CREATE TABLE {p}enrollment_events (
+CREATE TABLE enrollment_events (
     seq           INTEGER PRIMARY KEY,
     -- The enrollment id.
     entity        TEXT    NOT NULL,
     -- 'enrolled' or 'completed'.
     kind          TEXT    NOT NULL,
     at            INTEGER NOT NULL,
+    received_at   INTEGER NOT NULL,
     -- Toolzz has no event id: always NULL, kept for one history shape.
     event_id      TEXT,
     doc           TEXT    NOT NULL
 );
 
 -- Certificates issued, joined to enrollments by (user_id, course_id) when read.
-CREATE TABLE {p}certificates (
+CREATE TABLE certificates (
     seq       INTEGER PRIMARY KEY,
     user_id   TEXT    NOT NULL,
     course_id TEXT    NOT NULL,
     at        INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
     doc       TEXT    NOT NULL
 );
 
@@ -146,21 +155,21 @@ CREATE TABLE {p}certificates (
 -- The indexes of the history tables. A rebuild creates them after it has
 -- loaded every history row (one sort instead of a random insert per event).
 -- Covers GET /v1/students/{id}/history (kind, event_id): no table lookups.
-CREATE INDEX student_history_order_{g} ON {p}student_history (entity, at, seq, kind, event_id);
-CREATE INDEX payment_revisions_order_{g} ON {p}payment_revisions (entity, at, seq);
-CREATE INDEX learner_revisions_order_{g} ON {p}learner_revisions (entity, at, seq);
-CREATE INDEX enrollment_events_order_{g} ON {p}enrollment_events (entity, at, seq);
-CREATE INDEX certificates_user_course_{g} ON {p}certificates (user_id, course_id, at, seq);
+CREATE INDEX student_history_order ON student_history (entity, at, seq, kind, event_id);
+CREATE INDEX payment_revisions_order ON payment_revisions (entity, at, seq);
+CREATE INDEX learner_revisions_order ON learner_revisions (entity, at, seq);
+CREATE INDEX enrollment_events_order ON enrollment_events (entity, at, seq);
+CREATE INDEX certificates_user_course ON certificates (user_id, course_id, at, seq);
 
 -- @read-indexes
 -- The indexes the read API filters by. A rebuild creates them after its fold
 -- pass has written every current row.
-CREATE INDEX students_identifier_{g} ON {p}students (identifier);
-CREATE INDEX students_custom_identifier_{g} ON {p}students (custom_identifier);
+CREATE INDEX students_identifier ON students (identifier);
+CREATE INDEX students_custom_identifier ON students (custom_identifier);
 -- A student's payments come in (paid_at, payment_id) order, the order of
 -- GET /v1/students/{id}/payments: two ordered range scans merged, no sort.
-CREATE INDEX payments_student_{g} ON {p}payments (jodo_student_id, paid_at, payment_id);
-CREATE INDEX payments_identifier_{g} ON {p}payments (student_identifier, paid_at, payment_id);
-CREATE INDEX payments_paid_at_{g} ON {p}payments (paid_at, payment_id);
-CREATE INDEX enrollments_user_{g} ON {p}enrollments (user_id);
-CREATE INDEX enrollments_course_{g} ON {p}enrollments (course_id);
+CREATE INDEX payments_student ON payments (jodo_student_id, paid_at, payment_id);
+CREATE INDEX payments_identifier ON payments (student_identifier, paid_at, payment_id);
+CREATE INDEX payments_paid_at ON payments (paid_at, payment_id);
+CREATE INDEX enrollments_user ON enrollments (user_id);
+CREATE INDEX enrollments_course ON enrollments (course_id);

@@ -1,6 +1,7 @@
 //! Runtime settings, with the limits every queue and body is held to.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::sources::ParseContext;
 
@@ -19,10 +20,31 @@ pub const DEFAULT_QUEUE_DEPTH: usize = 4_096;
 /// latency one fsync adds to the deliveries behind it.
 pub const DEFAULT_MAX_BATCH: usize = 512;
 
+/// How long a read with `min_seq` waits for the projections by default.
+pub const DEFAULT_MIN_SEQ_WAIT: Duration = Duration::from_secs(2);
+/// The longest `--min-seq-wait` allowed: a read holds a connection while it
+/// waits, so the bound keeps a slow projector from piling up requests.
+pub const MAX_MIN_SEQ_WAIT: Duration = Duration::from_secs(10);
+/// How far behind the log the projections may be before `/readyz` fails.
+pub const DEFAULT_MAX_LAG: Duration = Duration::from_secs(5);
+
+/// The projection store's default path: beside the log, named after it
+/// (`data/registrar.db` → `data/registrar.projections.db`).
+pub fn default_projections_path(db_path: &Path) -> PathBuf {
+    let stem = db_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "registrar".into());
+    db_path.with_file_name(format!("{stem}.projections.db"))
+}
+
 /// Everything the server needs to run.
 #[derive(Clone)]
 pub struct Config {
+    /// The log file: events, quarantine, counters.
     pub db_path: PathBuf,
+    /// The projection store: every derived table.
+    pub projections_path: PathBuf,
     /// HMAC key for `X-Jodo-Signature`; without it Jodo deliveries are unsigned.
     pub jodo_secret: Option<String>,
     /// A header (lower-cased name, value) every Jodo request must also carry.
@@ -38,13 +60,19 @@ pub struct Config {
     pub quarantine_cap: u64,
     pub queue_depth: usize,
     pub max_batch: usize,
+    /// How long a read with `min_seq` waits for the projections.
+    pub min_seq_wait: Duration,
+    /// Projection lag past which `/readyz` fails.
+    pub max_lag: Duration,
 }
 
 impl Config {
     /// Defaults around a database path, with no secrets.
     pub fn new(db_path: impl Into<PathBuf>) -> Config {
+        let db_path = db_path.into();
         Config {
-            db_path: db_path.into(),
+            projections_path: default_projections_path(&db_path),
+            db_path,
             jodo_secret: None,
             jodo_header: None,
             toolzz_token: None,
@@ -55,6 +83,8 @@ impl Config {
             quarantine_cap: DEFAULT_QUARANTINE_CAP,
             queue_depth: DEFAULT_QUEUE_DEPTH,
             max_batch: DEFAULT_MAX_BATCH,
+            min_seq_wait: DEFAULT_MIN_SEQ_WAIT,
+            max_lag: DEFAULT_MAX_LAG,
         }
     }
 
@@ -70,6 +100,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("db_path", &self.db_path)
+            .field("projections_path", &self.projections_path)
             .field("jodo_secret", &self.jodo_secret.as_ref().map(|_| "<set>"))
             .field("jodo_header", &self.jodo_header.as_ref().map(|(n, _)| n))
             .field("toolzz_token", &self.toolzz_token.as_ref().map(|_| "<set>"))

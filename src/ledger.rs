@@ -1,15 +1,14 @@
-//! The one writer: appends to the log and projects, in one transaction.
+//! The one writer: appends to the log, and nothing else.
 //!
-//! A dedicated thread owns the only write connection. Requests reach it over a
-//! bounded queue ([`crate::config::Config::queue_depth`]); it takes up to
-//! `max_batch` at a time and commits them together (group commit: one fsync
-//! for the batch), each delivery inside its own savepoint so a failure in one
-//! does not fail the others. Every request awaits its own result, sent only
-//! after the commit: a 2xx means durable.
-//!
-//! Rebuilds run here too, a chunk at a time whenever the queue is empty, so
-//! ingest keeps flowing while the shadow tables fill.
+//! A dedicated thread owns the only write connection of the log file.
+//! Requests reach it over a bounded queue ([`crate::config::Config::queue_depth`]);
+//! it takes up to `max_batch` at a time and commits them together (group
+//! commit: one fsync for the batch). Every request awaits its own result,
+//! sent only after the commit: a 2xx means durable. No projection is written
+//! here: after each commit the writer tells its [`CommitListener`] (the
+//! projector) how far the log goes, and the projector follows.
 
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -18,8 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::event::Delivery;
 use crate::log::{self, AppendOutcome, Head, NewEntry};
-use crate::projection::rebuild::{Rebuild, RebuildReport, Step, REBUILD_CHUNK};
-use crate::projection::{ProjectionError, Projector};
+use crate::metrics::Metrics;
 use crate::quarantine::{self, Reject};
 use crate::sources::ParseContext;
 
@@ -35,26 +33,11 @@ pub enum LedgerError {
     /// The writer has stopped (shutting down, or it died).
     #[error("the writer has stopped")]
     Closed,
-    /// A projection invariant failed: a bug, not a bad delivery.
-    #[error("projection failed: {0}")]
-    Projection(ProjectionError),
-    /// A rebuild is not possible now.
-    #[error("{0}")]
-    Rejected(String),
 }
 
 impl From<rusqlite::Error> for LedgerError {
     fn from(e: rusqlite::Error) -> Self {
         LedgerError::Storage(e.to_string())
-    }
-}
-
-impl From<ProjectionError> for LedgerError {
-    fn from(e: ProjectionError) -> Self {
-        match e {
-            ProjectionError::Db(e) => LedgerError::from(e),
-            other => LedgerError::Projection(other),
-        }
     }
 }
 
@@ -80,25 +63,37 @@ enum Command {
         reject: Box<Reject>,
         reply: Reply<(i64, bool)>,
     },
-    Rebuild {
-        reply: Reply<RebuildReport>,
+    /// Work on the log file's own schema between batches (the upgrade from
+    /// a release that kept projections in it drops them this way).
+    Maintain {
+        work: Maintenance,
+        reply: Reply<()>,
     },
     Shutdown,
 }
 
+/// A one-off change to the log file, run by the writer in its own transaction.
+pub type Maintenance = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
+
+/// Told the log's new head after every commit that appended events.
+pub type CommitListener = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+
 /// Settings of the writer.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LedgerConfig {
     pub queue_depth: usize,
     pub max_batch: usize,
     pub quarantine_cap: u64,
     pub parse: ParseContext,
+    pub on_commit: Option<CommitListener>,
+    pub metrics: Option<std::sync::Arc<Metrics>>,
 }
 
 /// A handle to the writer; cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
     tx: mpsc::Sender<Command>,
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 /// Owns the writer thread; [`Writer::shutdown`] drains and joins it.
@@ -106,6 +101,10 @@ pub struct Writer {
     tx: mpsc::Sender<Command>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// The last commit's failure, if it failed: the log cannot be written now
+/// (disk full, read-only). Cleared by the next commit that succeeds.
+type Failure = Arc<Mutex<Option<String>>>;
 
 impl Writer {
     /// Starts the writer on `conn`, which must be migrated and projected.
@@ -115,16 +114,18 @@ impl Writer {
             "queue depth and batch size must be positive"
         );
         let (tx, rx) = mpsc::channel(cfg.queue_depth);
+        let failure = Failure::default();
+        let f = Arc::clone(&failure);
         let thread = std::thread::Builder::new()
             .name("registrar-writer".into())
-            .spawn(move || run(conn, rx, cfg))
+            .spawn(move || run(conn, rx, cfg, f))
             .expect("spawning the writer thread");
         (
             Writer {
                 tx: tx.clone(),
                 thread: Some(thread),
             },
-            Ledger { tx },
+            Ledger { tx, failure },
         )
     }
 
@@ -166,16 +167,25 @@ impl Ledger {
         rx.await.map_err(|_| LedgerError::Closed)?
     }
 
-    /// Rebuilds every projection; resolves when the new tables are live. A
-    /// request while a rebuild runs joins it.
-    pub async fn rebuild(&self) -> Result<RebuildReport, LedgerError> {
+    /// Runs `work` on the log file between batches, in its own transaction.
+    pub async fn maintain(&self, work: Maintenance) -> Result<(), LedgerError> {
         let (reply, rx) = oneshot::channel();
-        // A rebuild request may wait for room: it is rare and admin-only.
+        // May wait for room: it is rare and internal.
         self.tx
-            .send(Command::Rebuild { reply })
+            .send(Command::Maintain { work, reply })
             .await
             .map_err(|_| LedgerError::Closed)?;
         rx.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Whether the writer thread is still taking requests.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Why the last commit failed, when it did.
+    pub fn last_failure(&self) -> Option<String> {
+        self.failure.lock().expect("failure lock").clone()
     }
 
     fn send(&self, cmd: Command) -> Result<(), LedgerError> {
@@ -191,53 +201,9 @@ pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, cfg: LedgerConfig) {
-    let live = Projector::live();
-    let mut rebuild: Option<(Rebuild, Vec<Reply<RebuildReport>>)> = None;
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, cfg: LedgerConfig, failure: Failure) {
     let mut batch = Vec::with_capacity(cfg.max_batch);
-    loop {
-        // With a rebuild under way, ingest goes first and the rebuild takes
-        // the idle moments; otherwise sleep until something arrives.
-        let first = if rebuild.is_some() {
-            match rx.try_recv() {
-                Ok(cmd) => Some(cmd),
-                Err(mpsc::error::TryRecvError::Empty) => None,
-                Err(mpsc::error::TryRecvError::Disconnected) => return,
-            }
-        } else {
-            match rx.blocking_recv() {
-                Some(cmd) => Some(cmd),
-                None => return,
-            }
-        };
-        let Some(first) = first else {
-            let (job, _) = rebuild.as_mut().expect("checked above");
-            match job.step(&mut conn, REBUILD_CHUNK) {
-                Ok(Step::Continue { .. }) => {}
-                Ok(Step::Done(report)) => {
-                    tracing::info!(
-                        events = report.events,
-                        skipped = report.skipped,
-                        seconds = report.seconds,
-                        "rebuild done"
-                    );
-                    let (_, waiters) = rebuild.take().expect("checked above");
-                    for w in waiters {
-                        let _ = w.send(Ok(report.clone()));
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "rebuild failed");
-                    let msg = e.to_string();
-                    let (_, waiters) = rebuild.take().expect("checked above");
-                    for w in waiters {
-                        let _ =
-                            w.send(Err(LedgerError::Rejected(format!("rebuild failed: {msg}"))));
-                    }
-                }
-            }
-            continue;
-        };
+    while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < cfg.max_batch {
             match rx.try_recv() {
@@ -245,29 +211,33 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, cfg: LedgerConfig)
                 Err(_) => break,
             }
         }
+        if let Some(m) = &cfg.metrics {
+            m.writer_queue_depth.set(rx.len() as i64);
+            m.batch_size.observe(batch.len() as f64);
+        }
         let mut stop = false;
         let mut writes = Vec::with_capacity(batch.len());
         for cmd in batch.drain(..) {
             match cmd {
-                Command::Rebuild { reply } => match &mut rebuild {
-                    Some((_, waiters)) => waiters.push(reply),
-                    None => match Rebuild::start(&mut conn, cfg.parse) {
-                        Ok(job) => rebuild = Some((job, vec![reply])),
-                        Err(e) => {
-                            let _ = reply.send(Err(e.into()));
-                        }
-                    },
-                },
+                Command::Maintain { work, reply } => {
+                    let done = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .and_then(|tx| {
+                            work(&tx)?;
+                            tx.commit()
+                        })
+                        .map_err(LedgerError::from);
+                    let _ = reply.send(done);
+                }
                 Command::Shutdown => stop = true,
                 other => writes.push(other),
             }
         }
         if !writes.is_empty() {
-            commit_batch(&mut conn, &live, &cfg, writes);
+            let outcome = commit_batch(&mut conn, &cfg, writes);
+            *failure.lock().expect("failure lock") = outcome.err().map(|e| e.to_string());
         }
         if stop {
-            // A rebuild still under way is abandoned; its shadow tables are
-            // dropped by the next one. Its waiters learn that it stopped.
             return;
         }
     }
@@ -303,12 +273,18 @@ enum BatchFailure {
 /// not fail the others. Failures are rare, so the common path carries no
 /// per-delivery savepoint (whose sub-journal writes cost a fifth of the
 /// writer's I/O).
-fn commit_batch(conn: &mut Connection, live: &Projector, cfg: &LedgerConfig, writes: Vec<Command>) {
+fn commit_batch(
+    conn: &mut Connection,
+    cfg: &LedgerConfig,
+    writes: Vec<Command>,
+) -> Result<(), rusqlite::Error> {
     let received_at = now_micros();
-    let done: Vec<Done> = match run_in_transaction(conn, live, cfg, &writes, received_at) {
+    let mut failed = None;
+    let done: Vec<Done> = match run_in_transaction(conn, cfg, &writes, received_at) {
         Ok(done) => done,
         Err(BatchFailure::Storage(e)) => {
             tracing::error!(error = %e, "batch commit failed; answering 503 for the whole batch");
+            failed = Some(clone_error(&e));
             writes
                 .iter()
                 .map(|w| Done::failed(w, LedgerError::from(clone_error(&e))))
@@ -317,16 +293,30 @@ fn commit_batch(conn: &mut Connection, live: &Projector, cfg: &LedgerConfig, wri
         Err(BatchFailure::Command(e)) if writes.len() == 1 => vec![Done::failed(&writes[0], e)],
         Err(BatchFailure::Command(_)) => writes
             .iter()
-            .map(|w| {
-                match run_in_transaction(conn, live, cfg, std::slice::from_ref(w), received_at) {
+            .map(
+                |w| match run_in_transaction(conn, cfg, std::slice::from_ref(w), received_at) {
                     Ok(mut done) => done.pop().expect("one command, one result"),
                     Err(BatchFailure::Command(e)) => Done::failed(w, e),
                     Err(BatchFailure::Storage(e)) => Done::failed(w, LedgerError::from(e)),
-                }
-            })
+                },
+            )
             .collect(),
     };
     assert_eq!(done.len(), writes.len(), "every command gets one answer");
+    // Wake the projector before answering: a client that reads right after
+    // its 2xx then waits the shortest time for its own write.
+    if let Some(listener) = &cfg.on_commit {
+        let appended = done.iter().filter_map(|d| match d {
+            Done::Append(Ok(Appended {
+                outcome: AppendOutcome::Appended { seq },
+                ..
+            })) => Some(*seq),
+            _ => None,
+        });
+        if let Some(head) = appended.max() {
+            listener(head);
+        }
+    }
     for (cmd, result) in writes.into_iter().zip(done) {
         match (cmd, result) {
             (Command::Append { reply, .. }, Done::Append(r)) => {
@@ -338,6 +328,7 @@ fn commit_batch(conn: &mut Connection, live: &Projector, cfg: &LedgerConfig, wri
             _ => unreachable!("results follow their commands"),
         }
     }
+    failed.map_or(Ok(()), Err)
 }
 
 fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
@@ -355,7 +346,6 @@ fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
 /// Runs `writes` in one transaction and commits it, or rolls it all back.
 fn run_in_transaction(
     conn: &mut Connection,
-    live: &Projector,
     cfg: &LedgerConfig,
     writes: &[Command],
     received_at: i64,
@@ -366,7 +356,6 @@ fn run_in_transaction(
     // Read the head inside the write transaction: another process (the
     // CLI's readmit or rebuild) may have appended since the last batch.
     let mut head = log::head(&tx).map_err(BatchFailure::Storage)?;
-    let start = head;
     let mut done = Vec::with_capacity(writes.len());
     for cmd in writes {
         match cmd {
@@ -376,17 +365,9 @@ fn run_in_transaction(
                 conflict,
                 ..
             } => {
-                let appended = append_one(
-                    &tx,
-                    live,
-                    &mut head,
-                    delivery,
-                    body,
-                    received_at,
-                    conflict,
-                    cfg,
-                )
-                .map_err(BatchFailure::Command)?;
+                let appended =
+                    append_one(&tx, &mut head, delivery, body, received_at, conflict, cfg)
+                        .map_err(BatchFailure::Command)?;
                 done.push(Done::Append(Ok(appended)));
             }
             Command::Quarantine { reject, .. } => {
@@ -394,22 +375,15 @@ fn run_in_transaction(
                     .map_err(|e| BatchFailure::Command(e.into()))?;
                 done.push(Done::Quarantine(Ok(kept)));
             }
-            Command::Rebuild { .. } | Command::Shutdown => unreachable!("handled by run"),
+            Command::Maintain { .. } | Command::Shutdown => unreachable!("handled by run"),
         }
-    }
-    // The projections now hold every event appended here: record it once.
-    if head.seq > start.seq {
-        live.advance_range(&tx, start.seq + 1, head.seq, 0)
-            .map_err(|e| BatchFailure::Command(e.into()))?;
     }
     tx.commit().map_err(BatchFailure::Storage)?;
     Ok(done)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn append_one(
     conn: &Connection,
-    live: &Projector,
     head: &mut Head,
     d: &Delivery,
     body: &[u8],
@@ -417,7 +391,7 @@ fn append_one(
     conflict: &Reject,
     cfg: &LedgerConfig,
 ) -> Result<Appended, LedgerError> {
-    let outcome = append_unrecorded(conn, live, head, d, body, received_at)?;
+    let outcome = append_delivery(conn, head, d, body, received_at)?;
     let quarantine_id = match outcome {
         AppendOutcome::Conflict { seq } => {
             let mut reject = conflict.clone();
@@ -432,28 +406,10 @@ fn append_one(
     })
 }
 
-/// Appends one delivery and projects it, inside the caller's transaction,
-/// recording the projections' new position. Used by the CLI's readmit.
+/// Appends one delivery inside the caller's transaction (the writer's
+/// batch, or the CLI's readmit).
 pub fn append_delivery(
     conn: &Connection,
-    live: &Projector,
-    head: &mut Head,
-    d: &Delivery,
-    body: &[u8],
-    received_at: i64,
-) -> Result<AppendOutcome, LedgerError> {
-    let outcome = append_unrecorded(conn, live, head, d, body, received_at)?;
-    if let AppendOutcome::Appended { seq } = outcome {
-        live.advance_range(conn, seq, seq, 0)?;
-    }
-    Ok(outcome)
-}
-
-/// [`append_delivery`] without recording the projections' position: the
-/// writer records it once per batch.
-fn append_unrecorded(
-    conn: &Connection,
-    live: &Projector,
     head: &mut Head,
     d: &Delivery,
     body: &[u8],
@@ -469,11 +425,7 @@ fn append_unrecorded(
         received_at,
         body,
     };
-    let outcome = log::append(conn, head, &entry)?;
-    if let AppendOutcome::Appended { seq } = outcome {
-        live.apply_event(conn, seq, d.occurred_at, &d.event)?;
-    }
-    Ok(outcome)
+    Ok(log::append(conn, head, &entry)?)
 }
 
 fn quarantine_one(conn: &Connection, reject: &Reject, cap: u64) -> rusqlite::Result<(i64, bool)> {
@@ -605,7 +557,7 @@ pub fn readmit(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut head = log::head(&tx)?;
     let now = now_micros();
-    let outcome = append_delivery(&tx, &Projector::live(), &mut head, &delivery, body, now)?;
+    let outcome = append_delivery(&tx, &mut head, &delivery, body, now)?;
     let result = match outcome {
         AppendOutcome::Appended { seq } => Readmitted::Appended { seq },
         AppendOutcome::Duplicate { seq } => Readmitted::Duplicate { seq },

@@ -30,6 +30,7 @@ pub mod db;
 pub mod event;
 pub mod ledger;
 pub mod log;
+pub mod metrics;
 pub mod money;
 pub mod projection;
 pub mod quarantine;

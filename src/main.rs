@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use registrar::config::{self, Config};
 use registrar::ledger::{self, Readmitted};
 use registrar::log::verify::{self, VerifyError};
-use registrar::projection::rebuild;
+use registrar::projection::{projector, rebuild, store};
 use registrar::sources::ParseContext;
 use registrar::{db, quarantine, server};
 
@@ -30,9 +30,25 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct DbArg {
-    /// The SQLite database (created on first start).
+    /// The log: an SQLite file (created on first start).
     #[arg(long, env = "REGISTRAR_DB", default_value = DEFAULT_DB)]
     db: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct ProjectionsArg {
+    /// The projection store, an SQLite file of its own [default: beside the
+    /// log, `<log name>.projections.db`].
+    #[arg(long, env = "REGISTRAR_PROJECTIONS")]
+    projections: Option<PathBuf>,
+}
+
+impl ProjectionsArg {
+    fn path(&self, db: &Path) -> PathBuf {
+        self.projections
+            .clone()
+            .unwrap_or_else(|| config::default_projections_path(db))
+    }
 }
 
 #[derive(Args)]
@@ -58,10 +74,13 @@ enum Command {
         #[arg(long, env = "REGISTRAR_PIN", value_name = "SEQ:HASH")]
         pin: Option<String>,
     },
-    /// Recompute every projection from the log.
+    /// Build the projection store afresh from the log (with no server
+    /// running; a running server rebuilds with POST /v1/admin/rebuild).
     Rebuild {
         #[command(flatten)]
         db: DbArg,
+        #[command(flatten)]
+        projections: ProjectionsArg,
         #[command(flatten)]
         zone: ZoneArg,
     },
@@ -76,6 +95,8 @@ enum Command {
 struct ServeArgs {
     #[command(flatten)]
     db: DbArg,
+    #[command(flatten)]
+    projections: ProjectionsArg,
     /// Address to listen on.
     #[arg(long, env = "REGISTRAR_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
@@ -94,6 +115,13 @@ struct ServeArgs {
     /// Deliveries committed in one transaction at most.
     #[arg(long, env = "REGISTRAR_MAX_BATCH", default_value_t = config::DEFAULT_MAX_BATCH)]
     max_batch: usize,
+    /// How long a read with `min_seq` waits for the projections, in
+    /// milliseconds (at most 10000).
+    #[arg(long, env = "REGISTRAR_MIN_SEQ_WAIT_MS", default_value_t = config::DEFAULT_MIN_SEQ_WAIT.as_millis() as u64)]
+    min_seq_wait_ms: u64,
+    /// Projection lag past which /readyz fails, in milliseconds.
+    #[arg(long, env = "REGISTRAR_MAX_LAG_MS", default_value_t = config::DEFAULT_MAX_LAG.as_millis() as u64)]
+    max_lag_ms: u64,
     #[command(flatten)]
     zone: ZoneArg,
 }
@@ -158,7 +186,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Verify { db, pin } => verify_cmd(&db.db, pin.as_deref()),
-        Command::Rebuild { db, zone } => rebuild_cmd(&db.db, zone.toolzz_zone),
+        Command::Rebuild {
+            db,
+            projections,
+            zone,
+        } => rebuild_cmd(&db.db, &projections.path(&db.db), zone.toolzz_zone),
         Command::Quarantine { command } => quarantine_cmd(command),
     }
 }
@@ -195,6 +227,15 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     cfg.quarantine_cap = args.quarantine_cap;
     cfg.queue_depth = args.queue_depth;
     cfg.max_batch = args.max_batch;
+    cfg.projections_path = args.projections.path(&args.db.db);
+    cfg.min_seq_wait = std::time::Duration::from_millis(args.min_seq_wait_ms);
+    if cfg.min_seq_wait > config::MAX_MIN_SEQ_WAIT {
+        bail!(
+            "--min-seq-wait-ms is at most {}",
+            config::MAX_MIN_SEQ_WAIT.as_millis()
+        );
+    }
+    cfg.max_lag = std::time::Duration::from_millis(args.max_lag_ms);
     let addrs: Vec<SocketAddr> = args
         .listen
         .to_socket_addrs()
@@ -221,7 +262,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        tracing::info!(%addr, db = %cfg.db_path.display(), "registrar listening");
+        tracing::info!(
+            %addr,
+            db = %cfg.db_path.display(),
+            projections = %cfg.projections_path.display(),
+            "registrar listening"
+        );
         server::serve(listener, cfg, shutdown_signal())
             .await
             .context("running the server")?;
@@ -295,15 +341,22 @@ fn verify_cmd(path: &Path, pin: Option<&str>) -> Result<ExitCode> {
     }
 }
 
-fn rebuild_cmd(path: &Path, zone: chrono_tz::Tz) -> Result<ExitCode> {
-    let mut conn = open_existing(path)?;
-    // Checkpoint every REBUILD_WAL_PAGES rather than SQLite's 1000: fewer,
-    // larger checkpoints copy a page rewritten by several chunks once, while
-    // the WAL (which every page read searches) stays bounded.
-    conn.pragma_update(None, "wal_autocheckpoint", rebuild::REBUILD_WAL_PAGES)
-        .context("configuring checkpoints")?;
+fn rebuild_cmd(db: &Path, projections: &Path, zone: chrono_tz::Tz) -> Result<ExitCode> {
+    if !db.exists() {
+        bail!("no database at {}", db.display());
+    }
+    // A running server holds the lock: it swaps files under its readers
+    // itself, so the offline command must not.
+    let _lock = server::lock_projections(projections)
+        .map_err(|e| anyhow::anyhow!("{e}: rebuild it with POST /v1/admin/rebuild"))?;
+    let head = {
+        let conn = db::open_ro(db).with_context(|| format!("opening {}", db.display()))?;
+        registrar::log::head(&conn)?.seq
+    };
+    let generation = store::peek(projections).map_or(0, |s| s.generation + 1);
+    let target = projector::generation_path(projections, generation);
     let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(0);
+        let bar = indicatif::ProgressBar::new(head);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
@@ -314,25 +367,37 @@ fn rebuild_cmd(path: &Path, zone: chrono_tz::Tz) -> Result<ExitCode> {
     } else {
         None
     };
-    let report = rebuild::rebuild_all(
-        &mut conn,
+    let built = rebuild::build(
+        &target,
+        db,
         ParseContext { toolzz_zone: zone },
-        |done, total| {
+        generation,
+        |done| {
             if let Some(bar) = &bar {
-                bar.set_length(total);
                 bar.set_position(done);
             }
         },
-    )
-    .context("rebuilding")?;
+    );
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        .context("checkpointing the rebuilt projections")?;
+    let report = match built {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = store::remove(&target);
+            return Err(e).context("rebuilding");
+        }
+    };
+    // The new file has the highest generation: choosing the store puts it
+    // in place and removes the old one.
+    projector::open_store(projections, head).context("putting the new store in place")?;
     println!(
-        "rebuilt: {} events replayed ({} passed over) in {:.2} s, {:.0} events/s",
-        report.events, report.skipped, report.seconds, report.events_per_second
+        "rebuilt: {} events replayed ({} passed over) in {:.2} s, {:.0} events/s, into {}",
+        report.events,
+        report.skipped,
+        report.seconds,
+        report.events_per_second,
+        projections.display()
     );
     Ok(ExitCode::SUCCESS)
 }

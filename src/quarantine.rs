@@ -141,6 +141,12 @@ pub fn mark_readmitted(conn: &Connection, id: i64, at: i64, seq: u64) -> rusqlit
 }
 
 /// How many rows were evicted since the database was created.
+/// Rejected deliveries kept and not readmitted.
+pub fn pending(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT COUNT(*) FROM quarantine WHERE readmitted_at IS NULL")?
+        .query_row([], |r| r.get(0))
+}
+
 pub fn evictions(conn: &Connection) -> rusqlite::Result<u64> {
     conn.query_row(
         "SELECT value FROM counters WHERE name = 'quarantine_evictions'",

@@ -1,5 +1,13 @@
 //! Running the server: takes an already-bound listener and a shutdown future,
 //! so tests start it on port 0 in three lines.
+//!
+//! Start-up, in order: the log file (created and migrated), the projection
+//! store (chosen among the files present, see
+//! [`projector::open_store`]), the log writer, the projector, then the
+//! listener. Ingest is served at once; if no usable projection store exists
+//! (first start on an existing log, a `PROJECTION_VERSION` bump, the upgrade
+//! from a release that kept projections in the log file) it is built in the
+//! background while reads answer 503.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,9 +18,12 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState, Readers};
 use crate::checkpoint::Checkpointer;
 use crate::config::Config;
-use crate::db;
 use crate::ledger::{LedgerConfig, Writer};
-use crate::projection::rebuild;
+use crate::metrics::Metrics;
+use crate::projection::live::LiveStore;
+use crate::projection::projector::{self, Projector, ProjectorConfig};
+use crate::projection::store;
+use crate::{db, log};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -24,13 +35,39 @@ pub enum ServerError {
     },
     #[error("preparing the projections: {0}")]
     Projections(#[from] crate::projection::ProjectionError),
+    #[error("{0}")]
+    Locked(String),
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Opens (creating and migrating) the database, makes the projections
-/// current, and serves until `shutdown` resolves. In-flight deliveries are
-/// committed and answered before it returns.
+/// Holds the projection store's lock file while a server runs, so an offline
+/// `registrar rebuild` cannot swap files under it.
+pub fn lock_projections(path: &std::path::Path) -> Result<std::fs::File, ServerError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::Locked(format!(
+            "{} is held by another registrar process (a running server?)",
+            std::path::Path::new(&lock_path).display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// Opens (creating and migrating) the log, chooses the projection store,
+/// starts the writer and the projector, and serves until `shutdown`
+/// resolves. In-flight deliveries are committed and answered, and the
+/// projector finishes its batch, before it returns.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
@@ -40,19 +77,36 @@ pub async fn serve(
         path: config.db_path.display().to_string(),
         source,
     };
+    let _lock = lock_projections(&config.projections_path)?;
     let mut conn = db::open_rw(&config.db_path).map_err(open_err)?;
     db::migrate(&mut conn).map_err(open_err)?;
-    if let Some(report) = rebuild::ensure(&mut conn, config.parse)? {
+    let log_head = log::head(&conn).map_err(open_err)?.seq;
+    let legacy = has_legacy_projections(&conn).map_err(open_err)?;
+    let opened = projector::open_store(&config.projections_path, log_head)?;
+    let store_ready = opened.file.is_some();
+    if opened.file.is_none() {
         tracing::info!(
-            events = report.events,
-            seconds = report.seconds,
-            "projections built from the log"
+            log_head,
+            "no usable projection store: building one in the background; reads answer 503 until it is done"
         );
     }
+    let live = Arc::new(LiveStore::new(opened.file, opened.position, log_head));
+    let metrics = Arc::new(Metrics::new());
+    let (projector_thread, projector) = Projector::start(
+        ProjectorConfig {
+            path: config.projections_path.clone(),
+            log_path: config.db_path.clone(),
+            parse: config.parse,
+        },
+        Arc::clone(&live),
+        opened.writer,
+        log_head,
+    );
     // Checkpoints run on their own thread, off the writer's commits.
     conn.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(open_err)?;
     let checkpointer = Checkpointer::start(config.db_path.clone());
+    let wake = projector.clone();
     let (writer, ledger) = Writer::start(
         conn,
         LedgerConfig {
@@ -60,12 +114,36 @@ pub async fn serve(
             max_batch: config.max_batch,
             quarantine_cap: config.quarantine_cap,
             parse: config.parse,
+            on_commit: Some(Arc::new(move |head| wake.log_advanced(head))),
+            metrics: Some(Arc::clone(&metrics)),
         },
     );
+    if legacy {
+        // The log file of a release before the split also held the
+        // projections: drop them once the new store serves reads.
+        let (projector, ledger) = (projector.clone(), ledger.clone());
+        tokio::spawn(async move {
+            // Without a usable store the projector is building one: join it.
+            if store_ready {
+            } else if let Err(e) = projector.rebuild().await {
+                tracing::error!(error = %e, "the projection store could not be built; the old tables stay in the log file");
+                return;
+            }
+            match ledger.maintain(Box::new(drop_legacy_projections)).await {
+                Ok(()) => tracing::info!("dropped the projection tables from the log file"),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not drop the old projection tables from the log file")
+                }
+            }
+        });
+    }
     let state = AppState {
-        readers: Arc::new(Readers::new(config.db_path.clone())),
+        log: Arc::new(Readers::new(config.db_path.clone())),
         config: Arc::new(config),
         ledger,
+        live,
+        projector,
+        metrics,
     };
     // No request-tracing layer: a URI can carry the Toolzz token, and the
     // ingest handlers log one line per delivery themselves.
@@ -77,7 +155,31 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     writer.shutdown().await;
+    tokio::task::spawn_blocking(move || projector_thread.stop())
+        .await
+        .ok();
     checkpointer.stop();
     served?;
+    Ok(())
+}
+
+/// Whether the log file still holds projection tables (a release before the
+/// split kept them there, with `next_` copies during a rebuild).
+pub fn has_legacy_projections(conn: &rusqlite::Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'projection_state')",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Drops every projection table (and a rebuild's `next_` copies) from the
+/// log file.
+pub fn drop_legacy_projections(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    for t in store::TABLES.iter().rev() {
+        conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS {t}; DROP TABLE IF EXISTS next_{t};"
+        ))?;
+    }
     Ok(())
 }

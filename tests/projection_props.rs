@@ -27,6 +27,7 @@
 //! The deterministic tests at the end pin a few cases by name.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -37,9 +38,10 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use registrar::event::{Event, Source};
+use registrar::log::LogReader;
 use registrar::log::{self, AppendOutcome};
-use registrar::projection::rebuild::{self, Rebuild, Step};
-use registrar::projection::{Projector, TABLES};
+use registrar::projection::store::{self, TABLES};
+use registrar::projection::{projector, rebuild};
 use registrar::sources::{self, ParseContext, Parsed};
 use registrar::{db, ledger};
 
@@ -374,10 +376,12 @@ struct Case {
     /// retry: the exact same body again, before or after the first).
     arrival: Vec<usize>,
     /// A second database sees the same arrival with a rebuild started after
-    /// this many deliveries and run in chunks of `chunk` events, one delivery
-    /// between chunks (as the writer interleaves ingest with a rebuild).
+    /// this many deliveries, the rest landing while it runs.
     rebuild_at: usize,
-    chunk: u64,
+    /// A third sees every delivery appended at once and the projector run
+    /// only after these arrivals, restarted first after those in `restart_at`.
+    project_at: HashSet<usize>,
+    restart_at: HashSet<usize>,
 }
 
 /// Each event draws its own arrival key, and a quarter of them a second key
@@ -387,40 +391,98 @@ struct Case {
 fn case() -> impl Strategy<Value = Case> {
     let event = (spec(), 0u16..1000, prop::option::weighted(0.25, 0u16..1000));
     let events = prop::collection::vec(event, 1..=MAX_EVENTS);
-    (events, any::<Index>(), 1u64..=4).prop_map(|(drawn, rebuild_at, chunk)| {
-        let mut arrivals: Vec<(u16, usize)> = Vec::new();
-        for (i, (_, key, retry)) in drawn.iter().enumerate() {
-            arrivals.push((*key, i));
-            arrivals.extend(retry.map(|k| (k, i)));
-        }
-        arrivals.sort();
-        Case {
-            rebuild_at: rebuild_at.index(arrivals.len() + 1),
-            chunk,
-            arrival: arrivals.into_iter().map(|(_, i)| i).collect(),
-            events: drawn.into_iter().map(|(s, _, _)| s).collect(),
-        }
-    })
+    let points = || prop::collection::hash_set(0usize..2 * MAX_EVENTS, 0..6);
+    (events, any::<Index>(), points(), points()).prop_map(
+        |(drawn, rebuild_at, project_at, restart_at)| {
+            let mut arrivals: Vec<(u16, usize)> = Vec::new();
+            for (i, (_, key, retry)) in drawn.iter().enumerate() {
+                arrivals.push((*key, i));
+                arrivals.extend(retry.map(|k| (k, i)));
+            }
+            arrivals.sort();
+            Case {
+                rebuild_at: rebuild_at.index(arrivals.len() + 1),
+                project_at,
+                restart_at,
+                arrival: arrivals.into_iter().map(|(_, i)| i).collect(),
+                events: drawn.into_iter().map(|(s, _, _)| s).collect(),
+            }
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------
 // Databases
 
-/// A fresh database with the live projection tables, as the server opens it.
+/// A log file and its projection store, as the server opens them; the
+/// projector's work is done by the same function it runs
+/// ([`projector::apply_batch`]), called after every delivery.
 struct TestDb {
-    _dir: TempDir,
+    dir: TempDir,
+    log: Connection,
+    reader: LogReader,
+    /// The projection store's write connection (its tables are what the
+    /// tests compare).
     conn: Connection,
+}
+
+impl TestDb {
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("registrar.db")
+    }
+
+    fn store_path(&self) -> PathBuf {
+        self.dir.path().join("registrar.projections.db")
+    }
+
+    /// Applies every logged event the store lacks, as the projector does.
+    fn catch_up(&mut self) {
+        let head = self.reader.head().expect("head");
+        while store::position(&self.conn).expect("position") < head {
+            projector::apply_batch(&mut self.conn, &self.reader, &ParseContext::default(), head)
+                .expect("apply");
+        }
+    }
+
+    /// Closes the store and opens it again, as a restarted server does.
+    fn restart_projector(&mut self) {
+        let head = self.reader.head().expect("head");
+        let placeholder = Connection::open_in_memory().expect("placeholder");
+        drop(std::mem::replace(&mut self.conn, placeholder));
+        let opened = projector::open_store(&self.store_path(), head).expect("reopen");
+        assert!(opened.file.is_some(), "the store survives a restart");
+        self.conn = opened.writer.expect("a writer");
+    }
+
+    /// Builds a fresh store file from the log (as a rebuild does) and
+    /// returns a connection on it.
+    fn rebuilt(&self) -> (Connection, rebuild::RebuildReport) {
+        let path = self.dir.path().join("rebuilt.db");
+        let report = rebuild::build(&path, &self.log_path(), ParseContext::default(), 1, |_| {})
+            .expect("rebuild");
+        (store::open_writer(&path).expect("open rebuilt"), report)
+    }
 }
 
 fn fresh_db() -> TestDb {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut conn = db::open_rw(&dir.path().join("registrar.db")).expect("open");
+    let log_path = dir.path().join("registrar.db");
+    let mut log = db::open_rw(&log_path).expect("open");
     // Only for speed: durability across power loss is not under test here.
+    log.pragma_update(None, "synchronous", "OFF")
+        .expect("synchronous");
+    db::migrate(&mut log).expect("migrate");
+    let opened = projector::open_store(&dir.path().join("registrar.projections.db"), 0)
+        .expect("a projection store");
+    let conn = opened.writer.expect("an empty log gets a store at once");
     conn.pragma_update(None, "synchronous", "OFF")
         .expect("synchronous");
-    db::migrate(&mut conn).expect("migrate");
-    rebuild::ensure(&mut conn, ParseContext::default()).expect("ensure projections");
-    TestDb { _dir: dir, conn }
+    TestDb {
+        reader: LogReader::open(&log_path).expect("log reader"),
+        dir,
+        log,
+        conn,
+    }
 }
 
 /// A body that parsed, with what the test needs from its delivery.
@@ -459,24 +521,25 @@ fn prepare(spec: &Spec, uid: usize) -> Prepared {
     }
 }
 
-/// The writer's path for one delivery: parse, then append and project in one
-/// transaction, reading the head inside it.
-fn deliver(conn: &mut Connection, source: Source, body: &str, received_at: i64) -> AppendOutcome {
+/// The writer's path for one delivery (parse, then append, reading the head
+/// inside the transaction), without the projector.
+fn append(db: &mut TestDb, source: Source, body: &str, received_at: i64) -> AppendOutcome {
     let delivery = parse(source, body);
-    let tx = conn
+    let tx = db
+        .log
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .expect("begin");
     let mut head = log::head(&tx).expect("head");
-    let outcome = ledger::append_delivery(
-        &tx,
-        &Projector::live(),
-        &mut head,
-        &delivery,
-        body.as_bytes(),
-        received_at,
-    )
-    .expect("append_delivery");
+    let outcome = ledger::append_delivery(&tx, &mut head, &delivery, body.as_bytes(), received_at)
+        .expect("append_delivery");
     tx.commit().expect("commit");
+    outcome
+}
+
+/// One delivery, then the projector catches up.
+fn deliver(db: &mut TestDb, source: Source, body: &str, received_at: i64) -> AppendOutcome {
+    let outcome = append(db, source, body, received_at);
+    db.catch_up();
     outcome
 }
 
@@ -484,7 +547,7 @@ fn deliver(conn: &mut Connection, source: Source, body: &str, received_at: i64) 
 fn feed(bodies: &[&Prepared]) -> TestDb {
     let mut db = fresh_db();
     for (i, b) in bodies.iter().enumerate() {
-        let outcome = deliver(&mut db.conn, b.source, &b.body, i as i64);
+        let outcome = deliver(&mut db, b.source, &b.body, i as i64);
         assert_eq!(outcome, AppendOutcome::Appended { seq: i as u64 + 1 });
     }
     db
@@ -576,7 +639,7 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     let mut seen = HashSet::new();
     for (i, &e) in case.arrival.iter().enumerate() {
         let b = &prepared[e];
-        let outcome = deliver(&mut a.conn, b.source, &b.body, i as i64);
+        let outcome = deliver(&mut a, b.source, &b.body, i as i64);
         if seen.insert(e) {
             first_arrival.push(e);
             prop_assert_eq!(
@@ -599,51 +662,76 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
         .expect("state");
     prop_assert_eq!((last_seq, skipped), (distinct, 0));
 
-    // 1. Incremental = rebuilt, row for row. Only the generation differs.
-    let incremental = dump(&a.conn, &["generation"]);
-    let before = generation(&a.conn);
-    let report =
-        rebuild::rebuild_all(&mut a.conn, ParseContext::default(), |_, _| {}).expect("rebuild");
+    // 1. Incremental = rebuilt into a fresh file, row for row. Only the
+    // generation differs.
+    let incremental = dump(&a.conn, &["generation", "complete"]);
+    let (rebuilt, report) = a.rebuilt();
     prop_assert_eq!((report.events, report.skipped), (distinct as u64, 0));
-    prop_assert_eq!(generation(&a.conn), before + 1);
-    let rebuilt = dump(&a.conn, &["generation"]);
-    same(&incremental, &rebuilt, "incremental != rebuilt")?;
+    prop_assert_eq!(generation(&rebuilt), 1);
+    same(
+        &incremental,
+        &dump(&rebuilt, &["generation", "complete"]),
+        "incremental != rebuilt",
+    )?;
 
-    // 1b. The same arrival with a rebuild running in small chunks part-way
-    // through, deliveries landing between its chunks (in its load, fold and
-    // catch-up phases): the same log, so the same rows.
+    // 1b. The same arrival with a rebuild started part-way through, on its
+    // own thread, while the rest of the deliveries land (and are projected
+    // into the live store); the built file is then caught up as the
+    // projector does before its swap: the same log, so the same rows.
     let mut r = fresh_db();
     let mut pending = case.arrival.iter().enumerate();
     for (i, &e) in pending.by_ref().take(case.rebuild_at) {
-        deliver(&mut r.conn, prepared[e].source, &prepared[e].body, i as i64);
+        deliver(&mut r, prepared[e].source, &prepared[e].body, i as i64);
     }
-    let mut job = Rebuild::start(&mut r.conn, ParseContext::default()).expect("start rebuild");
-    loop {
-        if let Some((i, &e)) = pending.next() {
-            deliver(&mut r.conn, prepared[e].source, &prepared[e].body, i as i64);
-        }
-        let step = job.step(&mut r.conn, case.chunk).expect("rebuild step");
-        // A step restores synchronous=FULL; put the test's setting back.
-        r.conn
-            .pragma_update(None, "synchronous", "OFF")
-            .expect("sync");
-        if let Step::Done(report) = step {
-            prop_assert_eq!(report.skipped, 0);
-            break;
-        }
-    }
+    let built_path = r.dir.path().join("built.db");
+    let log_path = r.log_path();
+    let build = std::thread::spawn({
+        let built_path = built_path.clone();
+        move || rebuild::build(&built_path, &log_path, ParseContext::default(), 1, |_| {})
+    });
     for (i, &e) in pending {
-        deliver(&mut r.conn, prepared[e].source, &prepared[e].body, i as i64);
+        deliver(&mut r, prepared[e].source, &prepared[e].body, i as i64);
+    }
+    let report = build.join().expect("build thread").expect("build");
+    prop_assert_eq!(report.skipped, 0);
+    let mut built = store::open_writer(&built_path).expect("open built");
+    let head = r.reader.head().expect("head");
+    while store::position(&built).expect("position") < head {
+        projector::apply_batch(&mut built, &r.reader, &ParseContext::default(), head)
+            .expect("catch up");
     }
     same(
         &incremental,
-        &dump(&r.conn, &["generation"]),
-        "incremental != rebuilt in chunks during ingest",
+        &dump(&built, &["generation", "complete"]),
+        "incremental != rebuilt during ingest, then caught up",
+    )?;
+
+    // 4. The projector stopped and restarted at random positions: every
+    // delivery is appended at once, the projector runs only at the drawn
+    // points, sometimes after a restart (its connection closed, the store
+    // chosen again at start), and ends equal to the others.
+    let mut p = fresh_db();
+    for (i, &e) in case.arrival.iter().enumerate() {
+        append(&mut p, prepared[e].source, &prepared[e].body, i as i64);
+        if case.project_at.contains(&i) {
+            if case.restart_at.contains(&i) {
+                p.restart_projector();
+            }
+            p.catch_up();
+        }
+    }
+    p.restart_projector();
+    p.catch_up();
+    same(
+        &incremental,
+        &dump(&p.conn, &["generation", "complete"]),
+        "incremental != a projector stopped and restarted",
     )?;
 
     // 2. Incremental = time-sorted, ties in A's seq order (tie-aware, see the
     // header), compared without seq numbers.
-    let seq_free: &[&str] = &["seq", "head_seq", "generation"];
+    // received_at is the arrival index, which differs between the logs too.
+    let seq_free: &[&str] = &["seq", "head_seq", "generation", "complete", "received_at"];
     let incremental = dump(&a.conn, seq_free);
     let mut by_time: Vec<&Prepared> = first_arrival.iter().map(|&e| &prepared[e]).collect();
     by_time.sort_by_key(|b| b.occurred_at); // stable: ties keep A's seq order
@@ -792,7 +880,7 @@ fn deliver_all(specs: &[Spec]) -> TestDb {
     let mut db = fresh_db();
     for (uid, s) in specs.iter().enumerate() {
         let (source, body) = s.render(uid);
-        let outcome = deliver(&mut db.conn, source, &body, uid as i64);
+        let outcome = deliver(&mut db, source, &body, uid as i64);
         assert!(
             matches!(outcome, AppendOutcome::Appended { .. }),
             "{outcome:?}"
@@ -874,7 +962,7 @@ fn a_stale_update_after_cancellation_does_not_revive_the_payment() {
     );
 
     let (source, body) = payment(0, 1, 0, "175", 300).render(99);
-    deliver(&mut db.conn, source, &body, 99);
+    deliver(&mut db, source, &body, 99);
     assert_eq!(
         state(&db),
         (Some("cancelled".to_string()), json!(EPOCH + 200))

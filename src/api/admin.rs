@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use super::{ApiError, AppState};
 use crate::log;
 use crate::projection::rebuild::RebuildReport;
-use crate::projection::Projector;
 use crate::quarantine;
 
 /// The head of the chain, for an auditor to record and later `--pin`.
@@ -20,44 +19,50 @@ pub struct HeadAnswer {
 
 /// `GET /v1/audit/head`.
 pub async fn audit_head(State(app): State<AppState>) -> Result<Json<HeadAnswer>, ApiError> {
-    let head = app.readers.run(|conn| Ok(log::head(conn)?)).await?;
+    let head = app.log.run(|conn| Ok(log::head(conn)?)).await?;
     Ok(Json(HeadAnswer {
         seq: head.seq,
         hash: hex::encode(head.hash),
     }))
 }
 
-/// `POST /v1/admin/rebuild`: answers when the rebuilt projections are live.
+/// `POST /v1/admin/rebuild`: builds the projections into a fresh file and
+/// answers once it serves reads. A request while a rebuild runs joins it.
 pub async fn rebuild(State(app): State<AppState>) -> Result<Json<RebuildReport>, ApiError> {
-    Ok(Json(app.ledger.rebuild().await?))
+    app.projector
+        .rebuild()
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::Internal(format!("rebuild: {e}")))
 }
 
-/// `GET /v1/admin/status`: log head, projection position, quarantine size.
+/// `GET /v1/admin/status`: log head, projection position and lag, the
+/// projector's health, quarantine size.
 pub async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    app.readers
+    let (head, pending, evictions) = app
+        .log
         .run(|conn| {
-            // One snapshot (see `Readers::run`): the projections must hold
-            // exactly the log's head, since both are written in the same
-            // transaction.
-            let head = log::head(conn)?;
-            let projected = Projector::live().last_seq(conn)?;
-            let pending: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM quarantine WHERE readmitted_at IS NULL",
-                [],
-                |r| r.get(0),
-            )?;
-            let evictions = quarantine::evictions(conn)?;
-            if projected != head.seq {
-                return Err(ApiError::Internal(format!(
-                    "projections hold seq {projected}, the log {}",
-                    head.seq
-                )));
-            }
-            Ok(Json(json!({
-                "log": { "seq": head.seq, "hash": hex::encode(head.hash) },
-                "projections": { "last_seq": projected },
-                "quarantine": { "pending": pending, "evictions": evictions },
-            })))
+            Ok((
+                log::head(conn)?,
+                quarantine::pending(conn)?,
+                quarantine::evictions(conn)?,
+            ))
         })
-        .await
+        .await?;
+    let health = app.live.health();
+    let (lag_events, lag) = app.live.lag();
+    Ok(Json(json!({
+        "log": { "seq": head.seq, "hash": hex::encode(head.hash) },
+        "projections": {
+            "last_seq": app.live.position(),
+            "lag_events": lag_events,
+            "lag_seconds": lag.as_secs_f64(),
+            "running": health.running,
+            "failed": health.failed,
+            "rebuilding": health.rebuilding,
+            "rebuilds": health.rebuilds,
+            "file": app.live.file().map(|f| f.path().display().to_string()),
+        },
+        "quarantine": { "pending": pending, "evictions": evictions },
+    })))
 }

@@ -10,6 +10,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::ledger::LedgerError;
+use crate::projection::live::ReadError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -34,6 +35,10 @@ pub enum ApiError {
         cause: String,
         retry_after: Option<u32>,
     },
+    /// 503: the projections cannot answer yet (being built, or behind the
+    /// `min_seq` asked for); the message says which.
+    #[error("{message}")]
+    NotReady { message: String, retry_after: u32 },
     /// 500: a bug. The cause is logged, not shown.
     #[error("internal error")]
     Internal(String),
@@ -54,7 +59,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::NotReady { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -67,6 +74,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable { .. } => "unavailable",
+            ApiError::NotReady { .. } => "not_ready",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -98,8 +106,18 @@ impl From<LedgerError> for ApiError {
                 cause: e.to_string(),
                 retry_after: None,
             },
-            LedgerError::Rejected(m) => ApiError::Conflict(m),
-            LedgerError::Projection(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Building => ApiError::NotReady {
+                message: "the projections are being built from the log; retry later".into(),
+                retry_after: 5,
+            },
+            ReadError::Db(e) => e.into(),
         }
     }
 }
@@ -119,11 +137,15 @@ impl IntoResponse for ApiError {
         }
         let body = json!({ "error": { "code": self.code(), "message": self.public_message() } });
         let mut response = (self.status(), Json(body)).into_response();
-        if let ApiError::Unavailable {
-            retry_after: Some(s),
-            ..
-        } = self
-        {
+        let retry_after = match self {
+            ApiError::Unavailable {
+                retry_after: Some(s),
+                ..
+            }
+            | ApiError::NotReady { retry_after: s, .. } => Some(s),
+            _ => None,
+        };
+        if let Some(s) = retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));

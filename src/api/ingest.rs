@@ -164,6 +164,7 @@ async fn accept(
     let delivery = match sources::parse(source, &body, &app.config.parse) {
         Ok(Parsed::Delivery(d)) => d,
         Ok(Parsed::Ping) => {
+            super::observe::outcome("ping");
             tracing::info!(source = source.as_str(), outcome = "ping", "delivery");
             return Ok(Json(IngestAnswer {
                 status: "ping",
@@ -179,6 +180,7 @@ async fn accept(
         }
     };
     let event_type = delivery.event_type.clone();
+    super::observe::event_type(&event_type);
     let conflict = Reject {
         source: source.as_str().into(),
         received_at: now_micros(),
@@ -225,6 +227,7 @@ async fn accept(
             )));
         }
     };
+    super::observe::outcome(status);
     tracing::info!(
         source = source.as_str(),
         event_type,

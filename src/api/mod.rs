@@ -1,11 +1,15 @@
-//! The HTTP API: ingest (webhooks), read (`/v1`), admin (`/v1/admin`).
+//! The HTTP API: ingest (webhooks), read (`/v1`), admin (`/v1/admin`),
+//! health and metrics.
 //!
 //! Nothing below this module knows HTTP. Handlers see validated input only:
 //! bodies are parsed by [`crate::sources`], query strings by typed extractors.
 
 pub mod admin;
+pub mod consistency;
 pub mod error;
+pub mod health;
 pub mod ingest;
+mod observe;
 pub mod openapi;
 pub mod read;
 
@@ -24,6 +28,9 @@ use subtle::ConstantTimeEq;
 use crate::config::Config;
 use crate::db;
 use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+use crate::projection::live::LiveStore;
+use crate::projection::projector::Projector;
 pub use error::ApiError;
 
 /// What every handler shares.
@@ -31,10 +38,29 @@ pub use error::ApiError;
 pub struct AppState {
     pub config: Arc<Config>,
     pub ledger: Ledger,
-    pub readers: Arc<Readers>,
+    /// Read connections on the log file.
+    pub log: Arc<Readers>,
+    /// The projection store serving reads, and the projector's position.
+    pub live: Arc<LiveStore>,
+    pub projector: Projector,
+    pub metrics: Arc<Metrics>,
 }
 
-/// A small pool of read-only connections.
+impl AppState {
+    /// Runs `f` on one snapshot of the projection store and notes its
+    /// position for the answer's `X-Registrar-Position`. 503 while no usable
+    /// store exists.
+    pub async fn projections<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let (value, position) = self.live.read(f)?;
+        consistency::record(position);
+        Ok(value)
+    }
+}
+
+/// A small pool of read-only connections on the log file.
 ///
 /// Reads run inline on the async worker that handles the request: they are
 /// indexed lookups over a local file (tens of microseconds) and pages of at
@@ -97,6 +123,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/webhooks/toolzz"),
     ("POST", "/webhooks/toolzz/{token}"),
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/v1/audit/head"),
     ("GET", "/v1/students"),
@@ -118,7 +146,9 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("POST", "/webhooks/jodo") => post(ingest::jodo),
         ("POST", "/webhooks/toolzz") => post(ingest::toolzz_without_token),
         ("POST", "/webhooks/toolzz/{token}") => post(ingest::toolzz_with_token),
-        ("GET", "/healthz") => get(|| async { "ok" }),
+        ("GET", "/healthz") => get(health::healthz),
+        ("GET", "/readyz") => get(health::readyz),
+        ("GET", "/metrics") => get(health::metrics),
         ("GET", "/openapi.json") => get(openapi::document),
         ("GET", "/v1/audit/head") => get(admin::audit_head),
         ("GET", "/v1/students") => get(read::list_students),
@@ -140,26 +170,46 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
 /// The whole API: webhooks and documents open (webhooks authenticate
 /// themselves), `/v1` behind the read token, `/v1/admin` behind the admin token.
 pub fn router(state: AppState) -> Router {
-    let (mut open, mut read, mut admin) = (Router::new(), Router::new(), Router::new());
+    let (mut read, mut admin) = (Router::new(), Router::new());
+    let (mut webhooks, mut open) = (Router::new(), Router::new());
     for (method, path) in ROUTES {
         let h = handler(method, path);
         if path.starts_with("/v1/admin/") {
             admin = admin.route(path, h);
         } else if path.starts_with("/v1/") {
             read = read.route(path, h);
+        } else if path.starts_with("/webhooks/") {
+            webhooks = webhooks.route(path, h);
         } else {
             open = open.route(path, h);
         }
     }
-    let read = read.route_layer(middleware::from_fn_with_state(
+    // Layers run outside in: the token is checked before any wait.
+    let read = read
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            consistency::layer,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_read_token,
+        ));
+    let admin = admin
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            consistency::layer,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_admin_token,
+        ));
+    let webhooks = webhooks.route_layer(middleware::from_fn_with_state(
         state.clone(),
-        require_read_token,
+        observe::deliveries,
     ));
-    let admin = admin.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        require_admin_token,
-    ));
-    open.merge(read)
+    webhooks
+        .merge(open)
+        .merge(read)
         .merge(admin)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)

@@ -33,8 +33,17 @@ fn list_of(item: &str) -> Value {
         "next_cursor": { "type": "string", "nullable": true } } })
 }
 
-fn get(summary: &str, params: Vec<Value>, schema: &str) -> Value {
-    json!({ "get": { "summary": summary, "parameters": params, "responses": ok(schema, summary) } })
+/// A `/v1` read: every one takes `min_seq` (read-your-writes) and answers
+/// with the position its projections had reached.
+fn get(summary: &str, mut params: Vec<Value>, schema: &str) -> Value {
+    params.push(json!({ "name": "min_seq", "in": "query", "required": false,
+        "description": "Answer only once the projections reach this log seq (the seq of an ingest answer); waits up to --min-seq-wait-ms, else 503 with Retry-After. Also as the header X-Registrar-Min-Seq.",
+        "schema": { "type": "integer", "minimum": 0 } }));
+    let mut responses = ok(schema, summary);
+    responses["200"]["headers"] = json!({ "X-Registrar-Position": {
+        "description": "The log seq the projections had reached when this answer was read",
+        "schema": { "type": "integer" } } });
+    json!({ "get": { "summary": summary, "parameters": params, "responses": responses } })
 }
 
 /// The document.
@@ -127,7 +136,9 @@ pub fn spec() -> Value {
                 "EventList": list_of("Event"),
                 "RebuildReport": { "type": "object", "properties": {
                     "events": { "type": "integer" }, "skipped": { "type": "integer" }, "last_seq": { "type": "integer" },
-                    "seconds": { "type": "number" }, "events_per_second": { "type": "number" } } },
+                    "seconds": { "type": "number" }, "events_per_second": { "type": "number" },
+                    "load_seconds": { "type": "number" }, "fold_seconds": { "type": "number" },
+                    "catch_up_seconds": { "type": "number" } } },
                 "Status": { "type": "object" }
             }
         },
@@ -137,7 +148,10 @@ pub fn spec() -> Value {
                         "description": "Lowercase hex HMAC-SHA256 of the raw body; required when a secret is configured." })]),
             "/webhooks/toolzz": webhook("Receive a Toolzz delivery (only when no token is configured)", vec![]),
             "/webhooks/toolzz/{token}": webhook("Receive a Toolzz delivery", vec![p("token", "The secret configured as REGISTRAR_TOOLZZ_TOKEN.")]),
-            "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "ok" } } } },
+            "/healthz": { "get": { "summary": "Liveness: the process is up", "responses": { "200": { "description": "ok" } } } },
+            "/readyz": { "get": { "summary": "Readiness: the log is writable, the projector runs and its lag is under --max-lag-ms",
+                "responses": { "200": { "description": "ready" }, "503": { "description": "not ready; the body says why" } } } },
+            "/metrics": { "get": { "summary": "Metrics in Prometheus text format", "responses": { "200": { "description": "OpenMetrics text" } } } },
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3" } } } },
             "/v1/audit/head": get("The head of the hash chain, to record and later pass to verify --pin", vec![], "Head"),
             "/v1/students": get("Students", vec![

@@ -250,42 +250,39 @@ pub async fn list_students(
     one_of("status", &q.status, &["active", "dropped"])?;
     let page = Page::new(q.limit, q.cursor.as_deref())?;
     let after = page.text_key()?;
-    app.readers
-        .run(move |conn| {
-            let mut sql = String::from("SELECT jodo_student_id, doc FROM students WHERE 1 = 1");
-            let mut args: Vec<Sql> = Vec::new();
-            if let Some(s) = q.status {
-                sql.push_str(" AND status = ?");
-                args.push(Sql::Text(s));
-            }
-            if let Some(g) = q.grade {
-                sql.push_str(
-                    " AND (grade_code = ? OR json_extract(doc, '$.profile.grade.name') = ?)",
-                );
-                args.push(Sql::Text(g.clone()));
-                args.push(Sql::Text(g));
-            }
-            if let Some(c) = q.collector_code {
-                sql.push_str(" AND collector_code = ?");
-                args.push(Sql::Text(c));
-            }
-            if let Some(text) = q.q.filter(|t| !t.trim().is_empty()) {
-                sql.push_str(" AND search LIKE ? ESCAPE '\\'");
-                args.push(Sql::Text(format!(
-                    "%{}%",
-                    like_escape(&text.trim().to_lowercase())
-                )));
-            }
-            let rows = keyed_page(conn, sql, args, "jodo_student_id", after, page.limit)?;
-            paginate(
-                rows,
-                page.limit,
-                |(id, _)| Value::from(id.clone()),
-                |(_, doc)| Ok(StudentView::from(parse_doc::<StudentState>(&doc)?)),
-            )
-        })
-        .await
-        .map(Json)
+    app.projections(move |conn| {
+        let mut sql = String::from("SELECT jodo_student_id, doc FROM students WHERE 1 = 1");
+        let mut args: Vec<Sql> = Vec::new();
+        if let Some(s) = q.status {
+            sql.push_str(" AND status = ?");
+            args.push(Sql::Text(s));
+        }
+        if let Some(g) = q.grade {
+            sql.push_str(" AND (grade_code = ? OR json_extract(doc, '$.profile.grade.name') = ?)");
+            args.push(Sql::Text(g.clone()));
+            args.push(Sql::Text(g));
+        }
+        if let Some(c) = q.collector_code {
+            sql.push_str(" AND collector_code = ?");
+            args.push(Sql::Text(c));
+        }
+        if let Some(text) = q.q.filter(|t| !t.trim().is_empty()) {
+            sql.push_str(" AND search LIKE ? ESCAPE '\\'");
+            args.push(Sql::Text(format!(
+                "%{}%",
+                like_escape(&text.trim().to_lowercase())
+            )));
+        }
+        let rows = keyed_page(conn, sql, args, "jodo_student_id", after, page.limit)?;
+        paginate(
+            rows,
+            page.limit,
+            |(id, _)| Value::from(id.clone()),
+            |(_, doc)| Ok(StudentView::from(parse_doc::<StudentState>(&doc)?)),
+        )
+    })
+    .await
+    .map(Json)
 }
 
 fn like_escape(s: &str) -> String {
@@ -363,21 +360,20 @@ pub async fn get_student(
         .as_deref()
         .map(|t| parse_instant("as_of", t))
         .transpose()?;
-    app.readers
-        .run(move |conn| {
-            let jid = resolve(conn, &id)?;
-            let state = match as_of {
-                None => load_student(conn, &jid)?,
-                Some(at) => query::student_as_of(conn, &jid, at)?.ok_or_else(|| {
-                    ApiError::NotFound(format!(
-                        "student {jid:?} had no registration or status event by {}",
-                        rfc3339(at)
-                    ))
-                })?,
-            };
-            Ok(Json(StudentView::from(state)))
-        })
-        .await
+    app.projections(move |conn| {
+        let jid = resolve(conn, &id)?;
+        let state = match as_of {
+            None => load_student(conn, &jid)?,
+            Some(at) => query::student_as_of(conn, &jid, at)?.ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "student {jid:?} had no registration or status event by {}",
+                    rfc3339(at)
+                ))
+            })?,
+        };
+        Ok(Json(StudentView::from(state)))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -409,44 +405,43 @@ pub async fn student_history(
 ) -> Result<Json<Listing<HistoryItem>>, ApiError> {
     let page = Page::new(q.limit, q.cursor.as_deref())?;
     let after = page.int_int_key()?;
-    app.readers
-        .run(move |conn| {
-            let jid = resolve(conn, &id)?;
-            let (a_at, a_seq) = after.unwrap_or((i64::MIN, i64::MIN));
-            let rows = query_rows(
-                conn,
-                STUDENT_HISTORY_PAGE,
-                vec![
-                    Sql::Text(jid),
-                    Sql::Integer(a_at),
-                    Sql::Integer(a_seq),
-                    Sql::Integer(i64::from(page.limit) + 1),
-                ],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, String>(3)?,
-                    ))
-                },
-            )?;
-            paginate(
-                rows,
-                page.limit,
-                |(_, at, seq, _)| json!([at, seq]),
-                |(kind, at, seq, event_id)| {
-                    Ok(HistoryItem {
-                        event: kind,
-                        at: rfc3339(at),
-                        seq: seq as u64,
-                        event_id,
-                    })
-                },
-            )
-        })
-        .await
-        .map(Json)
+    app.projections(move |conn| {
+        let jid = resolve(conn, &id)?;
+        let (a_at, a_seq) = after.unwrap_or((i64::MIN, i64::MIN));
+        let rows = query_rows(
+            conn,
+            STUDENT_HISTORY_PAGE,
+            vec![
+                Sql::Text(jid),
+                Sql::Integer(a_at),
+                Sql::Integer(a_seq),
+                Sql::Integer(i64::from(page.limit) + 1),
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            },
+        )?;
+        paginate(
+            rows,
+            page.limit,
+            |(_, at, seq, _)| json!([at, seq]),
+            |(kind, at, seq, event_id)| {
+                Ok(HistoryItem {
+                    event: kind,
+                    at: rfc3339(at),
+                    seq: seq as u64,
+                    event_id,
+                })
+            },
+        )
+    })
+    .await
+    .map(Json)
 }
 
 // ----- payments -----
@@ -565,8 +560,7 @@ pub async fn list_payments(
     }
     let page = Page::new(q.limit, q.cursor.as_deref())?;
     let after = page.int_text_key()?;
-    app.readers
-        .run(move |conn| {
+    app.projections(move |conn| {
             let mut sql = format!("SELECT p.paid_at, p.payment_id, p.doc, {LINKED} FROM payments p WHERE 1 = 1");
             let mut args: Vec<Sql> = Vec::new();
             if let Some(f) = from {
@@ -622,8 +616,7 @@ pub async fn get_payment(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
-    app.readers
-        .run(move |conn| {
+    app.projections(move |conn| {
             let row: Option<(String, Option<String>)> = conn
                 .prepare_cached(&format!("SELECT p.doc, {LINKED} FROM payments p WHERE p.payment_id = ?1"))?
                 .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -712,54 +705,53 @@ pub async fn student_payments(
 ) -> Result<Json<StudentPayments>, ApiError> {
     let page = Page::new(q.limit, q.cursor.as_deref())?;
     let after = page.int_text_key()?;
-    app.readers
-        .run(move |conn| {
-            let jid = resolve(conn, &id)?;
-            let identifier: Option<String> = conn
-                .prepare_cached("SELECT identifier FROM students WHERE jodo_student_id = ?1")?
-                .query_row([&jid], |r| r.get(0))?;
-            let (a_at, a_id) = after.clone().unwrap_or((i64::MIN, String::new()));
-            let rows = query_rows(
-                conn,
-                STUDENT_PAYMENTS_PAGE,
-                vec![
-                    Sql::Text(jid.clone()),
-                    identifier.clone().map_or(Sql::Null, Sql::Text),
-                    Sql::Integer(a_at),
-                    Sql::Text(a_id),
-                    Sql::Integer(i64::from(page.limit) + 1),
-                ],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, i64>(4)?,
-                    ))
-                },
-            )?;
-            // All of them on this one page: the total is their sum. Otherwise
-            // one more query sums them all.
-            let total: i64 = if after.is_none() && rows.len() <= page.limit as usize {
-                rows.iter().filter(|r| r.3 == "recorded").map(|r| r.4).sum()
-            } else {
-                conn.prepare_cached(STUDENT_PAYMENTS_TOTAL)?
-                    .query_row((&jid, &identifier), |r| r.get(0))?
-            };
-            let listing = paginate(
-                rows,
-                page.limit,
-                |r| json!([r.0, r.1]),
-                |r| Ok(PaymentView::new(parse_doc(&r.2)?, Some(jid.clone()))),
-            )?;
-            Ok(Json(StudentPayments {
-                items: listing.items,
-                next_cursor: listing.next_cursor,
-                total_recorded: Money::from_minor(total).to_string(),
-            }))
-        })
-        .await
+    app.projections(move |conn| {
+        let jid = resolve(conn, &id)?;
+        let identifier: Option<String> = conn
+            .prepare_cached("SELECT identifier FROM students WHERE jodo_student_id = ?1")?
+            .query_row([&jid], |r| r.get(0))?;
+        let (a_at, a_id) = after.clone().unwrap_or((i64::MIN, String::new()));
+        let rows = query_rows(
+            conn,
+            STUDENT_PAYMENTS_PAGE,
+            vec![
+                Sql::Text(jid.clone()),
+                identifier.clone().map_or(Sql::Null, Sql::Text),
+                Sql::Integer(a_at),
+                Sql::Text(a_id),
+                Sql::Integer(i64::from(page.limit) + 1),
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            },
+        )?;
+        // All of them on this one page: the total is their sum. Otherwise
+        // one more query sums them all.
+        let total: i64 = if after.is_none() && rows.len() <= page.limit as usize {
+            rows.iter().filter(|r| r.3 == "recorded").map(|r| r.4).sum()
+        } else {
+            conn.prepare_cached(STUDENT_PAYMENTS_TOTAL)?
+                .query_row((&jid, &identifier), |r| r.get(0))?
+        };
+        let listing = paginate(
+            rows,
+            page.limit,
+            |r| json!([r.0, r.1]),
+            |r| Ok(PaymentView::new(parse_doc(&r.2)?, Some(jid.clone()))),
+        )?;
+        Ok(Json(StudentPayments {
+            items: listing.items,
+            next_cursor: listing.next_cursor,
+            total_recorded: Money::from_minor(total).to_string(),
+        }))
+    })
+    .await
 }
 
 // ----- learners and enrollments -----
@@ -841,30 +833,29 @@ pub async fn list_enrollments(
     one_of("status", &q.status, &["active", "inactive", "completed"])?;
     let page = Page::new(q.limit, q.cursor.as_deref())?;
     let after = page.text_key()?;
-    app.readers
-        .run(move |conn| {
-            let mut sql = String::from("SELECT enrollment_id, doc FROM enrollments WHERE 1 = 1");
-            let mut args: Vec<Sql> = Vec::new();
-            for (col, v) in [
-                ("user_id", q.user_id),
-                ("course_id", q.course_id),
-                ("status", q.status),
-            ] {
-                if let Some(v) = v {
-                    sql.push_str(&format!(" AND {col} = ?"));
-                    args.push(Sql::Text(v));
-                }
+    app.projections(move |conn| {
+        let mut sql = String::from("SELECT enrollment_id, doc FROM enrollments WHERE 1 = 1");
+        let mut args: Vec<Sql> = Vec::new();
+        for (col, v) in [
+            ("user_id", q.user_id),
+            ("course_id", q.course_id),
+            ("status", q.status),
+        ] {
+            if let Some(v) = v {
+                sql.push_str(&format!(" AND {col} = ?"));
+                args.push(Sql::Text(v));
             }
-            let rows = keyed_page(conn, sql, args, "enrollment_id", after, page.limit)?;
-            paginate(
-                rows,
-                page.limit,
-                |(id, _)| Value::from(id.clone()),
-                |(_, doc)| enrollment_view(conn, parse_doc(&doc)?),
-            )
-        })
-        .await
-        .map(Json)
+        }
+        let rows = keyed_page(conn, sql, args, "enrollment_id", after, page.limit)?;
+        paginate(
+            rows,
+            page.limit,
+            |(id, _)| Value::from(id.clone()),
+            |(_, doc)| enrollment_view(conn, parse_doc(&doc)?),
+        )
+    })
+    .await
+    .map(Json)
 }
 
 #[derive(Serialize)]
@@ -902,8 +893,7 @@ pub async fn get_learner(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<LearnerView>, ApiError> {
-    app.readers
-        .run(move |conn| {
+    app.projections(move |conn| {
             let learner: Option<String> = conn
                 .prepare_cached("SELECT doc FROM learners WHERE user_id = ?1")?
                 .query_row([&id], |r| r.get(0))
@@ -1044,7 +1034,7 @@ pub async fn list_events(
         Some(v) => Some(v.as_u64().ok_or_else(bad_cursor)?),
     };
     let after = cursor_seq.or(q.after_seq).unwrap_or(0);
-    app.readers
+    app.log
         .run(move |conn| {
             let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?");
             let mut args: Vec<Sql> = vec![Sql::Integer(after as i64)];
@@ -1080,7 +1070,7 @@ pub async fn get_event(
     let seq: u64 = seq
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{seq:?} is not a seq")))?;
-    app.readers
+    app.log
         .run(move |conn| {
             let e = log::get(conn, seq)?
                 .ok_or_else(|| ApiError::NotFound(format!("no event has seq {seq}")))?;
@@ -1092,12 +1082,12 @@ pub async fn get_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::projection::Projector;
+    use crate::projection::store;
 
     #[test]
     fn a_students_payments_page_is_read_in_index_order_without_a_sort() {
         let conn = Connection::open_in_memory().unwrap();
-        Projector::live().create_tables(&conn, 0).unwrap();
+        store::create_schema(&conn).unwrap();
         let plan: Vec<String> = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {STUDENT_PAYMENTS_PAGE}"))
             .unwrap()
@@ -1107,14 +1097,14 @@ mod tests {
             .unwrap();
         let plan = plan.join("\n");
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
-        assert!(plan.contains("payments_student_0"), "{plan}");
-        assert!(plan.contains("payments_identifier_0"), "{plan}");
+        assert!(plan.contains("payments_student"), "{plan}");
+        assert!(plan.contains("payments_identifier"), "{plan}");
     }
 
     #[test]
     fn a_students_history_page_is_read_from_the_index_alone() {
         let conn = Connection::open_in_memory().unwrap();
-        Projector::live().create_tables(&conn, 0).unwrap();
+        store::create_schema(&conn).unwrap();
         let plan: String = conn
             .query_row(
                 &format!("EXPLAIN QUERY PLAN {STUDENT_HISTORY_PAGE}"),
@@ -1123,7 +1113,7 @@ mod tests {
             )
             .unwrap();
         assert!(
-            plan.contains("COVERING INDEX student_history_order_0"),
+            plan.contains("COVERING INDEX student_history_order"),
             "{plan}"
         );
     }

@@ -11,6 +11,8 @@ use rusqlite::{Connection, OptionalExtension, Row};
 
 use chain::{Hash, GENESIS};
 
+use crate::event::Source;
+
 /// The newest event: its seq (0 for an empty log) and hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {
@@ -172,4 +174,63 @@ pub fn to_hash(bytes: &[u8]) -> Hash {
         h.copy_from_slice(bytes);
     }
     h
+}
+
+/// One logged event as the projections read it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedEvent {
+    pub seq: u64,
+    pub source: Source,
+    /// Provider time, unix seconds.
+    pub occurred_at: i64,
+    /// When registrar received it, unix microseconds.
+    pub received_at: i64,
+    pub body: Vec<u8>,
+}
+
+/// The read side of the log as the projections see it: its head and a seq
+/// range. With [`append`] and the dedupe lookup inside it, this is all a
+/// log must offer, so another store (PostgreSQL) can stand behind it
+/// without the projector changing.
+pub struct LogReader {
+    conn: Connection,
+}
+
+impl LogReader {
+    /// A read-only connection of its own on the log file.
+    pub fn open(path: &std::path::Path) -> rusqlite::Result<LogReader> {
+        Ok(LogReader {
+            conn: crate::db::open_ro(path)?,
+        })
+    }
+
+    /// The seq of the newest event (0 for an empty log).
+    pub fn head(&self) -> rusqlite::Result<u64> {
+        head(&self.conn).map(|h| h.seq)
+    }
+
+    /// Up to `limit` events after seq `after`, in seq order.
+    pub fn read_after(&self, after: u64, limit: usize) -> rusqlite::Result<Vec<LoggedEvent>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, source, occurred_at, received_at, body FROM events
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map((after as i64, limit as i64), |r| {
+            let source = r.get_ref(1)?.as_str()?;
+            Ok(LoggedEvent {
+                seq: r.get::<_, i64>(0)? as u64,
+                source: Source::parse(source).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        format!("unknown source {source:?}").into(),
+                    )
+                })?,
+                occurred_at: r.get(2)?,
+                received_at: r.get(3)?,
+                body: r.get(4)?,
+            })
+        })?;
+        rows.collect()
+    }
 }

@@ -2,12 +2,17 @@
 //!
 //! A `step` says what one event means for the state; it runs in provider-time
 //! order only (see the module above), so it may assume every earlier event
-//! has been folded already.
+//! has been folded already. Each step matches the entity's typed change
+//! exhaustively: a new kind of change does not compile until its step says
+//! what it means. No SQL here: see [`super::store`].
 
 use serde::{Deserialize, Serialize};
 
 use super::Entity;
-use crate::event::{EnrollmentRecord, LearnerProfile, PaymentRecord, StudentProfile};
+use crate::event::{
+    EnrollmentChange, EnrollmentRecord, LearnerChange, LearnerProfile, PaymentChange,
+    PaymentRecord, StudentChange, StudentProfile,
+};
 
 /// A student's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,34 +43,57 @@ pub struct StudentState {
     pub registered_at: Option<i64>,
 }
 
+impl StudentState {
+    /// The lower-cased text `q=` searches: ids, identifiers, grade, contacts,
+    /// separated by a unit separator so a search cannot match across two.
+    pub fn search_text(&self) -> String {
+        let p = &self.profile;
+        [
+            Some(p.jodo_student_id.as_str()),
+            Some(p.identifier.as_str()),
+            p.custom_identifier.as_deref(),
+            p.grade.as_ref().map(|g| g.name.as_str()),
+            p.grade.as_ref().map(|g| g.code.as_str()),
+            p.primary_contact_email.as_deref(),
+            p.primary_contact_number.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\u{1f}")
+        .to_lowercase()
+    }
+}
+
 pub struct Students;
 
 impl Entity for Students {
     const CURRENT: &'static str = "students";
     const HISTORY: &'static str = "student_history";
     const KEY: &'static str = "jodo_student_id";
+    type Change = StudentChange;
     type Data = StudentProfile;
     type State = StudentState;
 
     fn step(
         prev: Option<StudentState>,
-        kind: &str,
+        change: StudentChange,
         data: &StudentProfile,
         at: i64,
-        _seq: i64,
     ) -> StudentState {
-        let status = if kind == "dropped" {
-            StudentStatus::Dropped
-        } else {
-            StudentStatus::Active
+        let status = match change {
+            StudentChange::Registered | StudentChange::Activated => StudentStatus::Active,
+            StudentChange::Dropped => StudentStatus::Dropped,
         };
         let status_since = match &prev {
             Some(p) if p.status == status => p.status_since,
             _ => at,
         };
-        let registered_at = prev
-            .and_then(|p| p.registered_at)
-            .or((kind == "registered").then_some(at));
+        let registered_here = match change {
+            StudentChange::Registered => Some(at),
+            StudentChange::Dropped | StudentChange::Activated => None,
+        };
+        let registered_at = prev.and_then(|p| p.registered_at).or(registered_here);
         StudentState {
             profile: data.clone(),
             status,
@@ -80,63 +108,6 @@ impl Entity for Students {
             s.profile.identifier.clone(),
             s.profile.custom_identifier.clone(),
         )
-    }
-
-    fn update_sql(p: &str) -> String {
-        format!(
-            "UPDATE {p}students SET grade_code = ?4, collector_code = ?5, status = ?6, search = ?7,
-                head_at = ?8, head_seq = ?9, doc = ?10
-             WHERE jodo_student_id = ?1"
-        )
-    }
-
-    fn upsert_sql(p: &str) -> String {
-        format!(
-            "INSERT INTO {p}students (jodo_student_id, identifier, custom_identifier, grade_code, collector_code,
-                                      status, search, head_at, head_seq, doc)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (jodo_student_id) DO UPDATE SET
-                identifier = excluded.identifier, custom_identifier = excluded.custom_identifier,
-                grade_code = excluded.grade_code, collector_code = excluded.collector_code,
-                status = excluded.status, search = excluded.search,
-                head_at = excluded.head_at, head_seq = excluded.head_seq, doc = excluded.doc"
-        )
-    }
-
-    fn upsert(
-        stmt: &mut rusqlite::CachedStatement,
-        key: &str,
-        s: &StudentState,
-        head: (i64, i64),
-        doc: &str,
-    ) -> rusqlite::Result<usize> {
-        let p = &s.profile;
-        let search = [
-            Some(p.jodo_student_id.as_str()),
-            Some(p.identifier.as_str()),
-            p.custom_identifier.as_deref(),
-            p.grade.as_ref().map(|g| g.name.as_str()),
-            p.grade.as_ref().map(|g| g.code.as_str()),
-            p.primary_contact_email.as_deref(),
-            p.primary_contact_number.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("\u{1f}")
-        .to_lowercase();
-        stmt.execute(rusqlite::params![
-            key,
-            p.identifier,
-            p.custom_identifier,
-            p.grade.as_ref().map(|g| &g.code),
-            p.collector_code,
-            s.status.as_str(),
-            search,
-            head.0,
-            head.1,
-            doc
-        ])
     }
 }
 
@@ -173,6 +144,7 @@ impl Entity for Payments {
     const CURRENT: &'static str = "payments";
     const HISTORY: &'static str = "payment_revisions";
     const KEY: &'static str = "payment_id";
+    type Change = PaymentChange;
     type Data = PaymentRecord;
     type State = PaymentState;
 
@@ -180,14 +152,15 @@ impl Entity for Payments {
     /// payment, so a later update is kept as a revision but does not revive it.
     fn step(
         prev: Option<PaymentState>,
-        kind: &str,
+        change: PaymentChange,
         data: &PaymentRecord,
         at: i64,
-        _seq: i64,
     ) -> PaymentState {
-        let cancelled_at = prev
-            .and_then(|p| p.cancelled_at)
-            .or((kind == "cancelled").then_some(at));
+        let cancelled_here = match change {
+            PaymentChange::Cancelled => Some(at),
+            PaymentChange::Added | PaymentChange::Updated => None,
+        };
+        let cancelled_at = prev.and_then(|p| p.cancelled_at).or(cancelled_here);
         PaymentState {
             record: data.clone(),
             status: if cancelled_at.is_some() {
@@ -208,50 +181,6 @@ impl Entity for Payments {
             r.student_identifier.clone(),
         )
     }
-
-    fn update_sql(p: &str) -> String {
-        format!(
-            "UPDATE {p}payments SET status = ?2, mode = ?3, amount_minor = ?5, collector_code = ?8,
-                head_at = ?9, head_seq = ?10, doc = ?11
-             WHERE payment_id = ?1"
-        )
-    }
-
-    fn upsert_sql(p: &str) -> String {
-        format!(
-            "INSERT INTO {p}payments (payment_id, status, mode, paid_at, amount_minor, jodo_student_id,
-                                      student_identifier, collector_code, head_at, head_seq, doc)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (payment_id) DO UPDATE SET
-                status = excluded.status, mode = excluded.mode, paid_at = excluded.paid_at,
-                amount_minor = excluded.amount_minor, jodo_student_id = excluded.jodo_student_id,
-                student_identifier = excluded.student_identifier, collector_code = excluded.collector_code,
-                head_at = excluded.head_at, head_seq = excluded.head_seq, doc = excluded.doc"
-        )
-    }
-
-    fn upsert(
-        stmt: &mut rusqlite::CachedStatement,
-        key: &str,
-        s: &PaymentState,
-        head: (i64, i64),
-        doc: &str,
-    ) -> rusqlite::Result<usize> {
-        let r = &s.record;
-        stmt.execute(rusqlite::params![
-            key,
-            s.status.as_str(),
-            r.mode,
-            r.paid_at,
-            r.amount.minor(),
-            r.jodo_student_id,
-            r.student_identifier,
-            r.collector_code,
-            head.0,
-            head.1,
-            doc
-        ])
-    }
 }
 
 /// A learner's current state.
@@ -271,22 +200,23 @@ impl Entity for Learners {
     const CURRENT: &'static str = "learners";
     const HISTORY: &'static str = "learner_revisions";
     const KEY: &'static str = "user_id";
+    type Change = LearnerChange;
     type Data = LearnerProfile;
     type State = LearnerState;
 
     fn step(
         prev: Option<LearnerState>,
-        kind: &str,
+        change: LearnerChange,
         data: &LearnerProfile,
         at: i64,
-        _seq: i64,
     ) -> LearnerState {
-        let created_at = prev
-            .and_then(|p| p.created_at)
-            .or((kind == "created").then_some(at));
+        let created_here = match change {
+            LearnerChange::Created => Some(at),
+            LearnerChange::Updated => None,
+        };
         LearnerState {
             profile: data.clone(),
-            created_at,
+            created_at: prev.and_then(|p| p.created_at).or(created_here),
             updated_at: at,
         }
     }
@@ -294,28 +224,6 @@ impl Entity for Learners {
     // No indexed column besides the key.
     type IndexKey = ();
     fn index_key(_: &LearnerState) -> Self::IndexKey {}
-
-    fn update_sql(p: &str) -> String {
-        Self::upsert_sql(p)
-    }
-
-    fn upsert_sql(p: &str) -> String {
-        format!(
-            "INSERT INTO {p}learners (user_id, head_at, head_seq, doc) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (user_id) DO UPDATE SET
-                head_at = excluded.head_at, head_seq = excluded.head_seq, doc = excluded.doc"
-        )
-    }
-
-    fn upsert(
-        stmt: &mut rusqlite::CachedStatement,
-        key: &str,
-        _s: &LearnerState,
-        head: (i64, i64),
-        doc: &str,
-    ) -> rusqlite::Result<usize> {
-        stmt.execute(rusqlite::params![key, head.0, head.1, doc])
-    }
 }
 
 /// An enrollment's status.
@@ -355,6 +263,7 @@ impl Entity for Enrollments {
     const CURRENT: &'static str = "enrollments";
     const HISTORY: &'static str = "enrollment_events";
     const KEY: &'static str = "enrollment_id";
+    type Change = EnrollmentChange;
     type Data = EnrollmentRecord;
     type State = EnrollmentState;
 
@@ -362,17 +271,20 @@ impl Entity for Enrollments {
     /// enrollment id); otherwise `enrollment.status` says active or inactive.
     fn step(
         prev: Option<EnrollmentState>,
-        kind: &str,
+        change: EnrollmentChange,
         data: &EnrollmentRecord,
         at: i64,
-        _seq: i64,
     ) -> EnrollmentState {
         let (enrolled_at, completed_at) = match &prev {
             Some(p) => (p.enrolled_at, p.completed_at),
             None => (None, None),
         };
-        let enrolled_at = enrolled_at.or((kind == "enrolled").then_some(at));
-        let completed_at = completed_at.or((kind == "completed").then_some(at));
+        let (enrolled_here, completed_here) = match change {
+            EnrollmentChange::Enrolled => (Some(at), None),
+            EnrollmentChange::Completed => (None, Some(at)),
+        };
+        let enrolled_at = enrolled_at.or(enrolled_here);
+        let completed_at = completed_at.or(completed_here);
         let status = if completed_at.is_some() {
             EnrollmentStatus::Completed
         } else if data.status_flag {
@@ -391,40 +303,5 @@ impl Entity for Enrollments {
     type IndexKey = (String, String);
     fn index_key(s: &EnrollmentState) -> Self::IndexKey {
         (s.record.user_id.clone(), s.record.course_id.clone())
-    }
-
-    fn update_sql(p: &str) -> String {
-        format!(
-            "UPDATE {p}enrollments SET status = ?4, head_at = ?5, head_seq = ?6, doc = ?7
-             WHERE enrollment_id = ?1"
-        )
-    }
-
-    fn upsert_sql(p: &str) -> String {
-        format!(
-            "INSERT INTO {p}enrollments (enrollment_id, user_id, course_id, status, head_at, head_seq, doc)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (enrollment_id) DO UPDATE SET
-                user_id = excluded.user_id, course_id = excluded.course_id, status = excluded.status,
-                head_at = excluded.head_at, head_seq = excluded.head_seq, doc = excluded.doc"
-        )
-    }
-
-    fn upsert(
-        stmt: &mut rusqlite::CachedStatement,
-        key: &str,
-        s: &EnrollmentState,
-        head: (i64, i64),
-        doc: &str,
-    ) -> rusqlite::Result<usize> {
-        stmt.execute(rusqlite::params![
-            key,
-            s.record.user_id,
-            s.record.course_id,
-            s.status.as_str(),
-            head.0,
-            head.1,
-            doc
-        ])
     }
 }

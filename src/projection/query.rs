@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use super::entities::{StudentState, Students};
-use super::{fold, read_history, Entity, HistoryRow, ProjectionError};
+use super::{fold, store, HistoryRow, ProjectionError};
 
 /// How a student id resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,12 +45,8 @@ pub fn resolve_student(conn: &Connection, id: &str) -> rusqlite::Result<Lookup> 
 pub fn student_history(
     conn: &Connection,
     jodo_student_id: &str,
-) -> Result<Vec<HistoryRow<<Students as Entity>::Data>>, ProjectionError> {
-    read_history::<Students>(
-        conn,
-        "SELECT seq, kind, at, doc FROM student_history WHERE entity = ?1 ORDER BY at, seq",
-        jodo_student_id,
-    )
+) -> Result<Vec<HistoryRow<Students>>, ProjectionError> {
+    store::history::<Students>(conn, jodo_student_id)
 }
 
 /// The student as they stood at `at` (unix seconds): the fold of the events

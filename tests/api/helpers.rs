@@ -126,12 +126,35 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// GETs `path`. A `/v1` read waits, as the README tells integrators to,
+    /// until the projections hold everything the log holds now
+    /// (`X-Registrar-Min-Seq` with the log's head), so a test reads its own
+    /// writes.
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent")
+        let mut req = self.client.get(self.url(path));
+        if path.starts_with("/v1/") {
+            let head = self.log_head();
+            if head > 0 {
+                req = req.header("X-Registrar-Min-Seq", head.to_string());
+            }
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// The log's head, read from the file.
+    pub fn log_head(&self) -> u64 {
+        let conn = registrar::db::open_ro(&self.db_path).expect("opening the log");
+        registrar::log::head(&conn).expect("the log's head").seq
+    }
+
+    /// A connection to the projection store file serving reads now (after a
+    /// rebuild, the new file).
+    pub async fn store_conn(&self) -> rusqlite::Connection {
+        let status = self.get_json("/v1/admin/status").await;
+        let path = status["projections"]["file"]
+            .as_str()
+            .expect("a live projection store");
+        rusqlite::Connection::open(path).expect("opening the projection store")
     }
 
     /// GETs and parses JSON, asserting 200.
@@ -143,7 +166,7 @@ impl TestApp {
         serde_json::from_str(&text).unwrap()
     }
 
-    /// A read-write connection to the server's database.
+    /// A read-write connection to the server's log file.
     pub fn conn(&self) -> rusqlite::Connection {
         registrar::db::open_rw(&self.db_path).expect("opening the test database")
     }

@@ -741,9 +741,9 @@ async fn a_rebuild_yields_the_same_projections_and_loses_no_concurrent_delivery(
     app.stop().await;
 }
 
-/// Index name and definition, with the rebuild generation suffix removed.
-fn projection_indexes(app: &TestApp) -> BTreeSet<(String, String)> {
-    let conn = app.conn();
+/// Index name and definition of every projection table.
+async fn projection_indexes(app: &TestApp) -> BTreeSet<(String, String)> {
+    let conn = app.store_conn().await;
     let mut stmt = conn
         .prepare("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
         .unwrap();
@@ -757,11 +757,8 @@ fn projection_indexes(app: &TestApp) -> BTreeSet<(String, String)> {
         })
         .unwrap();
     rows.map(|r| r.unwrap())
-        .filter(|(_, table, _)| registrar::projection::TABLES.contains(&table.as_str()))
-        .map(|(name, _, sql)| {
-            let base = name.rsplit_once('_').unwrap().0.to_string();
-            (base.clone(), sql.replace(&name, &base))
-        })
+        .filter(|(_, table, _)| registrar::projection::store::TABLES.contains(&table.as_str()))
+        .map(|(name, _, sql)| (name, sql))
         .collect()
 }
 
@@ -773,7 +770,7 @@ async fn a_rebuild_recreates_every_projection_index() {
             .await,
     )
     .await;
-    let before = projection_indexes(&app);
+    let before = projection_indexes(&app).await;
     assert!(before.len() >= 12, "{before:?}");
     let r = app
         .client
@@ -782,6 +779,6 @@ async fn a_rebuild_recreates_every_projection_index() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(projection_indexes(&app), before);
+    assert_eq!(projection_indexes(&app).await, before);
     app.stop().await;
 }

@@ -1,0 +1,232 @@
+//! The live projection store as readers see it: which file serves reads, the
+//! position it has reached, and the projector's health.
+//!
+//! A rebuild swaps the file: new reads use the new one at once, reads under
+//! way finish on the old one, and the old file is deleted when its last
+//! reader is done (its [`StoreFile`] is dropped).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+use super::store;
+
+/// Idle read connections kept per store file at most.
+pub const MAX_IDLE_READERS: usize = 8;
+
+/// One store file and its pool of read connections.
+pub struct StoreFile {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// Set when a newer file replaced this one: the last reader deletes it.
+    retired: AtomicBool,
+}
+
+impl StoreFile {
+    pub fn new(path: PathBuf) -> StoreFile {
+        StoreFile {
+            path,
+            idle: Mutex::new(Vec::new()),
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn take(&self) -> rusqlite::Result<Connection> {
+        match self.idle.lock().expect("reader pool lock").pop() {
+            Some(c) => Ok(c),
+            None => store::open_reader(&self.path),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().expect("reader pool lock");
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+}
+
+impl Drop for StoreFile {
+    fn drop(&mut self) {
+        if self.retired.load(Ordering::Acquire) {
+            // Close every connection before the files go.
+            self.idle.lock().map(|mut v| v.clear()).ok();
+            match store::remove(&self.path) {
+                Ok(()) => {
+                    tracing::info!(path = %self.path.display(), "old projection store removed")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "could not remove the old projection store")
+                }
+            }
+        }
+    }
+}
+
+/// Why a read could not be served from the projections.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// No usable store yet (first build, or a rebuild after a version bump).
+    #[error("the projections are being built")]
+    Building,
+    #[error(transparent)]
+    Db(#[from] rusqlite::Error),
+}
+
+/// What the projector reports about itself.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    /// Set when the projector stopped on an error: it never skips an event.
+    pub failed: Option<String>,
+    /// Whether its thread is running.
+    pub running: bool,
+    /// A rebuild under way: events loaded so far.
+    pub rebuilding: Option<u64>,
+    pub rebuilds: u64,
+}
+
+/// Shared between the projector (writes) and the read API (reads).
+pub struct LiveStore {
+    current: RwLock<Option<Arc<StoreFile>>>,
+    position: watch::Sender<u64>,
+    /// The log's head as the writer last published it.
+    log_head: watch::Sender<u64>,
+    /// When the projection first fell behind the log's head (None: caught up).
+    behind_since: Mutex<Option<Instant>>,
+    health: Mutex<Health>,
+}
+
+impl LiveStore {
+    pub fn new(current: Option<StoreFile>, position: u64, log_head: u64) -> LiveStore {
+        LiveStore {
+            current: RwLock::new(current.map(Arc::new)),
+            position: watch::Sender::new(position),
+            log_head: watch::Sender::new(log_head),
+            behind_since: Mutex::new((log_head > position).then(Instant::now)),
+            health: Mutex::new(Health::default()),
+        }
+    }
+
+    /// The store file serving reads now, if any.
+    pub fn file(&self) -> Option<Arc<StoreFile>> {
+        self.current.read().expect("live store lock").clone()
+    }
+
+    /// Makes `file` the one new reads use; the previous one is deleted when
+    /// its last reader is done.
+    pub fn swap(&self, file: StoreFile, position: u64) {
+        let old = self
+            .current
+            .write()
+            .expect("live store lock")
+            .replace(Arc::new(file));
+        if let Some(old) = old {
+            old.retired.store(true, Ordering::Release);
+        }
+        self.projected(position);
+    }
+
+    /// Runs `f` on a read connection of the current file inside one read
+    /// transaction, so every query of a request sees one snapshot. Returns
+    /// the position that snapshot reflects beside `f`'s result.
+    pub fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<(T, u64), E>
+    where
+        E: From<ReadError>,
+    {
+        let file = self.file().ok_or(ReadError::Building)?;
+        let conn = file.take().map_err(ReadError::from)?;
+        conn.prepare_cached("BEGIN")
+            .and_then(|mut s| s.execute([]))
+            .map_err(ReadError::from)?;
+        let position = store::position(&conn).map_err(ReadError::from);
+        let result = match position {
+            Ok(p) => f(&conn).map(|t| (t, p)),
+            Err(e) => Err(e.into()),
+        };
+        // End the snapshot whatever `f` returned: a pooled connection must
+        // not hand an old snapshot to the next request, nor hold back WAL
+        // checkpoints. One that cannot end it is dropped, not pooled.
+        let ended = conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]));
+        if ended.is_ok() || conn.execute_batch("ROLLBACK").is_ok() {
+            file.give_back(conn);
+        }
+        result
+    }
+
+    /// The position the projector has committed.
+    pub fn position(&self) -> u64 {
+        *self.position.borrow()
+    }
+
+    /// Waits until the projection reaches `seq`, for at most `wait`. Returns
+    /// whether it did.
+    pub async fn wait_for(&self, seq: u64, wait: Duration) -> bool {
+        let mut rx = self.position.subscribe();
+        tokio::time::timeout(wait, rx.wait_for(|p| *p >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The projector committed up to `position`.
+    pub fn projected(&self, position: u64) {
+        self.position.send_replace(position);
+        if position >= *self.log_head.borrow() {
+            *self.behind_since.lock().expect("lag lock") = None;
+        }
+    }
+
+    /// The writer committed up to `head`.
+    pub fn log_advanced(&self, head: u64) {
+        self.log_head.send_if_modified(|h| {
+            let newer = head > *h;
+            if newer {
+                *h = head;
+            }
+            newer
+        });
+        if head > self.position() {
+            self.behind_since
+                .lock()
+                .expect("lag lock")
+                .get_or_insert_with(Instant::now);
+        }
+    }
+
+    pub fn log_head(&self) -> u64 {
+        *self.log_head.borrow()
+    }
+
+    /// Subscribes to the log's head (the projector waits on it).
+    pub fn watch_log_head(&self) -> watch::Receiver<u64> {
+        self.log_head.subscribe()
+    }
+
+    /// How far the projection is behind: events, and for how long.
+    pub fn lag(&self) -> (u64, Duration) {
+        let events = self.log_head().saturating_sub(self.position());
+        let since = *self.behind_since.lock().expect("lag lock");
+        let age = match since {
+            Some(t) if events > 0 => t.elapsed(),
+            _ => Duration::ZERO,
+        };
+        (events, age)
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().expect("health lock").clone()
+    }
+
+    pub fn update_health(&self, f: impl FnOnce(&mut Health)) {
+        f(&mut self.health.lock().expect("health lock"));
+    }
+}

@@ -1,0 +1,518 @@
+//! The projector: one thread that follows the log into the projection store.
+//!
+//! The writer wakes it after each commit ([`Projector::log_advanced`]); it
+//! reads the new events in seq order, parses them and applies them in large
+//! transactions, bounded by [`BATCH_EVENTS`] and [`BATCH_TIME`], storing its
+//! position in the same transaction. The store commits with
+//! `synchronous=NORMAL`: after a crash the projector resumes from the position
+//! the store kept, which is exactly the rows it kept.
+//!
+//! A write error stops it loudly (logged, `/readyz` fails): it never skips an
+//! event. An event that no longer parses (a parser got stricter since it was
+//! accepted) is passed over, counted in the store and logged by seq.
+//!
+//! Rebuilds run beside it (see [`super::rebuild`]): the projector keeps the
+//! live file current while the new one is built, then applies what the new
+//! file lacks and swaps it in.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::live::{LiveStore, StoreFile};
+use super::rebuild::{self, RebuildReport};
+use super::store::{self, Projectable};
+use super::ProjectionError;
+use crate::log::{LogReader, LoggedEvent};
+use crate::sources::{self, ParseContext, Parsed};
+
+/// Events applied in one projection transaction at most: bounds the memory
+/// of a batch and how long a crash can set the projection back.
+pub const BATCH_EVENTS: usize = 8_192;
+/// Time one projection transaction runs at most before it commits: bounds
+/// how stale a read can be while the projector is busy.
+pub const BATCH_TIME: Duration = Duration::from_millis(100);
+/// How long the projector sleeps with nothing to do before it looks at the
+/// log's head itself. The writer wakes it after every commit; this only
+/// catches appends made by another process (the CLI's `quarantine readmit`
+/// beside a running server), at the cost of one indexed query a second.
+pub const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// Events read from the log per query while applying.
+const READ_CHUNK: usize = 1_024;
+
+type RebuildReply = oneshot::Sender<Result<RebuildReport, String>>;
+
+/// What the projector has been asked to do.
+#[derive(Default)]
+struct Inbox {
+    /// The log's head as last published by the writer.
+    head: u64,
+    stop: bool,
+    /// Waiters for a rebuild (one runs at a time; later requests join it).
+    rebuild_waiters: Vec<RebuildReply>,
+    rebuild_requested: bool,
+    /// A build is running or waiting to be swapped in.
+    building: bool,
+    /// A finished build, ready to be caught up and swapped in.
+    built: Option<Result<Built, String>>,
+}
+
+struct Built {
+    path: PathBuf,
+    report: RebuildReport,
+}
+
+/// Settings of the projector.
+#[derive(Debug, Clone)]
+pub struct ProjectorConfig {
+    /// The configured store path (`--projections`): the live file at start.
+    pub path: PathBuf,
+    /// The log file, read with connections of the projector's own.
+    pub log_path: PathBuf,
+    pub parse: ParseContext,
+}
+
+/// A handle to the projector thread; cheap to clone.
+#[derive(Clone)]
+pub struct Projector {
+    inbox: Arc<(Mutex<Inbox>, Condvar)>,
+    live: Arc<LiveStore>,
+}
+
+/// Owns the projector thread; [`ProjectorThread::stop`] lets it finish its
+/// batch and joins it.
+pub struct ProjectorThread {
+    handle: Projector,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Projector {
+    /// Starts the projector over `live`. `writer` is the live file's write
+    /// connection when one is usable; without one, a build runs first and
+    /// reads answer 503 until it is swapped in.
+    pub fn start(
+        cfg: ProjectorConfig,
+        live: Arc<LiveStore>,
+        writer: Option<Connection>,
+        log_head: u64,
+    ) -> (ProjectorThread, Projector) {
+        let inbox = Inbox {
+            head: log_head,
+            rebuild_requested: writer.is_none(),
+            building: writer.is_none(),
+            ..Inbox::default()
+        };
+        let handle = Projector {
+            inbox: Arc::new((Mutex::new(inbox), Condvar::new())),
+            live,
+        };
+        let h = handle.clone();
+        let thread = std::thread::Builder::new()
+            .name("registrar-projector".into())
+            .spawn(move || h.run(cfg, writer))
+            .expect("spawning the projector thread");
+        (
+            ProjectorThread {
+                handle: handle.clone(),
+                thread: Some(thread),
+            },
+            handle,
+        )
+    }
+
+    /// The writer committed events up to `head`: wake the projector.
+    pub fn log_advanced(&self, head: u64) {
+        self.live.log_advanced(head);
+        self.with_inbox(|i| i.head = i.head.max(head));
+    }
+
+    /// Rebuilds the store into a fresh file; resolves once the new file
+    /// serves reads. A request while a rebuild runs joins it.
+    pub async fn rebuild(&self) -> Result<RebuildReport, String> {
+        let (tx, rx) = oneshot::channel();
+        self.with_inbox(|i| {
+            i.rebuild_waiters.push(tx);
+            if !i.building {
+                i.building = true;
+                i.rebuild_requested = true;
+            }
+        });
+        rx.await
+            .map_err(|_| "the projector stopped before the rebuild finished".to_string())?
+    }
+
+    pub fn live(&self) -> &Arc<LiveStore> {
+        &self.live
+    }
+
+    fn with_inbox(&self, f: impl FnOnce(&mut Inbox)) {
+        let (lock, cv) = &*self.inbox;
+        f(&mut lock.lock().expect("projector inbox lock"));
+        cv.notify_all();
+    }
+
+    fn run(self, cfg: ProjectorConfig, writer: Option<Connection>) {
+        self.live.update_health(|h| h.running = true);
+        let result = self.follow(&cfg, writer);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "the projector stopped: projections no longer follow the log");
+            self.live.update_health(|h| h.failed = Some(e.to_string()));
+        }
+        self.live.update_health(|h| h.running = false);
+        let waiters = std::mem::take(&mut self.inbox.0.lock().expect("inbox").rebuild_waiters);
+        for w in waiters {
+            let _ = w.send(Err("the projector stopped".into()));
+        }
+    }
+
+    /// The projector's loop; returns on stop, or on the first write error.
+    fn follow(
+        &self,
+        cfg: &ProjectorConfig,
+        mut writer: Option<Connection>,
+    ) -> Result<(), ProjectionError> {
+        let log = LogReader::open(&cfg.log_path)?;
+        let mut build: Option<JoinHandle<()>> = None;
+        loop {
+            // Wait for work: new events, a rebuild to start or adopt, or stop.
+            let (head, stop, start_build, built) = {
+                let (lock, cv) = &*self.inbox;
+                let mut inbox = lock.lock().expect("projector inbox lock");
+                loop {
+                    let position = self.live.position();
+                    let behind = writer.is_some() && inbox.head > position;
+                    let start = inbox.rebuild_requested && build.is_none();
+                    if inbox.stop || behind || start || inbox.built.is_some() {
+                        break;
+                    }
+                    let (next, waited) = cv
+                        .wait_timeout(inbox, IDLE_CHECK)
+                        .expect("projector inbox lock");
+                    inbox = next;
+                    if waited.timed_out() {
+                        // Appends by another process (the CLI's readmit
+                        // beside a running server) wake no one: look.
+                        drop(inbox);
+                        let head = log.head()?;
+                        self.live.log_advanced(head);
+                        inbox = lock.lock().expect("projector inbox lock");
+                        inbox.head = inbox.head.max(head);
+                    }
+                }
+                let start = inbox.rebuild_requested && build.is_none();
+                if start {
+                    inbox.rebuild_requested = false;
+                }
+                (inbox.head, inbox.stop, start, inbox.built.take())
+            };
+            if let Some(built) = built {
+                build.take().map(|t| t.join());
+                let outcome = match built {
+                    Ok(b) => self.adopt(cfg, &log, &mut writer, b),
+                    Err(e) => Err(e),
+                };
+                let waiters = {
+                    let mut inbox = self.inbox.0.lock().expect("inbox");
+                    inbox.building = false;
+                    std::mem::take(&mut inbox.rebuild_waiters)
+                };
+                self.live.update_health(|h| h.rebuilding = None);
+                match &outcome {
+                    Ok(r) => tracing::info!(
+                        events = r.events,
+                        seconds = r.seconds,
+                        events_per_second = r.events_per_second,
+                        "rebuilt projections swapped in"
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "rebuild failed; the live projections stay")
+                    }
+                }
+                for w in waiters {
+                    let _ = w.send(outcome.clone());
+                }
+                continue;
+            }
+            if start_build {
+                self.live.update_health(|h| {
+                    h.rebuilding = Some(0);
+                    h.rebuilds += 1;
+                });
+                build = Some(self.spawn_build(cfg));
+            }
+            if stop {
+                // A build under way is abandoned: its file is deleted at the
+                // next start, since it was never marked complete.
+                return Ok(());
+            }
+            if let Some(conn) = &mut writer {
+                if head > self.live.position() {
+                    let position = apply_batch(conn, &log, &cfg.parse, head)?;
+                    self.live.projected(position);
+                }
+            }
+        }
+    }
+
+    /// Builds a fresh file on its own thread; reports to the inbox.
+    fn spawn_build(&self, cfg: &ProjectorConfig) -> JoinHandle<()> {
+        let me = self.clone();
+        let cfg = cfg.clone();
+        std::thread::Builder::new()
+            .name("registrar-rebuild".into())
+            .spawn(move || {
+                let generation = next_generation(&cfg.path, me.live.file().as_deref());
+                let path = generation_path(&cfg.path, generation);
+                let live = Arc::clone(&me.live);
+                let result = rebuild::build(&path, &cfg.log_path, cfg.parse, generation, |done| {
+                    live.update_health(|h| h.rebuilding = Some(done))
+                })
+                .map(|report| Built {
+                    path: path.clone(),
+                    report,
+                })
+                .map_err(|e| {
+                    let _ = store::remove(&path);
+                    e.to_string()
+                });
+                me.with_inbox(|i| i.built = Some(result));
+            })
+            .expect("spawning the rebuild thread")
+    }
+
+    /// Catches a built file up with the log and swaps it in.
+    fn adopt(
+        &self,
+        cfg: &ProjectorConfig,
+        log: &LogReader,
+        writer: &mut Option<Connection>,
+        built: Built,
+    ) -> Result<RebuildReport, String> {
+        let started = Instant::now();
+        let mut conn = store::open_writer(&built.path).map_err(|e| e.to_string())?;
+        let mut position = store::position(&conn).map_err(|e| e.to_string())?;
+        loop {
+            let head = log.head().map_err(|e| e.to_string())?;
+            if position >= head {
+                break;
+            }
+            position = apply_batch(&mut conn, log, &cfg.parse, head).map_err(|e| e.to_string())?;
+        }
+        // The old writer goes first; readers of the old file finish on it.
+        *writer = Some(conn);
+        self.live.swap(StoreFile::new(built.path.clone()), position);
+        let mut report = built.report;
+        report.last_seq = position;
+        report.catch_up_seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+}
+
+impl ProjectorThread {
+    /// Lets the projector finish its batch, then joins it.
+    pub fn stop(mut self) {
+        self.handle.with_inbox(|i| i.stop = true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Applies the events after the store's position, up to `head`, in one
+/// transaction bounded by [`BATCH_EVENTS`] and [`BATCH_TIME`]. Returns the
+/// new position.
+pub fn apply_batch(
+    conn: &mut Connection,
+    log: &LogReader,
+    ctx: &ParseContext,
+    head: u64,
+) -> Result<u64, ProjectionError> {
+    let started = Instant::now();
+    let tx = conn.transaction()?;
+    let first = store::position(&tx)? + 1;
+    let mut next = first;
+    let mut skipped = 0u64;
+    while next <= head && ((next - first) as usize) < BATCH_EVENTS && started.elapsed() < BATCH_TIME
+    {
+        let room = BATCH_EVENTS - (next - first) as usize;
+        let events = log.read_after(next - 1, room.min(READ_CHUNK))?;
+        if events.is_empty() {
+            break;
+        }
+        for e in &events {
+            // Events come gapless and in order: asserted where they are used.
+            if e.seq != next {
+                return Err(ProjectionError::Invariant(format!(
+                    "the log gave seq {} where {next} was expected",
+                    e.seq
+                )));
+            }
+            if !project(&tx, e, ctx)? {
+                skipped += 1;
+            }
+            next += 1;
+        }
+    }
+    let last = next - 1;
+    if last >= first {
+        store::advance(&tx, first, last, skipped)?;
+    }
+    tx.commit()?;
+    Ok(last.max(first - 1))
+}
+
+/// Parses and applies one logged event; false when it no longer parses and
+/// was passed over.
+fn project(
+    conn: &Connection,
+    e: &LoggedEvent,
+    ctx: &ParseContext,
+) -> Result<bool, ProjectionError> {
+    match parse(e, ctx) {
+        Some(event) => {
+            store::apply(
+                conn,
+                &Projectable {
+                    seq: e.seq,
+                    occurred_at: e.occurred_at,
+                    received_at: e.received_at,
+                    event: &event,
+                },
+            )?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// The domain event of a logged delivery; `None` (logged) when it no longer
+/// parses: accepted once, but a parser got stricter since. Passed over and
+/// counted, so one event cannot stop the projections.
+pub fn parse(e: &LoggedEvent, ctx: &ParseContext) -> Option<crate::event::Event> {
+    match sources::parse(e.source, &e.body, ctx) {
+        Ok(Parsed::Delivery(d)) => Some(d.event),
+        Ok(Parsed::Ping) | Err(_) => {
+            tracing::warn!(
+                seq = e.seq,
+                "event no longer parses; passed over by the projections"
+            );
+            None
+        }
+    }
+}
+
+/// The file a build of `generation` writes: beside the configured path, so a
+/// rename at the next start is atomic.
+pub fn generation_path(path: &Path, generation: i64) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".g{generation}"));
+    PathBuf::from(s)
+}
+
+/// The generation a new build takes: above every store file present.
+fn next_generation(path: &Path, live: Option<&StoreFile>) -> i64 {
+    let live = live
+        .and_then(|f| store::peek(f.path()))
+        .map(|s| s.generation);
+    let configured = store::peek(path).map(|s| s.generation);
+    live.max(configured).map_or(0, |g| g + 1)
+}
+
+/// The projection store chosen at start.
+pub struct Opened {
+    /// The live file, when a usable one exists.
+    pub file: Option<StoreFile>,
+    /// Its write connection.
+    pub writer: Option<Connection>,
+    /// The log seq it reflects (0 without one).
+    pub position: u64,
+}
+
+/// Chooses the projection store at start, before anything else uses it:
+/// of the files at `path` and its rebuilt siblings (`path.gN`), the complete
+/// one of this [`super::PROJECTION_VERSION`] with the highest generation wins
+/// and is renamed to `path`; every other is deleted (a build a crash cut
+/// short, a file a rebuild replaced, another version). With none and an
+/// empty log, an empty store is made at once; with none and events in the
+/// log, `file` is `None` and the caller starts a build.
+pub fn open_store(path: &Path, log_head: u64) -> Result<Opened, ProjectionError> {
+    let mut candidates = vec![path.to_path_buf()];
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let prefix = format!("{}.g", name.to_string_lossy());
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                let generation = file.strip_prefix(&prefix);
+                if generation
+                    .is_some_and(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    candidates.push(generation_path(
+                        path,
+                        generation.unwrap_or_default().parse().unwrap_or(0),
+                    ));
+                }
+            }
+        }
+    }
+    let best = candidates
+        .iter()
+        .filter_map(|p| store::peek(p).map(|s| (p.clone(), s)))
+        // A store ahead of the log belongs to another log (one restored from
+        // a backup): it cannot be caught up, only rebuilt.
+        .filter(|(_, s)| s.usable() && s.last_seq <= log_head)
+        .max_by_key(|(_, s)| s.generation);
+    for p in &candidates {
+        if best.as_ref().is_none_or(|(b, _)| b != p) && p.exists() {
+            tracing::info!(path = %p.display(), "removing a projection store that is not the live one");
+            store::remove(p)?;
+        }
+    }
+    match best {
+        Some((chosen, state)) => {
+            if chosen != path {
+                // Nothing has it open yet: fold its WAL in, then rename it.
+                store::open_writer(&chosen)?.query_row(
+                    "PRAGMA wal_checkpoint(TRUNCATE)",
+                    [],
+                    |_| Ok(()),
+                )?;
+                store::remove(path)?;
+                std::fs::rename(&chosen, path)?;
+                for c in store::companions(&chosen) {
+                    let _ = std::fs::remove_file(c);
+                }
+            }
+            let writer = store::open_writer(path)?;
+            Ok(Opened {
+                file: Some(StoreFile::new(path.to_path_buf())),
+                writer: Some(writer),
+                position: state.last_seq,
+            })
+        }
+        None if log_head == 0 => {
+            let conn = store::create_for_build(path, 0)?;
+            store::create_history_indexes(&conn)?;
+            store::create_read_indexes(&conn)?;
+            store::finish_build(conn, path)?;
+            Ok(Opened {
+                file: Some(StoreFile::new(path.to_path_buf())),
+                writer: Some(store::open_writer(path)?),
+                position: 0,
+            })
+        }
+        None => Ok(Opened {
+            file: None,
+            writer: None,
+            position: 0,
+        }),
+    }
+}

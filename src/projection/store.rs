@@ -1,0 +1,768 @@
+//! The projection store: a SQLite file of its own (`--projections`), holding
+//! every derived table and the log position it reflects. Every statement that
+//! writes it is here; the folds in [`super::entities`] hold no SQL.
+//!
+//! A store file is made in one of two ways:
+//! - by a build ([`create_for_build`]): a fresh file with no journal and no
+//!   fsync, since a failed build is deleted, not recovered; it is marked
+//!   complete by [`finish_build`], which turns it into a live file;
+//! - live ([`open_writer`]): WAL with `synchronous=NORMAL`. A crash may lose
+//!   the last transactions, never corrupt the file, and the projector then
+//!   resumes from the position stored in the same transactions as the rows.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use super::entities::{
+    EnrollmentState, Enrollments, LearnerState, Learners, PaymentState, Payments, StudentState,
+    Students,
+};
+use super::{Entity, HistoryRow, Kind, ProjectionError, PROJECTION_VERSION};
+use crate::event::Event;
+
+/// The projection DDL (see the file's header).
+const SCHEMA: &str = include_str!("../../schema/projections.sql");
+/// Separates the history indexes in the schema.
+const HISTORY_INDEXES_MARKER: &str = "-- @history-indexes";
+/// Separates the read indexes in the schema.
+const READ_INDEXES_MARKER: &str = "-- @read-indexes";
+
+/// Every projection table. The log file of a release before the split held
+/// these (and `next_` copies during a rebuild); see [`LEGACY_TABLES`].
+pub const TABLES: &[&str] = &[
+    "projection_state",
+    "students",
+    "student_history",
+    "payments",
+    "payment_revisions",
+    "learners",
+    "learner_revisions",
+    "enrollments",
+    "enrollment_events",
+    "certificates",
+];
+
+/// Page cache of the projector's connection, in KiB. The projector's writes
+/// land on current rows and index pages all over the file; a miss costs a
+/// pread. Bounded, so memory stays flat.
+pub const WRITER_CACHE_KIB: i64 = 32 * 1024;
+
+/// Page cache of a build's connection, in KiB: also the memory SQLite's
+/// sorter uses for CREATE INDEX before it spills to temporary files. Sized
+/// so a rebuild stays well under its 100 MB budget.
+pub const BUILD_CACHE_KIB: i64 = 48 * 1024;
+
+/// Prepared statements cached per read connection: the read API's
+/// statements (with their filter combinations) outnumber rusqlite's 16.
+pub const READER_STATEMENT_CACHE: usize = 128;
+
+/// Memory map of a read connection: address space, not memory (the pages are
+/// the OS page cache's).
+pub const READER_MMAP_BYTES: i64 = 64 << 30;
+
+/// The state row of a store file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreState {
+    /// The last log seq these tables reflect.
+    pub last_seq: u64,
+    /// The [`PROJECTION_VERSION`] the file was built with.
+    pub version: i64,
+    /// Events passed over because they no longer parse.
+    pub skipped: u64,
+    /// Counts builds: a rebuilt file has a higher generation than the one it
+    /// replaces, which decides between two complete files after a crash.
+    pub generation: i64,
+    /// False while a build is filling the file: its tables are not
+    /// consistent yet, and a file left so by a crash is deleted.
+    pub complete: bool,
+}
+
+impl StoreState {
+    /// Whether the read API can serve from this file.
+    pub fn usable(&self) -> bool {
+        self.complete && self.version == PROJECTION_VERSION
+    }
+}
+
+/// One logged event as the projections see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Projectable<'a> {
+    pub seq: u64,
+    /// Provider time, unix seconds.
+    pub occurred_at: i64,
+    /// When registrar received it, unix microseconds.
+    pub received_at: i64,
+    pub event: &'a Event,
+}
+
+/// The store's companion files, which SQLite names after it.
+pub fn companions(path: &Path) -> [PathBuf; 3] {
+    let with = |suffix: &str| {
+        let mut s = path.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    [with("-wal"), with("-shm"), with("-journal")]
+}
+
+/// Deletes a store file and its companions; missing ones are fine.
+pub fn remove(path: &Path) -> std::io::Result<()> {
+    for p in std::iter::once(path.to_path_buf()).chain(companions(path)) {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Creates a fresh store file for a build at `path` (replacing whatever is
+/// there): tables with their primary keys only, no journal, no fsync, one
+/// connection holding it exclusively.
+pub fn create_for_build(path: &Path, generation: i64) -> Result<Connection, ProjectionError> {
+    remove(path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let conn = Connection::open(path)?;
+    // A build that fails is deleted and started again, so it needs neither a
+    // rollback journal nor fsync: the fastest way SQLite can write a file.
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = OFF;
+         PRAGMA synchronous = OFF;
+         PRAGMA locking_mode = EXCLUSIVE;
+         PRAGMA cache_size = -{BUILD_CACHE_KIB};"
+    ))?;
+    let (tables, _, _) = schema();
+    conn.execute_batch(tables)?;
+    conn.execute(
+        "INSERT INTO projection_state (id, last_seq, version, skipped, generation, complete)
+         VALUES (1, 0, ?1, 0, ?2, 0)",
+        (PROJECTION_VERSION, generation),
+    )?;
+    Ok(conn)
+}
+
+/// Creates every table and index on `conn`, empty and complete (for tests
+/// and query plans).
+pub fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)?;
+    conn.execute(
+        "INSERT INTO projection_state (id, last_seq, version, skipped, generation, complete)
+         VALUES (1, 0, ?1, 0, 0, 1)",
+        [PROJECTION_VERSION],
+    )?;
+    Ok(())
+}
+
+/// Creates the history tables' indexes (a build does it after loading every
+/// history row: one sort instead of a random insert per event).
+pub fn create_history_indexes(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(schema().1)
+}
+
+/// Creates the indexes the read API filters current rows by.
+pub fn create_read_indexes(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(schema().2)
+}
+
+/// Ends a build: closes the build connection, turns the file into a live one
+/// (WAL) and marks it complete, durably, so a restart may pick it.
+pub fn finish_build(conn: Connection, path: &Path) -> Result<(), ProjectionError> {
+    conn.close().map_err(|(_, e)| e)?;
+    let conn = Connection::open(path)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(ProjectionError::Invariant(format!(
+            "the projection store stayed in journal mode {mode}"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute("UPDATE projection_state SET complete = 1 WHERE id = 1", [])?;
+    Ok(())
+}
+
+/// Opens the projector's write connection on a complete store file.
+pub fn open_writer(path: &Path) -> Result<Connection, ProjectionError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(crate::db::BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(ProjectionError::Invariant(format!(
+            "the projection store stayed in journal mode {mode}"
+        )));
+    }
+    // Derived data: a crash may lose the last transactions (never corrupt the
+    // file in WAL mode); the position is in the same transactions, so the
+    // projector replays exactly what was lost.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection for the read API.
+pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(crate::db::BUSY_TIMEOUT)?;
+    // Reads hop between history rows, current rows and indexes all over the
+    // file: map it instead of a pread per page.
+    conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
+    // Plans here never depend on bound values; without the stability
+    // guarantee SQLite re-plans a cached statement with `LIMIT ?` or a
+    // row-value cursor on every new binding.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_prepared_statement_cache_capacity(READER_STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Reads a store file's state row; `None` when the file has none (not a
+/// store, or a build that died before writing it).
+pub fn state(conn: &Connection) -> rusqlite::Result<Option<StoreState>> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'projection_state')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    let has_complete: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM pragma_table_info('projection_state') WHERE name = 'complete')",
+        [],
+        |r| r.get(0),
+    )?;
+    let sql = if has_complete {
+        "SELECT last_seq, version, skipped, generation, complete FROM projection_state WHERE id = 1"
+    } else {
+        // Written by a release before the split (projections in the log
+        // file): complete whenever present.
+        "SELECT last_seq, version, skipped, generation, 1 FROM projection_state WHERE id = 1"
+    };
+    conn.query_row(sql, [], |r| {
+        Ok(StoreState {
+            last_seq: r.get::<_, i64>(0)? as u64,
+            version: r.get(1)?,
+            skipped: r.get::<_, i64>(2)? as u64,
+            generation: r.get(3)?,
+            complete: r.get(4)?,
+        })
+    })
+    .optional()
+}
+
+/// Reads the state of the store file at `path` without changing it; `None`
+/// when there is no readable store there.
+pub fn peek(path: &Path) -> Option<StoreState> {
+    if !path.exists() {
+        return None;
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    state(&conn).ok().flatten()
+}
+
+/// The last seq these tables reflect.
+pub fn position(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT last_seq FROM projection_state WHERE id = 1")?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .map(|s| s as u64)
+}
+
+/// Records that events `first..=last` were applied (`skipped` of them passed
+/// over), checking that they follow the stored position: the projector never
+/// skips or repeats an event.
+pub fn advance(
+    conn: &Connection,
+    first: u64,
+    last: u64,
+    skipped: u64,
+) -> Result<(), ProjectionError> {
+    let held = position(conn)?;
+    if held + 1 != first || last < first {
+        return Err(ProjectionError::Invariant(format!(
+            "the projections hold seq {held} and were given seqs {first}..={last}"
+        )));
+    }
+    conn.prepare_cached(
+        "UPDATE projection_state SET last_seq = ?1, skipped = skipped + ?2 WHERE id = 1",
+    )?
+    .execute((last as i64, skipped as i64))?;
+    Ok(())
+}
+
+/// Applies one event's effect (history row and current row) without
+/// recording the position (see [`advance`]).
+pub fn apply(conn: &Connection, ev: &Projectable) -> Result<(), ProjectionError> {
+    dispatch(conn, ev, Mode::Apply)
+}
+
+/// Writes one event's history row only: a build's load pass, after which
+/// [`fold_all`] derives the current rows.
+pub fn load(conn: &Connection, ev: &Projectable) -> Result<(), ProjectionError> {
+    dispatch(conn, ev, Mode::HistoryOnly)
+}
+
+/// Whether applying an event also updates the entity's current row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Apply,
+    HistoryOnly,
+}
+
+fn dispatch(conn: &Connection, ev: &Projectable, mode: Mode) -> Result<(), ProjectionError> {
+    let s = sql();
+    match ev.event {
+        Event::Student {
+            change,
+            event_id,
+            student,
+        } => apply_entity::<Students>(
+            conn,
+            mode,
+            &s.students,
+            &student.jodo_student_id,
+            *change,
+            Some(event_id),
+            student,
+            ev,
+        ),
+        Event::Payment {
+            change,
+            event_id,
+            payment,
+        } => apply_entity::<Payments>(
+            conn,
+            mode,
+            &s.payments,
+            &payment.payment_id,
+            *change,
+            Some(event_id),
+            payment,
+            ev,
+        ),
+        Event::Learner { change, learner } => apply_entity::<Learners>(
+            conn,
+            mode,
+            &s.learners,
+            &learner.user_id,
+            *change,
+            None,
+            learner,
+            ev,
+        ),
+        Event::Enrollment { change, enrollment } => apply_entity::<Enrollments>(
+            conn,
+            mode,
+            &s.enrollments,
+            &enrollment.enrollment_id,
+            *change,
+            None,
+            enrollment,
+            ev,
+        ),
+        Event::CertificateIssued(c) => {
+            conn.prepare_cached(
+                "INSERT INTO certificates (seq, user_id, course_id, at, received_at, doc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute((
+                ev.seq as i64,
+                &c.user_id,
+                &c.course_id,
+                ev.occurred_at,
+                ev.received_at,
+                serde_json::to_string(c)?,
+            ))?;
+            Ok(())
+        }
+        Event::Unrecognized => Ok(()),
+    }
+}
+
+/// An entity kind as stored: its current row's columns and how to write it.
+pub trait Stored: Entity {
+    /// The upsert of the current-state row.
+    const UPSERT: &'static str;
+    /// The UPDATE of an existing current row whose indexed columns keep their
+    /// values: it sets every other column, with the upsert's parameter
+    /// numbers (so [`Stored::bind`] serves both). SQLite rewrites an index
+    /// entry whenever its column is SET, even to the same value: one or two
+    /// more dirty pages for most events (a payment's update, a student's drop).
+    const UPDATE: &'static str;
+    /// This kind's statements among all of them.
+    fn statements(all: &Sql) -> &EntitySql;
+    /// Writes the current row with `stmt` (one of the two above).
+    fn bind(
+        stmt: &mut rusqlite::CachedStatement,
+        key: &str,
+        state: &Self::State,
+        head: (i64, i64),
+        doc: &str,
+    ) -> rusqlite::Result<usize>;
+}
+
+impl Stored for Students {
+    fn statements(all: &Sql) -> &EntitySql {
+        &all.students
+    }
+    const UPSERT: &'static str =
+        "INSERT INTO students (jodo_student_id, identifier, custom_identifier, grade_code,
+                                  collector_code, status, search, head_at, head_seq, doc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (jodo_student_id) DO UPDATE SET
+            identifier = excluded.identifier, custom_identifier = excluded.custom_identifier,
+            grade_code = excluded.grade_code, collector_code = excluded.collector_code,
+            status = excluded.status, search = excluded.search,
+            head_at = excluded.head_at, head_seq = excluded.head_seq, doc = excluded.doc";
+    const UPDATE: &'static str =
+        "UPDATE students SET grade_code = ?4, collector_code = ?5, status = ?6,
+            search = ?7, head_at = ?8, head_seq = ?9, doc = ?10
+         WHERE jodo_student_id = ?1";
+
+    fn bind(
+        stmt: &mut rusqlite::CachedStatement,
+        key: &str,
+        s: &StudentState,
+        head: (i64, i64),
+        doc: &str,
+    ) -> rusqlite::Result<usize> {
+        let p = &s.profile;
+        stmt.execute(rusqlite::params![
+            key,
+            p.identifier,
+            p.custom_identifier,
+            p.grade.as_ref().map(|g| &g.code),
+            p.collector_code,
+            s.status.as_str(),
+            s.search_text(),
+            head.0,
+            head.1,
+            doc
+        ])
+    }
+}
+
+impl Stored for Payments {
+    fn statements(all: &Sql) -> &EntitySql {
+        &all.payments
+    }
+    const UPSERT: &'static str = "INSERT INTO payments (payment_id, status, mode, paid_at, amount_minor, jodo_student_id,
+                                  student_identifier, collector_code, head_at, head_seq, doc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (payment_id) DO UPDATE SET
+            status = excluded.status, mode = excluded.mode, paid_at = excluded.paid_at,
+            amount_minor = excluded.amount_minor, jodo_student_id = excluded.jodo_student_id,
+            student_identifier = excluded.student_identifier, collector_code = excluded.collector_code,
+            head_at = excluded.head_at, head_seq = excluded.head_seq, doc = excluded.doc";
+    const UPDATE: &'static str =
+        "UPDATE payments SET status = ?2, mode = ?3, amount_minor = ?5, collector_code = ?8,
+            head_at = ?9, head_seq = ?10, doc = ?11
+         WHERE payment_id = ?1";
+
+    fn bind(
+        stmt: &mut rusqlite::CachedStatement,
+        key: &str,
+        s: &PaymentState,
+        head: (i64, i64),
+        doc: &str,
+    ) -> rusqlite::Result<usize> {
+        let r = &s.record;
+        stmt.execute(rusqlite::params![
+            key,
+            s.status.as_str(),
+            r.mode,
+            r.paid_at,
+            r.amount.minor(),
+            r.jodo_student_id,
+            r.student_identifier,
+            r.collector_code,
+            head.0,
+            head.1,
+            doc
+        ])
+    }
+}
+
+impl Stored for Learners {
+    fn statements(all: &Sql) -> &EntitySql {
+        &all.learners
+    }
+    const UPSERT: &'static str =
+        "INSERT INTO learners (user_id, head_at, head_seq, doc) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (user_id) DO UPDATE SET
+            head_at = excluded.head_at, head_seq = excluded.head_seq, doc = excluded.doc";
+    // No indexed column besides the key.
+    const UPDATE: &'static str = Self::UPSERT;
+
+    fn bind(
+        stmt: &mut rusqlite::CachedStatement,
+        key: &str,
+        _s: &LearnerState,
+        head: (i64, i64),
+        doc: &str,
+    ) -> rusqlite::Result<usize> {
+        stmt.execute(rusqlite::params![key, head.0, head.1, doc])
+    }
+}
+
+impl Stored for Enrollments {
+    fn statements(all: &Sql) -> &EntitySql {
+        &all.enrollments
+    }
+    const UPSERT: &'static str = "INSERT INTO enrollments (enrollment_id, user_id, course_id, status, head_at, head_seq, doc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (enrollment_id) DO UPDATE SET
+            user_id = excluded.user_id, course_id = excluded.course_id, status = excluded.status,
+            head_at = excluded.head_at, head_seq = excluded.head_seq, doc = excluded.doc";
+    const UPDATE: &'static str =
+        "UPDATE enrollments SET status = ?4, head_at = ?5, head_seq = ?6, doc = ?7
+         WHERE enrollment_id = ?1";
+
+    fn bind(
+        stmt: &mut rusqlite::CachedStatement,
+        key: &str,
+        s: &EnrollmentState,
+        head: (i64, i64),
+        doc: &str,
+    ) -> rusqlite::Result<usize> {
+        stmt.execute(rusqlite::params![
+            key,
+            s.record.user_id,
+            s.record.course_id,
+            s.status.as_str(),
+            head.0,
+            head.1,
+            doc
+        ])
+    }
+}
+
+/// The statements of one entity kind, built once from its table names.
+pub struct EntitySql {
+    insert_history: String,
+    head: String,
+    history: String,
+    scan: String,
+}
+
+impl EntitySql {
+    fn new<E: Entity>() -> EntitySql {
+        let (cur, hist, key) = (E::CURRENT, E::HISTORY, E::KEY);
+        EntitySql {
+            insert_history: format!(
+                "INSERT INTO {hist} (seq, entity, kind, at, received_at, event_id, doc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ),
+            head: format!("SELECT head_at, head_seq, doc FROM {cur} WHERE {key} = ?1"),
+            history: format!(
+                "SELECT seq, kind, at, received_at, doc FROM {hist} WHERE entity = ?1 ORDER BY at, seq"
+            ),
+            scan: format!(
+                "SELECT entity, seq, kind, at, received_at, doc FROM {hist} ORDER BY entity, at, seq"
+            ),
+        }
+    }
+}
+
+pub struct Sql {
+    students: EntitySql,
+    payments: EntitySql,
+    learners: EntitySql,
+    enrollments: EntitySql,
+}
+
+fn sql() -> &'static Sql {
+    static SQL: OnceLock<Sql> = OnceLock::new();
+    SQL.get_or_init(|| Sql {
+        students: EntitySql::new::<Students>(),
+        payments: EntitySql::new::<Payments>(),
+        learners: EntitySql::new::<Learners>(),
+        enrollments: EntitySql::new::<Enrollments>(),
+    })
+}
+
+/// The schema split at its markers: (tables, history indexes, read indexes).
+fn schema() -> (&'static str, &'static str, &'static str) {
+    let (tables, rest) = SCHEMA
+        .split_once(HISTORY_INDEXES_MARKER)
+        .expect("the schema has the history marker");
+    let (history, read) = rest
+        .split_once(READ_INDEXES_MARKER)
+        .expect("the schema has the read marker");
+    (tables, history, read)
+}
+
+/// Reads an entity's history in (provider time, seq) order.
+pub fn history<E: Stored>(
+    conn: &Connection,
+    key: &str,
+) -> Result<Vec<HistoryRow<E>>, ProjectionError> {
+    read_history::<E>(conn, &E::statements(sql()).history, key)
+}
+
+fn read_history<E: Entity>(
+    conn: &Connection,
+    sql: &str,
+    key: &str,
+) -> Result<Vec<HistoryRow<E>>, ProjectionError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query([key])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(HistoryRow {
+            seq: r.get(0)?,
+            change: kind::<E>(r.get_ref(1)?)?,
+            at: r.get(2)?,
+            received_at: r.get(3)?,
+            data: serde_json::from_str(r.get_ref(4)?.as_str()?)?,
+        });
+    }
+    Ok(out)
+}
+
+/// A stored kind read back as the entity's typed change.
+fn kind<E: Entity>(v: rusqlite::types::ValueRef<'_>) -> Result<E::Change, ProjectionError> {
+    let text = v.as_str()?;
+    E::Change::parse(text).ok_or_else(|| {
+        ProjectionError::Invariant(format!("{} holds an unknown kind {text:?}", E::HISTORY))
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply_entity<E: Stored>(
+    conn: &Connection,
+    mode: Mode,
+    sql: &EntitySql,
+    key: &str,
+    change: E::Change,
+    event_id: Option<&str>,
+    data: &E::Data,
+    ev: &Projectable,
+) -> Result<(), ProjectionError> {
+    let (seq, at) = (ev.seq as i64, ev.occurred_at);
+    let data_doc = serde_json::to_string(data)?;
+    conn.prepare_cached(&sql.insert_history)?.execute((
+        seq,
+        key,
+        change.as_str(),
+        at,
+        ev.received_at,
+        event_id,
+        &data_doc,
+    ))?;
+    if mode == Mode::HistoryOnly {
+        return Ok(());
+    }
+    let head: Option<(i64, i64, String)> = conn
+        .prepare_cached(&sql.head)?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    // The entity's head after this event: the later of the two.
+    let new_head = match &head {
+        Some((h_at, h_seq, _)) if (*h_at, *h_seq) > (at, seq) => (*h_at, *h_seq),
+        _ => (at, seq),
+    };
+    // The state, and whether the row's indexed columns keep their values.
+    let (state, index_unchanged) = match head {
+        None => (E::step(None, change, data, at), false),
+        Some((head_at, head_seq, doc)) if (at, seq) > (head_at, head_seq) => {
+            let prev: E::State = serde_json::from_str(&doc)?;
+            let before = E::index_key(&prev);
+            let state = E::step(Some(prev), change, data, at);
+            let same = E::index_key(&state) == before;
+            (state, same)
+        }
+        Some(_) => {
+            // Late delivery: re-fold the entity's history in provider-time order.
+            let rows = read_history::<E>(conn, &sql.history, key)?;
+            let state = super::fold::<E>(&rows)
+                .ok_or_else(|| ProjectionError::Invariant(format!("history of {key} is empty")))?;
+            (state, false)
+        }
+    };
+    let doc = serde_json::to_string(&state)?;
+    let write = if index_unchanged {
+        E::UPDATE
+    } else {
+        E::UPSERT
+    };
+    let changed = E::bind(
+        &mut conn.prepare_cached(write)?,
+        key,
+        &state,
+        new_head,
+        &doc,
+    )?;
+    // An update of a row that is not there would lose the event silently.
+    if changed != 1 {
+        return Err(ProjectionError::Invariant(format!(
+            "writing the current row of {key} changed {changed} rows"
+        )));
+    }
+    Ok(())
+}
+
+/// A build's fold pass: walks every entity kind's history in (entity,
+/// provider time, seq) order, folds each entity once and writes its current
+/// row. Returns the history rows read.
+pub fn fold_all(conn: &Connection) -> Result<u64, ProjectionError> {
+    let s = sql();
+    Ok(fold_entities::<Students>(conn, &s.students)?
+        + fold_entities::<Payments>(conn, &s.payments)?
+        + fold_entities::<Learners>(conn, &s.learners)?
+        + fold_entities::<Enrollments>(conn, &s.enrollments)?)
+}
+
+fn fold_entities<E: Stored>(conn: &Connection, sql: &EntitySql) -> Result<u64, ProjectionError> {
+    let mut stmt = conn.prepare_cached(&sql.scan)?;
+    let mut rows = stmt.query([])?;
+    let mut upsert = conn.prepare_cached(E::UPSERT)?;
+    let mut read = 0u64;
+    // The entity being folded: key, state so far, head (at, seq).
+    let mut current: Option<(String, E::State, (i64, i64))> = None;
+    let mut flush = |entity: &str, state: &E::State, head: (i64, i64)| {
+        let doc = serde_json::to_string(state)?;
+        let changed = E::bind(&mut upsert, entity, state, head, &doc)?;
+        debug_assert_eq!(changed, 1, "folded {entity} written once");
+        Ok::<_, ProjectionError>(())
+    };
+    while let Some(r) = rows.next()? {
+        let entity = r.get_ref(0)?.as_str()?;
+        let seq: i64 = r.get(1)?;
+        let change = kind::<E>(r.get_ref(2)?)?;
+        let at: i64 = r.get(3)?;
+        let data: E::Data = serde_json::from_str(r.get_ref(5)?.as_str()?)?;
+        let prev = match current.take() {
+            Some((e, state, head)) if e == entity => {
+                // Rows come in (at, seq) order: each is the newest so far.
+                debug_assert!((at, seq) > head, "history of {e} out of order");
+                Some(state)
+            }
+            Some((e, state, head)) => {
+                flush(&e, &state, head)?;
+                None
+            }
+            None => None,
+        };
+        let state = E::step(prev, change, &data, at);
+        current = Some((entity.to_string(), state, (at, seq)));
+        read += 1;
+    }
+    if let Some((e, state, head)) = current.take() {
+        flush(&e, &state, head)?;
+    }
+    Ok(read)
+}
