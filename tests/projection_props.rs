@@ -32,7 +32,6 @@ use std::path::PathBuf;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::Config as ProptestConfig;
-use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde_json::json;
 use tempfile::TempDir;
@@ -40,10 +39,14 @@ use tempfile::TempDir;
 use registrar::event::{Event, Source};
 use registrar::log::LogReader;
 use registrar::log::{self, AppendOutcome};
-use registrar::projection::store::{self, TABLES};
+use registrar::projection::store;
 use registrar::projection::{projector, rebuild};
 use registrar::sources::{self, ParseContext, Parsed};
 use registrar::{db, ledger};
+
+#[path = "support/dump.rs"]
+mod support;
+use support::{dump, Dump};
 
 /// Jodo `timestamp` of provider time 0: 2023-11-14 22:13:20 UTC.
 const EPOCH: i64 = 1_700_000_000;
@@ -551,51 +554,6 @@ fn feed(bodies: &[&Prepared]) -> TestDb {
         assert_eq!(outcome, AppendOutcome::Appended { seq: i as u64 + 1 });
     }
     db
-}
-
-type Rows = Vec<Vec<Value>>;
-type Dump = BTreeMap<&'static str, Rows>;
-
-fn columns(conn: &Connection, table: &str) -> Vec<String> {
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT name FROM pragma_table_info('{table}') ORDER BY cid"
-        ))
-        .expect("table_info");
-    let names = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .expect("columns")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("columns");
-    assert!(!names.is_empty(), "no table {table}");
-    names
-}
-
-/// Every row of every projection table, ordered by all the columns kept.
-/// `omit` names columns left out (in every table).
-fn dump(conn: &Connection, omit: &[&str]) -> Dump {
-    let mut out = BTreeMap::new();
-    for &table in TABLES {
-        let kept: Vec<String> = columns(conn, table)
-            .into_iter()
-            .filter(|c| !omit.contains(&c.as_str()))
-            .collect();
-        let list = kept.join(", ");
-        let mut stmt = conn
-            .prepare(&format!("SELECT {list} FROM {table} ORDER BY {list}"))
-            .expect("select");
-        let rows = stmt
-            .query_map([], |r| {
-                (0..kept.len())
-                    .map(|i| r.get::<_, Value>(i))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .expect("rows")
-            .collect::<Result<Vec<_>, _>>()
-            .expect("rows");
-        out.insert(table, rows);
-    }
-    out
 }
 
 /// Compares two dumps table by table, so a failure shows only what differs.

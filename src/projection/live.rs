@@ -5,6 +5,7 @@
 //! way finish on the old one, and the old file is deleted when its last
 //! reader is done (its [`StoreFile`] is dropped).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -14,6 +15,10 @@ use rusqlite::Connection;
 use tokio::sync::watch;
 
 use super::store;
+
+/// Writer commits whose time is kept for the lag at most; past it the newest
+/// are merged (see [`LiveStore::log_advanced`]).
+pub const MAX_TRACKED_COMMITS: usize = 65_536;
 
 /// Idle read connections kept per store file at most.
 pub const MAX_IDLE_READERS: usize = 8;
@@ -99,8 +104,10 @@ pub struct LiveStore {
     position: watch::Sender<u64>,
     /// The log's head as the writer last published it.
     log_head: watch::Sender<u64>,
-    /// When the projection first fell behind the log's head (None: caught up).
-    behind_since: Mutex<Option<Instant>>,
+    /// The writer's commits the projection has not reached yet: (last seq of
+    /// the commit, when it was committed), oldest first. The age of the
+    /// first is the projection's lag in time.
+    unprojected: Mutex<VecDeque<(u64, Instant)>>,
     health: Mutex<Health>,
 }
 
@@ -110,7 +117,12 @@ impl LiveStore {
             current: RwLock::new(current.map(Arc::new)),
             position: watch::Sender::new(position),
             log_head: watch::Sender::new(log_head),
-            behind_since: Mutex::new((log_head > position).then(Instant::now)),
+            unprojected: Mutex::new(
+                (log_head > position)
+                    .then(|| (log_head, Instant::now()))
+                    .into_iter()
+                    .collect(),
+            ),
             health: Mutex::new(Health::default()),
         }
     }
@@ -180,8 +192,9 @@ impl LiveStore {
     /// The projector committed up to `position`.
     pub fn projected(&self, position: u64) {
         self.position.send_replace(position);
-        if position >= *self.log_head.borrow() {
-            *self.behind_since.lock().expect("lag lock") = None;
+        let mut pending = self.unprojected.lock().expect("lag lock");
+        while pending.front().is_some_and(|(seq, _)| *seq <= position) {
+            pending.pop_front();
         }
     }
 
@@ -195,10 +208,16 @@ impl LiveStore {
             newer
         });
         if head > self.position() {
-            self.behind_since
-                .lock()
-                .expect("lag lock")
-                .get_or_insert_with(Instant::now);
+            let mut pending = self.unprojected.lock().expect("lag lock");
+            let full = pending.len() >= MAX_TRACKED_COMMITS;
+            match pending.back_mut() {
+                Some(last) if last.0 >= head => {}
+                // Full: fold this commit into the last one kept. Its events
+                // then count as committed a little earlier: the lag reads
+                // high, never low.
+                Some(last) if full => last.0 = head,
+                _ => pending.push_back((head, Instant::now())),
+            }
         }
     }
 
@@ -211,12 +230,12 @@ impl LiveStore {
         self.log_head.subscribe()
     }
 
-    /// How far the projection is behind: events, and for how long.
+    /// How far the projection is behind: events, and the age of the oldest
+    /// committed event it lacks.
     pub fn lag(&self) -> (u64, Duration) {
         let events = self.log_head().saturating_sub(self.position());
-        let since = *self.behind_since.lock().expect("lag lock");
-        let age = match since {
-            Some(t) if events > 0 => t.elapsed(),
+        let age = match self.unprojected.lock().expect("lag lock").front() {
+            Some((_, t)) if events > 0 => t.elapsed(),
             _ => Duration::ZERO,
         };
         (events, age)

@@ -293,6 +293,14 @@ impl Projector {
         built: Built,
     ) -> Result<RebuildReport, String> {
         let started = Instant::now();
+        let mut built = built;
+        if self.live.file().is_none() {
+            // Nothing reads a store yet (the build at start): the new file
+            // can take the configured name at once.
+            store::remove(&cfg.path).map_err(|e| e.to_string())?;
+            std::fs::rename(&built.path, &cfg.path).map_err(|e| e.to_string())?;
+            built.path = cfg.path.clone();
+        }
         let mut conn = store::open_writer(&built.path).map_err(|e| e.to_string())?;
         let mut position = store::position(&conn).map_err(|e| e.to_string())?;
         loop {

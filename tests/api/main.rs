@@ -3,9 +3,13 @@
 
 mod audit;
 mod auth;
+mod crash;
 mod fixtures;
 mod helpers;
 mod ingest;
+mod projector;
 mod quarantine;
 mod read;
 mod smoke;
+#[path = "../support/dump.rs"]
+mod support;

@@ -1,0 +1,239 @@
+//! kill -9 of the real binary while the projector applies a batch and while
+//! a rebuild runs: after a restart the projections equal a fresh rebuild
+//! from the log, and every acknowledged delivery is in the log.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use registrar::projection::rebuild;
+use registrar::sources::ParseContext;
+
+use crate::fixtures::*;
+use crate::helpers::*;
+use crate::support::dump;
+
+/// The binary under test, serving `dir`'s database on a free port.
+struct Proc {
+    child: Child,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn serve(dir: &Path) -> Proc {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.join("registrar.db"))
+        .env("REGISTRAR_JODO_SECRET", JODO_SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting registrar");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "registrar did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Proc { child, base }
+}
+
+impl Proc {
+    fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+fn log_head(dir: &Path) -> u64 {
+    let conn = registrar::db::open_ro(&dir.join("registrar.db")).unwrap();
+    registrar::log::head(&conn).unwrap().seq
+}
+
+/// Waits until the restarted server's projections hold the whole log, then
+/// compares them with a fresh rebuild of the same log.
+async fn assert_equal_to_a_fresh_rebuild(dir: &Path, proc: &Proc) {
+    let head = log_head(dir);
+    // A build after the kill may take longer than one read waits: retry.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let r = reqwest::Client::new()
+            .get(format!("{}/v1/admin/status?min_seq={head}", proc.base))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            break r.json::<serde_json::Value>().await.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not caught up: {}",
+            r.text().await.unwrap()
+        );
+    };
+    assert_eq!(status["projections"]["last_seq"], head, "{status}");
+    let live = PathBuf::from(status["projections"]["file"].as_str().unwrap());
+    let fresh = dir.join("fresh.db");
+    rebuild::build(
+        &fresh,
+        &dir.join("registrar.db"),
+        ParseContext::default(),
+        1,
+        |_| {},
+    )
+    .expect("a fresh rebuild");
+    let omit = ["generation", "complete"];
+    let live = dump(&rusqlite::Connection::open(live).unwrap(), &omit);
+    let fresh = dump(&rusqlite::Connection::open(&fresh).unwrap(), &omit);
+    assert_eq!(
+        live.keys().collect::<Vec<_>>(),
+        fresh.keys().collect::<Vec<_>>()
+    );
+    for (table, rows) in &live {
+        assert_eq!(
+            rows, &fresh[table],
+            "table {table} differs from a fresh rebuild"
+        );
+    }
+}
+
+/// A history touching every Jodo entity, with late and repeated students.
+fn body(i: usize) -> String {
+    let student = format!("S{}", i % 97);
+    match i % 4 {
+        0 => jodo_student(
+            "registered",
+            &format!("e{i}"),
+            &student,
+            1_000 + (i as i64 % 500),
+        ),
+        1 => jodo_student(
+            "dropped",
+            &format!("e{i}"),
+            &student,
+            1_000 + (i as i64 % 700),
+        ),
+        2 => jodo_payment(
+            "added",
+            &format!("e{i}"),
+            &format!("P{i}"),
+            Some(&student),
+            "10.50",
+            2_000 + i as i64,
+        ),
+        _ => jodo_payment(
+            "updated",
+            &format!("e{i}"),
+            &format!("P{}", i - 1),
+            Some(&student),
+            "11",
+            3_000 + i as i64,
+        ),
+    }
+}
+
+#[tokio::test]
+async fn a_kill_during_a_projector_batch_leaves_projections_equal_to_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let proc = serve(dir.path()).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/webhooks/jodo", proc.base);
+    // Many deliveries in flight; the kill lands while the projector is
+    // behind, in the middle of a batch.
+    let mut acked = BTreeSet::new();
+    let mut sends: FuturesUnordered<_> = (0..2_000)
+        .map(|i| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let b = body(i);
+                let sig = registrar::sources::jodo::sign(JODO_SECRET.as_bytes(), b.as_bytes());
+                let r = client
+                    .post(url)
+                    .header("X-Jodo-Signature", sig)
+                    .body(b)
+                    .send()
+                    .await
+                    .ok()?;
+                let v: serde_json::Value = r.json().await.ok()?;
+                v["seq"].as_u64()
+            }
+        })
+        .collect();
+    while let Some(seq) = sends.next().await {
+        if let Some(seq) = seq {
+            acked.insert(seq);
+        }
+        if acked.len() == 1_500 {
+            break;
+        }
+    }
+    proc.kill9();
+    drop(sends);
+    let head = log_head(dir.path());
+    assert!(
+        acked.iter().all(|s| *s <= head),
+        "an acknowledged delivery was lost"
+    );
+    let proc = serve(dir.path()).await;
+    assert_equal_to_a_fresh_rebuild(dir.path(), &proc).await;
+    proc.kill9();
+}
+
+#[tokio::test]
+async fn a_kill_during_a_rebuild_leaves_projections_equal_to_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    // A log with no projection store: the server builds one at start.
+    {
+        let mut conn = registrar::db::open_rw(&dir.path().join("registrar.db")).unwrap();
+        registrar::db::migrate(&mut conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        let mut head = registrar::log::head(&tx).unwrap();
+        for i in 0..20_000 {
+            let b = body(i);
+            let d = match registrar::sources::parse(
+                registrar::event::Source::Jodo,
+                b.as_bytes(),
+                &ParseContext::default(),
+            ) {
+                Ok(registrar::sources::Parsed::Delivery(d)) => d,
+                other => panic!("{other:?}"),
+            };
+            registrar::ledger::append_delivery(&tx, &mut head, &d, b.as_bytes(), i as i64).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let proc = serve(dir.path()).await;
+    // Kill once the build has started writing its file.
+    let building = dir.path().join("registrar.projections.db.g0");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !building.exists() {
+        assert!(Instant::now() < deadline, "no build started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    proc.kill9();
+    let proc = serve(dir.path()).await;
+    assert_equal_to_a_fresh_rebuild(dir.path(), &proc).await;
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".g"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "a cut-short build was left: {leftovers:?}"
+    );
+    proc.kill9();
+}
