@@ -245,3 +245,67 @@ pub fn serve_floor(addr: &str) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// Samples the projection lag (`/v1/admin/status`, `lag_seconds`) every
+/// [`LAG_SAMPLE_EVERY`] while a load runs.
+pub struct LagSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<u32>>,
+}
+
+/// The lag sampler's period.
+pub const LAG_SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+impl LagSampler {
+    pub fn start(client: reqwest::Client, base: String) -> LagSampler {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                if let Some((_, lag)) = status(&client, &base).await {
+                    samples.push((lag * 1e6).min(u32::MAX as f64) as u32);
+                }
+                tokio::time::sleep(LAG_SAMPLE_EVERY).await;
+            }
+            samples
+        });
+        LagSampler { stop, task }
+    }
+
+    /// The samples, in microseconds.
+    pub async fn stop(self) -> Vec<u32> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// (whether the projections hold the log's head, lag in seconds).
+async fn status(client: &reqwest::Client, base: &str) -> Option<(bool, f64)> {
+    let v: serde_json::Value = client
+        .get(format!("{base}/v1/admin/status"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let caught_up = v["projections"]["last_seq"] == v["log"]["seq"];
+    Some((caught_up, v["projections"]["lag_seconds"].as_f64()?))
+}
+
+/// Polls until the projections hold the log's head; how long that took.
+pub async fn wait_caught_up(
+    client: &reqwest::Client,
+    base: &str,
+    deadline: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        if let Some((true, _)) = status(client, base).await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    None
+}
