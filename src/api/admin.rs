@@ -5,6 +5,7 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::read::{NoParams, Params};
 use super::{ApiError, AppState};
 use crate::log;
 use crate::projection::rebuild::RebuildReport;
@@ -19,7 +20,10 @@ pub struct HeadAnswer {
 }
 
 /// `GET /v1/audit/head`.
-pub async fn audit_head(State(app): State<AppState>) -> Result<Json<HeadAnswer>, ApiError> {
+pub async fn audit_head(
+    State(app): State<AppState>,
+    Params(NoParams {}): Params<NoParams>,
+) -> Result<Json<HeadAnswer>, ApiError> {
     let head = app.readers.run(|conn| Ok(log::head(conn)?)).await?;
     Ok(Json(HeadAnswer {
         seq: head.seq,
@@ -28,12 +32,18 @@ pub async fn audit_head(State(app): State<AppState>) -> Result<Json<HeadAnswer>,
 }
 
 /// `POST /v1/admin/rebuild`: answers when the rebuilt projections are live.
-pub async fn rebuild(State(app): State<AppState>) -> Result<Json<RebuildReport>, ApiError> {
+pub async fn rebuild(
+    State(app): State<AppState>,
+    Params(NoParams {}): Params<NoParams>,
+) -> Result<Json<RebuildReport>, ApiError> {
     Ok(Json(app.ledger.rebuild().await?))
 }
 
 /// `GET /v1/admin/status`: log head, projection position, quarantine size.
-pub async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn status(
+    State(app): State<AppState>,
+    Params(NoParams {}): Params<NoParams>,
+) -> Result<Json<Value>, ApiError> {
     app.readers
         .run(|conn| {
             // One snapshot (see `Readers::run`): the projections must hold

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::Json;
 use http_body_util::BodyExt;
 use serde::Serialize;
@@ -51,6 +51,7 @@ pub enum AuthCheck {
 
 pub async fn jodo(
     State(app): State<AppState>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestAnswer>, ApiError> {
@@ -73,11 +74,12 @@ pub async fn jodo(
     let signature_check = match &app.config.jodo_secret {
         None => AuthCheck::NotRequired,
         Some(secret) => {
-            let sig = headers
-                .get(jodo::SIGNATURE_HEADER)
-                .and_then(|v| v.to_str().ok());
+            let mut sigs = headers.get_all(jodo::SIGNATURE_HEADER).iter();
+            let sig = sigs.next().map(|v| v.to_str().unwrap_or(""));
             match sig {
                 None => AuthCheck::Failed("missing"),
+                // Two signatures: which one was meant is not for us to pick.
+                Some(_) if sigs.next().is_some() => AuthCheck::Failed("repeated"),
                 Some(s) if jodo::signature_matches(secret.as_bytes(), &body, Some(s)) => {
                     AuthCheck::Passed
                 }
@@ -89,6 +91,7 @@ pub async fn jodo(
         (AuthCheck::Failed("missing"), _) => Some("the required custom header is missing".to_string()),
         (AuthCheck::Failed(_), _) => Some("the required custom header does not match".to_string()),
         (_, AuthCheck::Failed("missing")) => Some("X-Jodo-Signature is missing".to_string()),
+        (_, AuthCheck::Failed("repeated")) => Some("X-Jodo-Signature is sent more than once".to_string()),
         (_, AuthCheck::Failed(_)) => Some(
             "X-Jodo-Signature does not match the body (expected 64 lowercase hex digits of HMAC-SHA256)".to_string(),
         ),
@@ -98,29 +101,32 @@ pub async fn jodo(
         let err = ApiError::Unauthorized(msg);
         return Err(reject(&app, Source::Jodo, kept, body, err, false, started).await);
     }
-    accept(&app, Source::Jodo, kept, body, started).await
+    accept(&app, Source::Jodo, uri.query(), kept, body, started).await
 }
 
 pub async fn toolzz_with_token(
     State(app): State<AppState>,
     Path(token): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestAnswer>, ApiError> {
-    toolzz(app, Some(token), headers, body).await
+    toolzz(app, Some(token), uri, headers, body).await
 }
 
 pub async fn toolzz_without_token(
     State(app): State<AppState>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestAnswer>, ApiError> {
-    toolzz(app, None, headers, body).await
+    toolzz(app, None, uri, headers, body).await
 }
 
 async fn toolzz(
     app: AppState,
     token: Option<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestAnswer>, ApiError> {
@@ -150,17 +156,24 @@ async fn toolzz(
         )
         .await);
     }
-    accept(&app, Source::Toolzz, kept, body, started).await
+    accept(&app, Source::Toolzz, uri.query(), kept, body, started).await
 }
 
-/// Parses, validates and appends an authenticated body.
+/// Parses, validates and appends an authenticated body. A webhook takes no
+/// query parameters: one is a 400 like on every route (after
+/// authentication, so the delivery is quarantined as authenticated).
 async fn accept(
     app: &AppState,
     source: Source,
+    query: Option<&str>,
     kept: Map<String, Value>,
     body: Bytes,
     started: Instant,
 ) -> Result<Json<IngestAnswer>, ApiError> {
+    if query.is_some_and(|q| !q.is_empty()) {
+        let err = ApiError::bad_request("this endpoint takes no query parameters");
+        return Err(reject(app, source, kept, body, err, true, started).await);
+    }
     let delivery = match sources::parse(source, &body, &app.config.parse) {
         Ok(Parsed::Delivery(d)) => d,
         Ok(Parsed::Ping) => {

@@ -118,7 +118,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("POST", "/webhooks/jodo") => post(ingest::jodo),
         ("POST", "/webhooks/toolzz") => post(ingest::toolzz_without_token),
         ("POST", "/webhooks/toolzz/{token}") => post(ingest::toolzz_with_token),
-        ("GET", "/healthz") => get(|| async { "ok" }),
+        ("GET", "/healthz") => get(|_: read::Params<read::NoParams>| async { "ok" }),
         ("GET", "/openapi.json") => get(openapi::document),
         ("GET", "/v1/audit/head") => get(admin::audit_head),
         ("GET", "/v1/students") => get(read::list_students),

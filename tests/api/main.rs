@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod fixtures;
 mod helpers;
+mod hostile;
 mod ingest;
 mod quarantine;
 mod read;
