@@ -66,7 +66,7 @@ pub fn check_query(query: &str) -> Result<(), ApiError> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         for part in [name, value] {
-            let bytes = percent_decode(part).ok_or_else(|| {
+            let bytes = percent_decode(part, true).ok_or_else(|| {
                 ApiError::bad_request("query string: a malformed percent-escape (expected %XX)")
             })?;
             let text = String::from_utf8(bytes).map_err(|_| {
@@ -82,9 +82,10 @@ pub fn check_query(query: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `application/x-www-form-urlencoded` decoding of one name or value, or
-/// None for a `%` not followed by two hex digits.
-fn percent_decode(text: &str) -> Option<Vec<u8>> {
+/// Percent-decoding of a path segment, or with `form` of one query name or
+/// value (`application/x-www-form-urlencoded`: `+` is a space). None for a
+/// `%` not followed by two hex digits.
+pub(crate) fn percent_decode(text: &str, form: bool) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -96,7 +97,7 @@ fn percent_decode(text: &str) -> Option<Vec<u8>> {
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }
-            b'+' => {
+            b'+' if form => {
                 out.push(b' ');
                 i += 1;
             }

@@ -274,3 +274,112 @@ async fn control_characters_and_bad_escapes_in_query_values_are_refused_400() {
     assert_eq!(none["items"].as_array().unwrap().len(), 0);
     app.stop().await;
 }
+
+/// Asserts an answer in the error shape with this status and code; returns it.
+async fn shaped(r: reqwest::Response, status: u16, code: &str) -> reqwest::header::HeaderMap {
+    let headers = r.headers().clone();
+    let content_type = headers
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    refused(r, status, code).await;
+    headers
+}
+
+#[tokio::test]
+async fn a_method_a_route_does_not_serve_is_405_in_the_error_shape_with_allow() {
+    let app = spawn_app().await;
+    let token_path = format!("/webhooks/toolzz/{TOOLZZ_TOKEN}");
+    for path in ["/webhooks/jodo", "/webhooks/toolzz", token_path.as_str()] {
+        for method in ["GET", "PUT", "DELETE", "PATCH"] {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let r = app
+                .client
+                .request(method, app.url(path))
+                .send()
+                .await
+                .unwrap();
+            let headers = shaped(r, 405, "method_not_allowed").await;
+            assert_eq!(headers["allow"], "POST", "{path}");
+        }
+    }
+    let r = app
+        .client
+        .post(app.url("/v1/students"))
+        .send()
+        .await
+        .unwrap();
+    let headers = shaped(r, 405, "method_not_allowed").await;
+    assert!(headers["allow"].to_str().unwrap().contains("GET"));
+    assert!(quarantined(&app.conn()).is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_path_segment_that_does_not_decode_is_400_in_the_error_shape() {
+    let app = spawn_app().await;
+    for path in [
+        "/v1/students/%ff",
+        "/v1/students/%ff/history",
+        "/v1/students/%ff/payments",
+        "/v1/payments/%ff",
+        "/v1/learners/%ff",
+        "/v1/events/%ff",
+    ] {
+        shaped(app.get(path).await, 400, "invalid_request").await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_toolzz_token_that_does_not_decode_is_401_in_the_error_shape_and_quarantined() {
+    let app = spawn_app().await;
+    let r = app
+        .post_bytes("/webhooks/toolzz/%ff", SEED_ENROLLMENT.as_bytes(), &[])
+        .await;
+    shaped(r, 401, "unauthorized").await;
+    let q = quarantined(&app.conn());
+    assert_eq!(q.len(), 1);
+    assert_eq!((q[0].http_status, q[0].authenticated), (401, false));
+    assert_eq!(q[0].body, SEED_ENROLLMENT.as_bytes());
+    // A token that is only percent-encoded still matches.
+    let encoded: String = TOOLZZ_TOKEN.bytes().map(|b| format!("%{b:02X}")).collect();
+    let r = app
+        .post_bytes(
+            &format!("/webhooks/toolzz/{encoded}"),
+            SEED_ENROLLMENT.as_bytes(),
+            &[],
+        )
+        .await;
+    assert_eq!(accepted(r).await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_overlong_target_is_414_and_overlarge_headers_431_in_the_error_shape() {
+    let app = spawn_app().await;
+    let long = format!(
+        "/v1/students/{}",
+        "a".repeat(registrar::api::error::MAX_URI_BYTES)
+    );
+    shaped(app.get(&long).await, 414, "uri_too_long").await;
+    let big = "b".repeat(registrar::api::error::MAX_HEADER_BYTES);
+    let r = app
+        .client
+        .get(app.url("/v1/students"))
+        .header("x-padding", big)
+        .send()
+        .await
+        .unwrap();
+    shaped(r, 431, "header_fields_too_large").await;
+    // Within the limits, the same route answers.
+    assert_eq!(app.get("/v1/students").await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_404_in_the_error_shape() {
+    let app = spawn_app().await;
+    shaped(app.get("/nowhere").await, 404, "not_found").await;
+    app.stop().await;
+}
