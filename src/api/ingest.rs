@@ -15,12 +15,13 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::read::percent_decode;
-use super::{secret_eq, ApiError, AppState};
+use super::{ApiError, AppState};
+use crate::auth::{self, JodoSecrets, Kept, Presented};
 use crate::event::Source;
 use crate::ledger::now_micros;
 use crate::log::AppendOutcome;
 use crate::quarantine::Reject;
-use crate::sources::{self, jodo, Parsed};
+use crate::sources::{self, Parsed};
 
 /// The answer to a stored (or recognised) delivery.
 #[derive(Debug, Serialize)]
@@ -31,24 +32,16 @@ pub struct IngestAnswer {
     pub seq: Option<u64>,
 }
 
-/// Request headers worth keeping with a reject. Never a secret: the custom
-/// Jodo header's value is replaced by whether it matched.
+/// Request headers worth keeping with a reject. Never a secret. What
+/// authentication needs again on readmission (the signature, whether the
+/// custom header matched) is kept by [`auth::Kept`].
 const KEPT_HEADERS: &[&str] = &[
     "content-type",
     "content-length",
     "user-agent",
     "x-forwarded-for",
     "x-real-ip",
-    jodo::SIGNATURE_HEADER,
 ];
-
-/// How a delivery authenticated, kept with a reject so readmit can decide.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum AuthCheck {
-    NotRequired,
-    Passed,
-    Failed(&'static str),
-}
 
 pub async fn jodo(
     State(app): State<AppState>,
@@ -59,47 +52,28 @@ pub async fn jodo(
     let started = Instant::now();
     let mut kept = kept_headers(&headers);
     let body = read_body(&app, Source::Jodo, &mut kept, body).await?;
-    let header_check = match &app.config.jodo_header {
-        None => AuthCheck::NotRequired,
-        Some((name, value)) => {
-            let given = headers.get(name.as_str()).map(|v| v.as_bytes());
-            let check = match given {
-                None => AuthCheck::Failed("missing"),
-                Some(g) if secret_eq(g, value.as_bytes()) => AuthCheck::Passed,
-                Some(_) => AuthCheck::Failed("mismatch"),
-            };
-            kept.insert("custom_header".into(), Value::from(describe(check)));
-            check
+    let signatures = || {
+        headers
+            .get_all(auth::SIGNATURE_HEADER)
+            .iter()
+            .map(|v| v.as_bytes())
+    };
+    let custom_header = match &app.config.jodo_header {
+        None => Presented::Absent,
+        Some((name, _)) => {
+            Presented::from_values(headers.get_all(name.as_str()).iter().map(|v| v.as_bytes()))
         }
     };
-    let signature_check = match &app.config.jodo_secret {
-        None => AuthCheck::NotRequired,
-        Some(secret) => {
-            let mut sigs = headers.get_all(jodo::SIGNATURE_HEADER).iter();
-            let sig = sigs.next().map(|v| v.to_str().unwrap_or(""));
-            match sig {
-                None => AuthCheck::Failed("missing"),
-                // Two signatures: which one was meant is not for us to pick.
-                Some(_) if sigs.next().is_some() => AuthCheck::Failed("repeated"),
-                Some(s) if jodo::signature_matches(secret.as_bytes(), &body, Some(s)) => {
-                    AuthCheck::Passed
-                }
-                Some(_) => AuthCheck::Failed("mismatch"),
-            }
-        }
-    };
-    let failure = match (header_check, signature_check) {
-        (AuthCheck::Failed("missing"), _) => Some("the required custom header is missing".to_string()),
-        (AuthCheck::Failed(_), _) => Some("the required custom header does not match".to_string()),
-        (_, AuthCheck::Failed("missing")) => Some("X-Jodo-Signature is missing".to_string()),
-        (_, AuthCheck::Failed("repeated")) => Some("X-Jodo-Signature is sent more than once".to_string()),
-        (_, AuthCheck::Failed(_)) => Some(
-            "X-Jodo-Signature does not match the body (expected 64 lowercase hex digits of HMAC-SHA256)".to_string(),
-        ),
-        _ => None,
-    };
-    if let Some(msg) = failure {
-        let err = ApiError::Unauthorized(msg);
+    let outcome = auth::check_jodo(
+        &JodoSecrets::of(&app.config),
+        &body,
+        Presented::from_values(signatures()),
+        custom_header,
+    );
+    // Kept with any reject from here on, so readmit can re-check it.
+    Kept::of_jodo(signatures(), &outcome).write(&mut kept);
+    if let Some(refusal) = outcome.refusal() {
+        let err = ApiError::Unauthorized(refusal.to_string());
         return Err(reject(&app, Source::Jodo, kept, body, err, false, started).await);
     }
     accept(&app, Source::Jodo, uri.query(), kept, body, started).await
@@ -138,28 +112,10 @@ async fn toolzz(
     let started = Instant::now();
     let mut kept = kept_headers(&headers);
     let body = read_body(&app, Source::Toolzz, &mut kept, body).await?;
-    let failure = match (&app.config.toolzz_token, token) {
-        (None, None) => None,
-        (Some(expected), Some(given)) if secret_eq(&given, expected.as_bytes()) => None,
-        (Some(_), Some(_)) => Some("the token in the URL is wrong"),
-        (Some(_), None) => {
-            Some("this server needs the token in the URL: POST /webhooks/toolzz/{token}")
-        }
-        (None, Some(_)) => {
-            Some("this server has no Toolzz token configured: POST /webhooks/toolzz")
-        }
-    };
-    if let Some(msg) = failure {
-        return Err(reject(
-            &app,
-            Source::Toolzz,
-            kept,
-            body,
-            ApiError::Unauthorized(msg.into()),
-            false,
-            started,
-        )
-        .await);
+    let expected = app.config.toolzz_token.as_deref().map(str::as_bytes);
+    if let Err(refusal) = auth::check_toolzz(expected, token.as_deref()) {
+        let err = ApiError::Unauthorized(refusal.to_string());
+        return Err(reject(&app, Source::Toolzz, kept, body, err, false, started).await);
     }
     accept(&app, Source::Toolzz, uri.query(), kept, body, started).await
 }
@@ -351,12 +307,4 @@ fn kept_headers(headers: &HeaderMap) -> Map<String, Value> {
         }
     }
     kept
-}
-
-fn describe(check: AuthCheck) -> &'static str {
-    match check {
-        AuthCheck::NotRequired => "not required",
-        AuthCheck::Passed => "matched",
-        AuthCheck::Failed(why) => why,
-    }
 }

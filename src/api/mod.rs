@@ -19,7 +19,6 @@ use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use rusqlite::Connection;
-use subtle::ConstantTimeEq;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::Config;
@@ -177,11 +176,7 @@ pub fn with_error_layers(app: Router) -> Router {
         .layer(CatchPanicLayer::custom(error::panic_response))
 }
 
-/// Compares two secrets in constant time (for equal lengths; the length
-/// itself is not secret).
-pub fn secret_eq(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len() && bool::from(given.ct_eq(expected))
-}
+pub use crate::auth::secret_eq;
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers

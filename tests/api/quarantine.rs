@@ -482,3 +482,44 @@ async fn quarantine_counters_survive_a_restart() {
     assert_eq!(q[0].body, b"]");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_delivery_sent_with_two_signatures_keeps_both_and_is_readmitted_only_with_force() {
+    let app = spawn_app().await;
+    let body = jodo_student("registered", "evt-two-sigs", "s1", 1655448963);
+    let good = jodo::sign(JODO_SECRET.as_bytes(), body.as_bytes());
+    let r = app
+        .post_jodo_with(
+            &body,
+            &[("X-Jodo-Signature", &good), ("X-Jodo-Signature", "bad")],
+        )
+        .await;
+    refused(r, 401, "unauthorized").await;
+    let row = &quarantined(&app.conn())[0];
+    assert_eq!(
+        row.headers["x-jodo-signature"],
+        serde_json::json!([good, "bad"])
+    );
+    // The good one alone would verify, but which one was meant is not ours
+    // to pick.
+    let out = readmit(
+        &app,
+        row.id,
+        false,
+        &[("REGISTRAR_JODO_SECRET", JODO_SECRET)],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("more than once"), "{out:?}");
+    assert!(events(&app.conn()).is_empty());
+    let out = readmit(
+        &app,
+        row.id,
+        true,
+        &[("REGISTRAR_JODO_SECRET", JODO_SECRET)],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(events(&app.conn()).len(), 1);
+    app.stop().await;
+}
