@@ -10,3 +10,4 @@ mod ingest;
 mod quarantine;
 mod read;
 mod smoke;
+mod tamper;

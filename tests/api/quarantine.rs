@@ -214,7 +214,11 @@ async fn a_delivery_signed_with_a_rotated_secret_is_readmitted_with_that_secret(
     let status = app.get_json("/v1/admin/status").await;
     assert_eq!(status["projections"]["last_seq"], 2);
     assert_eq!(status["quarantine"]["pending"], 0);
-    registrar::log::verify::verify(&app.conn(), None).expect("the chain verifies");
+    registrar::log::verify::verify(
+        &app.conn(),
+        &registrar::log::verify::Options::deep(Default::default()),
+    )
+    .expect("the chain verifies");
     app.stop().await;
 }
 
