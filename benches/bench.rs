@@ -531,7 +531,10 @@ fn large_part(
         rebuild.status.success() && rate >= REBUILD_TARGET && rate >= REBUILD_VS_FLOOR * read_floor,
     );
     let store = registrar::config::default_projections_path(&db);
-    for (name, path) in [("log file after rebuild", &db), ("projection store after rebuild", &store)] {
+    for (name, path) in [
+        ("log file after rebuild", &db),
+        ("projection store after rebuild", &store),
+    ] {
         let mb = std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / 1e6);
         let row = report.text(name, format!("{mb:.0} MB"));
         row.number = Some(mb);

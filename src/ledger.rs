@@ -488,8 +488,9 @@ pub fn readmit(
     config: &crate::config::Config,
     force: bool,
 ) -> Result<Readmitted, ReadmitError> {
+    use crate::auth::{self, JodoSecrets, Kept};
     use crate::event::Source;
-    use crate::sources::{self, jodo, Parsed};
+    use crate::sources::{self, Parsed};
 
     let entry = quarantine::get(conn, id)?.ok_or(ReadmitError::NotFound(id))?;
     if let Some(seq) = entry.readmitted_seq {
@@ -503,51 +504,16 @@ pub fn readmit(
     })?;
     let body = &entry.reject.body;
     if !force {
-        let header = |name: &str| entry.reject.headers.get(name).and_then(|v| v.as_str());
-        match source {
-            Source::Jodo => {
-                match &config.jodo_secret {
-                    Some(secret)
-                        if !jodo::signature_matches(
-                            secret.as_bytes(),
-                            body,
-                            header(jodo::SIGNATURE_HEADER),
-                        ) =>
-                    {
-                        return Err(ReadmitError::Unauthenticated(
-                            "X-Jodo-Signature does not match with the current secret".into(),
-                        ));
-                    }
-                    Some(_) => {}
-                    // Nothing to re-check the signature with: a delivery that
-                    // failed authentication needs someone to vouch for it.
-                    None if !entry.reject.authenticated => {
-                        return Err(ReadmitError::Unauthenticated(
-                            "it failed authentication when it arrived and REGISTRAR_JODO_SECRET is not set to check its signature again (set it, or pass --force to vouch for it)".into(),
-                        ));
-                    }
-                    None => {}
-                }
-                // A kept "missing" or "mismatch" cannot be re-checked, whatever
-                // the current configuration says.
-                let custom = header("custom_header");
-                if custom != Some("matched") && (config.jodo_header.is_some() || custom.is_some()) {
-                    return Err(ReadmitError::Unauthenticated(
-                        "the custom header did not match when it arrived (pass --force to vouch for it)".into(),
-                    ));
-                }
-            }
-            Source::Toolzz => {
-                // The token is never kept, so a Toolzz 401 always needs --force
-                // (with or without REGISTRAR_TOOLZZ_TOKEN set).
-                if !entry.reject.authenticated {
-                    return Err(ReadmitError::Unauthenticated(
-                        "the URL token was wrong and is not kept (pass --force to vouch for it)"
-                            .into(),
-                    ));
-                }
-            }
-        }
+        let recheck = match source {
+            Source::Jodo => auth::recheck_jodo(
+                &Kept::read(&entry.reject.headers),
+                &JodoSecrets::of(config),
+                entry.reject.authenticated,
+                body,
+            ),
+            Source::Toolzz => auth::recheck_toolzz(entry.reject.authenticated),
+        };
+        recheck.map_err(|r| ReadmitError::Unauthenticated(r.to_string()))?;
     }
     let delivery = match sources::parse(source, body, &config.parse) {
         Ok(Parsed::Delivery(d)) => d,

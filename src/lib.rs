@@ -6,6 +6,8 @@
 //!
 //! - [`sources`]: parse and validate deliveries ([`sources::jodo`],
 //!   [`sources::toolzz`]), one upcaster per provider. Pure: no I/O.
+//! - [`auth`]: authentication of deliveries (Jodo signature and custom
+//!   header, Toolzz URL token) and its re-check on readmission. Pure.
 //! - [`event`]: the normalized events the sources produce.
 //! - [`money`]: exact amounts in integer minor units.
 //! - [`ledger`]: the one writer; appends and projects in one transaction,
@@ -24,6 +26,7 @@
 //! The binary (`src/main.rs`) is a thin CLI over these.
 
 pub mod api;
+pub mod auth;
 pub mod checkpoint;
 pub mod config;
 pub mod db;

@@ -7,9 +7,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Largest amount accepted, in minor units. Far above any school fee, and far
-/// below `i64::MAX` so sums over a whole ledger cannot overflow.
-pub const MAX_MINOR: i64 = 100_000_000_000_000; // one trillion rupees
+/// Largest amount accepted, in minor units: 1,000,000,000,000.00 (one
+/// trillion rupees). Far above any school fee; a larger amount is a 400. It
+/// keeps one amount well inside `i64`, but not a sum of many: sums are
+/// [`Total`]s.
+pub const MAX_MINOR: i64 = 100_000_000_000_000;
 
 /// An amount of money in minor units (1/100 of the major unit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -103,6 +105,45 @@ impl fmt::Display for Money {
     }
 }
 
+/// A sum of amounts, in minor units. `i128`: a sum of `i64` amounts cannot
+/// overflow it before 2^64 of them, so adding is never a panic nor a wrap
+/// (92,234 amounts of [`MAX_MINOR`] already overflow `i64`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Total(i128);
+
+impl Total {
+    pub const ZERO: Total = Total(0);
+
+    /// A total given in minor units.
+    pub fn from_minor(minor: i128) -> Total {
+        Total(minor)
+    }
+
+    pub fn minor(self) -> i128 {
+        self.0
+    }
+
+    /// Adds an amount (saturating: unreachable below 2^64 amounts).
+    pub fn plus(self, m: Money) -> Total {
+        Total(self.0.saturating_add(i128::from(m.0)))
+    }
+}
+
+impl std::iter::Sum<Money> for Total {
+    fn sum<I: Iterator<Item = Money>>(iter: I) -> Total {
+        iter.fold(Total::ZERO, Total::plus)
+    }
+}
+
+impl fmt::Display for Total {
+    /// Two decimal places, always, like [`Money`]; a minus sign if negative.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:02}", abs / 100, abs % 100)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +169,17 @@ mod tests {
             Money::parse("99999999999999999999"),
             Err(MoneyError::TooLarge)
         );
+    }
+
+    #[test]
+    fn a_total_of_many_maximum_amounts_neither_panics_nor_wraps() {
+        let max = Money::parse("1000000000000").unwrap();
+        assert_eq!(max.minor(), MAX_MINOR);
+        let total: Total = std::iter::repeat_n(max, 100_000).sum();
+        assert_eq!(total.minor(), i128::from(MAX_MINOR) * 100_000);
+        assert_eq!(total.to_string(), "100000000000000000.00");
+        assert!(total.minor() > i128::from(i64::MAX));
+        assert_eq!(Money::parse("1000000000000.01"), Err(MoneyError::TooLarge));
     }
 
     #[test]

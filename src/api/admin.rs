@@ -5,6 +5,7 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::read::{NoParams, Params};
 use super::{ApiError, AppState};
 use crate::log;
 use crate::projection::rebuild::RebuildReport;
@@ -18,7 +19,10 @@ pub struct HeadAnswer {
 }
 
 /// `GET /v1/audit/head`.
-pub async fn audit_head(State(app): State<AppState>) -> Result<Json<HeadAnswer>, ApiError> {
+pub async fn audit_head(
+    State(app): State<AppState>,
+    Params(NoParams {}): Params<NoParams>,
+) -> Result<Json<HeadAnswer>, ApiError> {
     let head = app.log.run(|conn| Ok(log::head(conn)?)).await?;
     Ok(Json(HeadAnswer {
         seq: head.seq,
@@ -28,7 +32,10 @@ pub async fn audit_head(State(app): State<AppState>) -> Result<Json<HeadAnswer>,
 
 /// `POST /v1/admin/rebuild`: builds the projections into a fresh file and
 /// answers once it serves reads. A request while a rebuild runs joins it.
-pub async fn rebuild(State(app): State<AppState>) -> Result<Json<RebuildReport>, ApiError> {
+pub async fn rebuild(
+    State(app): State<AppState>,
+    Params(NoParams {}): Params<NoParams>,
+) -> Result<Json<RebuildReport>, ApiError> {
     app.projector
         .rebuild()
         .await
@@ -38,7 +45,10 @@ pub async fn rebuild(State(app): State<AppState>) -> Result<Json<RebuildReport>,
 
 /// `GET /v1/admin/status`: log head, projection position and lag, the
 /// projector's health, quarantine size.
-pub async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn status(
+    State(app): State<AppState>,
+    Params(NoParams {}): Params<NoParams>,
+) -> Result<Json<Value>, ApiError> {
     let (head, pending, evictions) = app
         .log
         .run(|conn| {

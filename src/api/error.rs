@@ -4,7 +4,11 @@
 //! message is safe to show the client (it names a field, never a secret); a
 //! 5xx's is opaque to the client and the cause is logged once, here.
 
+use std::any::Any;
+
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -42,6 +46,14 @@ pub enum ApiError {
     /// 500: a bug. The cause is logged, not shown.
     #[error("internal error")]
     Internal(String),
+    /// 500: a handler panicked (a bug). Already logged once, by the panic
+    /// hook, with its message and location: not logged again here.
+    #[error("internal error")]
+    Panicked,
+    /// Any other rejection the framework produces (405, 414, 431, a path
+    /// that does not decode, ...), put into the shape by [`error_shape`].
+    #[error("{message}")]
+    Framework { status: StatusCode, message: String },
 }
 
 impl ApiError {
@@ -62,7 +74,8 @@ impl ApiError {
             ApiError::Unavailable { .. } | ApiError::NotReady { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Panicked => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Framework { status, .. } => *status,
         }
     }
 
@@ -75,7 +88,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::NotReady { .. } => "not_ready",
-            ApiError::Internal(_) => "internal",
+            ApiError::Internal(_) | ApiError::Panicked => "internal",
+            ApiError::Framework { status, .. } => framework_code(*status),
         }
     }
 
@@ -90,6 +104,8 @@ impl ApiError {
                 "the event log cannot be written now; nothing was stored, retry later".into()
             }
             ApiError::Internal(_) => "internal error; nothing was stored".into(),
+            // A panic may follow a commit: promise nothing about storage.
+            ApiError::Panicked => "internal error".into(),
             other => other.to_string(),
         }
     }
@@ -152,4 +168,114 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The code of a status the framework produced.
+fn framework_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "invalid_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::LENGTH_REQUIRED => "length_required",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "header_fields_too_large",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    }
+}
+
+/// Longest request target (path and query) served: a longer one is a 414 in
+/// the error shape. The longest real one is a paged list with a cursor, a
+/// few hundred bytes. (hyper itself answers 414 with an empty body past its
+/// own, much larger, limit, before the request reaches the app.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Most bytes of header names and values served: more is a 431 in the error
+/// shape. Providers send a dozen short headers. (hyper itself answers 431
+/// with an empty body when the head overflows its read buffer, ~400 KiB,
+/// before the request reaches the app.)
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Most bytes of a framework rejection's text kept as its message.
+const MAX_FRAMEWORK_MESSAGE: usize = 300;
+
+/// Middleware: every answer in the error shape. Refuses an overlong target
+/// (414) or overlarge headers (431) itself, then rewrites any error response
+/// that is not already JSON (axum's 405 with an empty body, its text/plain
+/// 400 for a path segment that does not decode, ...) into
+/// `{"error":{"code","message"}}`, keeping `Allow` and `Retry-After`.
+pub async fn error_shape(req: Request, next: Next) -> Response {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > MAX_URI_BYTES {
+        return ApiError::Framework {
+            status: StatusCode::URI_TOO_LONG,
+            message: format!("the request target is longer than {MAX_URI_BYTES} bytes"),
+        }
+        .into_response();
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return ApiError::Framework {
+            status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            message: format!("the request headers are larger than {MAX_HEADER_BYTES} bytes"),
+        }
+        .into_response();
+    }
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // The framework's own text, when it has one, says what was wrong.
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let allow = parts
+        .headers
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok());
+    let message = match (status, allow) {
+        (StatusCode::METHOD_NOT_ALLOWED, Some(allow)) => {
+            format!("{method} is not allowed here; allowed: {allow}")
+        }
+        _ if !text.is_empty() => {
+            let mut end = text.len().min(MAX_FRAMEWORK_MESSAGE);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text[..end].to_string()
+        }
+        _ => status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase(),
+    };
+    let mut shaped = ApiError::Framework { status, message }.into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            shaped.headers_mut().insert(name, v.clone());
+        }
+    }
+    shaped
+}
+
+/// The answer to a handler's panic (tower-http's `CatchPanicLayer`): 500 in
+/// the error shape. The panic hook has already logged it once; the server
+/// goes on.
+pub fn panic_response(_panic: Box<dyn Any + Send + 'static>) -> Response {
+    ApiError::Panicked.into_response()
 }

@@ -7,11 +7,12 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 
+use super::read::{NoParams, Params};
 use super::AppState;
 use crate::quarantine;
 
 /// `GET /healthz`: answers while the process runs.
-pub async fn healthz() -> &'static str {
+pub async fn healthz(Params(NoParams {}): Params<NoParams>) -> &'static str {
     "ok"
 }
 
@@ -48,7 +49,10 @@ pub struct ProjectorCheck {
 
 /// `GET /readyz`: 200 when the log is writable, the projector runs and its
 /// lag is under `--max-lag`; 503 (same body) otherwise.
-pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+pub async fn readyz(
+    State(app): State<AppState>,
+    Params(NoParams {}): Params<NoParams>,
+) -> impl IntoResponse {
     let log = match (app.ledger.is_running(), log_writable(&app).await) {
         (false, _) => Check {
             ok: false,
@@ -119,7 +123,10 @@ async fn log_writable(app: &AppState) -> Result<(), String> {
 }
 
 /// `GET /metrics`: every metric in Prometheus text format.
-pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(
+    State(app): State<AppState>,
+    Params(NoParams {}): Params<NoParams>,
+) -> impl IntoResponse {
     let m = &app.metrics;
     let (lag_events, lag) = app.live.lag();
     m.log_head.set(app.live.log_head() as i64);

@@ -7,19 +7,21 @@
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
 use axum::Json;
 use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{secret_eq, ApiError, AppState};
+use super::read::percent_decode;
+use super::{ApiError, AppState};
+use crate::auth::{self, JodoSecrets, Kept, Presented};
 use crate::event::Source;
 use crate::ledger::now_micros;
 use crate::log::AppendOutcome;
 use crate::quarantine::Reject;
-use crate::sources::{self, jodo, Parsed};
+use crate::sources::{self, Parsed};
 
 /// The answer to a stored (or recognised) delivery.
 #[derive(Debug, Serialize)]
@@ -30,137 +32,109 @@ pub struct IngestAnswer {
     pub seq: Option<u64>,
 }
 
-/// Request headers worth keeping with a reject. Never a secret: the custom
-/// Jodo header's value is replaced by whether it matched.
+/// Request headers worth keeping with a reject. Never a secret. What
+/// authentication needs again on readmission (the signature, whether the
+/// custom header matched) is kept by [`auth::Kept`].
 const KEPT_HEADERS: &[&str] = &[
     "content-type",
     "content-length",
     "user-agent",
     "x-forwarded-for",
     "x-real-ip",
-    jodo::SIGNATURE_HEADER,
 ];
-
-/// How a delivery authenticated, kept with a reject so readmit can decide.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum AuthCheck {
-    NotRequired,
-    Passed,
-    Failed(&'static str),
-}
 
 pub async fn jodo(
     State(app): State<AppState>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestAnswer>, ApiError> {
     let started = Instant::now();
     let mut kept = kept_headers(&headers);
     let body = read_body(&app, Source::Jodo, &mut kept, body).await?;
-    let header_check = match &app.config.jodo_header {
-        None => AuthCheck::NotRequired,
-        Some((name, value)) => {
-            let given = headers.get(name.as_str()).map(|v| v.as_bytes());
-            let check = match given {
-                None => AuthCheck::Failed("missing"),
-                Some(g) if secret_eq(g, value.as_bytes()) => AuthCheck::Passed,
-                Some(_) => AuthCheck::Failed("mismatch"),
-            };
-            kept.insert("custom_header".into(), Value::from(describe(check)));
-            check
+    let signatures = || {
+        headers
+            .get_all(auth::SIGNATURE_HEADER)
+            .iter()
+            .map(|v| v.as_bytes())
+    };
+    let custom_header = match &app.config.jodo_header {
+        None => Presented::Absent,
+        Some((name, _)) => {
+            Presented::from_values(headers.get_all(name.as_str()).iter().map(|v| v.as_bytes()))
         }
     };
-    let signature_check = match &app.config.jodo_secret {
-        None => AuthCheck::NotRequired,
-        Some(secret) => {
-            let sig = headers
-                .get(jodo::SIGNATURE_HEADER)
-                .and_then(|v| v.to_str().ok());
-            match sig {
-                None => AuthCheck::Failed("missing"),
-                Some(s) if jodo::signature_matches(secret.as_bytes(), &body, Some(s)) => {
-                    AuthCheck::Passed
-                }
-                Some(_) => AuthCheck::Failed("mismatch"),
-            }
-        }
-    };
-    let failure = match (header_check, signature_check) {
-        (AuthCheck::Failed("missing"), _) => Some("the required custom header is missing".to_string()),
-        (AuthCheck::Failed(_), _) => Some("the required custom header does not match".to_string()),
-        (_, AuthCheck::Failed("missing")) => Some("X-Jodo-Signature is missing".to_string()),
-        (_, AuthCheck::Failed(_)) => Some(
-            "X-Jodo-Signature does not match the body (expected 64 lowercase hex digits of HMAC-SHA256)".to_string(),
-        ),
-        _ => None,
-    };
-    if let Some(msg) = failure {
-        let err = ApiError::Unauthorized(msg);
+    let outcome = auth::check_jodo(
+        &JodoSecrets::of(&app.config),
+        &body,
+        Presented::from_values(signatures()),
+        custom_header,
+    );
+    // Kept with any reject from here on, so readmit can re-check it.
+    Kept::of_jodo(signatures(), &outcome).write(&mut kept);
+    if let Some(refusal) = outcome.refusal() {
+        let err = ApiError::Unauthorized(refusal.to_string());
         return Err(reject(&app, Source::Jodo, kept, body, err, false, started).await);
     }
-    accept(&app, Source::Jodo, kept, body, started).await
+    accept(&app, Source::Jodo, uri.query(), kept, body, started).await
 }
 
+/// The token is read from the raw path, not with axum's `Path<String>`: a
+/// segment that does not decode to UTF-8 (`%ff`) is a wrong token, answered
+/// 401 and quarantined like any other, not a framework 400.
 pub async fn toolzz_with_token(
     State(app): State<AppState>,
-    Path(token): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestAnswer>, ApiError> {
-    toolzz(app, Some(token), headers, body).await
+    let raw = uri.path().rsplit_once('/').map_or("", |(_, t)| t);
+    let token = percent_decode(raw, false).unwrap_or_else(|| raw.as_bytes().to_vec());
+    toolzz(app, Some(token), uri, headers, body).await
 }
 
 pub async fn toolzz_without_token(
     State(app): State<AppState>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestAnswer>, ApiError> {
-    toolzz(app, None, headers, body).await
+    toolzz(app, None, uri, headers, body).await
 }
 
 async fn toolzz(
     app: AppState,
-    token: Option<String>,
+    token: Option<Vec<u8>>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestAnswer>, ApiError> {
     let started = Instant::now();
     let mut kept = kept_headers(&headers);
     let body = read_body(&app, Source::Toolzz, &mut kept, body).await?;
-    let failure = match (&app.config.toolzz_token, token) {
-        (None, None) => None,
-        (Some(expected), Some(given)) if secret_eq(given.as_bytes(), expected.as_bytes()) => None,
-        (Some(_), Some(_)) => Some("the token in the URL is wrong"),
-        (Some(_), None) => {
-            Some("this server needs the token in the URL: POST /webhooks/toolzz/{token}")
-        }
-        (None, Some(_)) => {
-            Some("this server has no Toolzz token configured: POST /webhooks/toolzz")
-        }
-    };
-    if let Some(msg) = failure {
-        return Err(reject(
-            &app,
-            Source::Toolzz,
-            kept,
-            body,
-            ApiError::Unauthorized(msg.into()),
-            false,
-            started,
-        )
-        .await);
+    let expected = app.config.toolzz_token.as_deref().map(str::as_bytes);
+    if let Err(refusal) = auth::check_toolzz(expected, token.as_deref()) {
+        let err = ApiError::Unauthorized(refusal.to_string());
+        return Err(reject(&app, Source::Toolzz, kept, body, err, false, started).await);
     }
-    accept(&app, Source::Toolzz, kept, body, started).await
+    accept(&app, Source::Toolzz, uri.query(), kept, body, started).await
 }
 
-/// Parses, validates and appends an authenticated body.
+/// Parses, validates and appends an authenticated body. A webhook takes no
+/// query parameters: one is a 400 like on every route (after
+/// authentication, so the delivery is quarantined as authenticated).
 async fn accept(
     app: &AppState,
     source: Source,
+    query: Option<&str>,
     kept: Map<String, Value>,
     body: Bytes,
     started: Instant,
 ) -> Result<Json<IngestAnswer>, ApiError> {
+    if query.is_some_and(|q| !q.is_empty()) {
+        let err = ApiError::bad_request("this endpoint takes no query parameters");
+        return Err(reject(app, source, kept, body, err, true, started).await);
+    }
     let delivery = match sources::parse(source, &body, &app.config.parse) {
         Ok(Parsed::Delivery(d)) => d,
         Ok(Parsed::Ping) => {
@@ -336,12 +310,4 @@ fn kept_headers(headers: &HeaderMap) -> Map<String, Value> {
         }
     }
     kept
-}
-
-fn describe(check: AuthCheck) -> &'static str {
-    match check {
-        AuthCheck::NotRequired => "not required",
-        AuthCheck::Passed => "matched",
-        AuthCheck::Failed(why) => why,
-    }
 }

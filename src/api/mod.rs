@@ -23,7 +23,7 @@ use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use rusqlite::Connection;
-use subtle::ConstantTimeEq;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::Config;
 use crate::db;
@@ -207,19 +207,25 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         observe::deliveries,
     ));
-    webhooks
+    let app = webhooks
         .merge(open)
         .merge(read)
         .merge(admin)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .with_state(state)
+        .with_state(state);
+    with_error_layers(app)
 }
 
-/// Compares two secrets in constant time (for equal lengths; the length
-/// itself is not secret).
-pub fn secret_eq(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len() && bool::from(given.ct_eq(expected))
+/// The layers every answer passes through: the error shape for what the
+/// framework rejects ([`error::error_shape`]), and a caught panic answered
+/// 500 in that shape, the server going on (defence in depth: a panic is a
+/// bug with its own test).
+pub fn with_error_layers(app: Router) -> Router {
+    app.layer(middleware::from_fn(error::error_shape))
+        .layer(CatchPanicLayer::custom(error::panic_response))
 }
+
+pub use crate::auth::secret_eq;
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -266,4 +272,44 @@ async fn require_admin_token(
         .or(s.config.read_token.as_deref());
     check_bearer(req.headers(), expected)?;
     Ok(next.run(req).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves `app` on a random local port; returns its base URL.
+    async fn serve(app: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_in_the_error_shape_and_the_server_goes_on() {
+        let app = with_error_layers(
+            Router::new()
+                .route(
+                    "/panic",
+                    get(|| async {
+                        panic!("a test-only route panics");
+                        #[allow(unreachable_code)]
+                        ""
+                    }),
+                )
+                .route("/ok", get(|| async { "ok" })),
+        );
+        let base = serve(app).await;
+        let client = reqwest::Client::new();
+        for _ in 0..2 {
+            let r = client.get(format!("{base}/panic")).send().await.unwrap();
+            assert_eq!(r.status(), 500);
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "internal", "{body}");
+            assert_eq!(body["error"]["message"], "internal error", "{body}");
+        }
+        let r = client.get(format!("{base}/ok")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
 }

@@ -4,6 +4,8 @@
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::read::{NoParams, Params};
+
 fn q(name: &str, description: &str) -> Value {
     json!({ "name": name, "in": "query", "required": false, "schema": { "type": "string" }, "description": description })
 }
@@ -185,6 +187,6 @@ pub fn spec() -> Value {
     })
 }
 
-pub async fn document() -> Json<Value> {
+pub async fn document(Params(NoParams {}): Params<NoParams>) -> Json<Value> {
     Json(spec())
 }

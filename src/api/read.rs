@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use super::{ApiError, AppState};
 use crate::event::{FeeDetail, PaymentRecord, StudentProfile};
 use crate::log::{self, chain, StoredEvent, EVENT_COLUMNS};
-use crate::money::Money;
+use crate::money::Total;
 use crate::projection::entities::{EnrollmentState, LearnerState, PaymentState, StudentState};
 use crate::projection::query::{self, Lookup};
 use crate::projection::ProjectionError;
@@ -44,10 +44,77 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let q = parts.uri.query().unwrap_or("");
+        check_query(q)?;
         serde_urlencoded::from_str(q)
             .map(Params)
             .map_err(|e| ApiError::bad_request(format!("query string: {e}")))
     }
+}
+
+/// The query of a route that takes no parameters: any parameter is a 400,
+/// as on every other route (a typo must not pass for a filter).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// Checks every name and value of a query string once percent-decoded (`+`
+/// is a space): a malformed escape, text that is not UTF-8 (which
+/// serde_urlencoded would turn into U+FFFD and match on) or a control
+/// character (NUL, newline, ...: no filter value needs one, and a NUL would
+/// pass into SQL text) is a 400.
+pub fn check_query(query: &str) -> Result<(), ApiError> {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        for part in [name, value] {
+            let bytes = percent_decode(part, true).ok_or_else(|| {
+                ApiError::bad_request("query string: a malformed percent-escape (expected %XX)")
+            })?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                ApiError::bad_request("query string: a parameter is not UTF-8 once percent-decoded")
+            })?;
+            if text.chars().any(char::is_control) {
+                return Err(ApiError::bad_request(
+                    "query string: a parameter holds a control character (NUL, newline, ...)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Percent-decoding of a path segment, or with `form` of one query name or
+/// value (`application/x-www-form-urlencoded`: `+` is a space). None for a
+/// `%` not followed by two hex digits.
+pub(crate) fn percent_decode(text: &str, form: bool) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if form => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// A seq from a query or cursor: SQLite stores seqs as `i64`, so a larger
+/// number is a 400, never a wrap to a negative seq (which would page from 1).
+fn seq_param(name: &str, seq: u64) -> Result<i64, ApiError> {
+    i64::try_from(seq)
+        .map_err(|_| ApiError::bad_request(format!("{name} must be at most {}", i64::MAX)))
 }
 
 /// `limit` and `cursor`, validated.
@@ -615,6 +682,7 @@ pub async fn list_payments(
 pub async fn get_payment(
     State(app): State<AppState>,
     Path(id): Path<String>,
+    Params(NoParams {}): Params<NoParams>,
 ) -> Result<Json<PaymentView>, ApiError> {
     app.projections(move |conn| {
             let row: Option<(String, Option<String>)> = conn
@@ -690,10 +758,15 @@ const STUDENT_PAYMENTS_PAGE: &str = concat!(
      WHERE (paid_at, payment_id) > (?3, ?4) ORDER BY paid_at, payment_id LIMIT ?5"
 );
 
-/// The sum of a student's recorded payments.
+/// The sum of a student's recorded payments, in two halves: the amounts'
+/// high bits (above 2^32) and low bits, each summed in SQLite's `i64`, then
+/// joined in an `i128` ([`Total`]). A plain `SUM` would fail with
+/// "integer overflow" once a student had ~92,000 payments of the maximum
+/// amount; each half overflows only past 2^31 payments.
 const STUDENT_PAYMENTS_TOTAL: &str = concat!(
     linked_payments!(),
-    " SELECT COALESCE(SUM(amount_minor), 0) FROM linked WHERE status = 'recorded'"
+    " SELECT COALESCE(SUM(amount_minor >> 32), 0), COALESCE(SUM(amount_minor & 4294967295), 0)
+       FROM linked WHERE status = 'recorded'"
 );
 
 /// `GET /v1/students/{id}/payments`: linked by jodo_student_id, or by the
@@ -733,11 +806,16 @@ pub async fn student_payments(
         )?;
         // All of them on this one page: the total is their sum. Otherwise
         // one more query sums them all.
-        let total: i64 = if after.is_none() && rows.len() <= page.limit as usize {
-            rows.iter().filter(|r| r.3 == "recorded").map(|r| r.4).sum()
+        let total = if after.is_none() && rows.len() <= page.limit as usize {
+            rows.iter()
+                .filter(|r| r.3 == "recorded")
+                .map(|r| i128::from(r.4))
+                .sum()
         } else {
-            conn.prepare_cached(STUDENT_PAYMENTS_TOTAL)?
-                .query_row((&jid, &identifier), |r| r.get(0))?
+            let (high, low): (i64, i64) = conn
+                .prepare_cached(STUDENT_PAYMENTS_TOTAL)?
+                .query_row((&jid, &identifier), |r| Ok((r.get(0)?, r.get(1)?)))?;
+            (i128::from(high) << 32) + i128::from(low)
         };
         let listing = paginate(
             rows,
@@ -748,7 +826,7 @@ pub async fn student_payments(
         Ok(Json(StudentPayments {
             items: listing.items,
             next_cursor: listing.next_cursor,
-            total_recorded: Money::from_minor(total).to_string(),
+            total_recorded: Total::from_minor(total).to_string(),
         }))
     })
     .await
@@ -892,6 +970,7 @@ pub struct LearnerView {
 pub async fn get_learner(
     State(app): State<AppState>,
     Path(id): Path<String>,
+    Params(NoParams {}): Params<NoParams>,
 ) -> Result<Json<LearnerView>, ApiError> {
     app.projections(move |conn| {
             let learner: Option<String> = conn
@@ -1033,11 +1112,13 @@ pub async fn list_events(
         None => None,
         Some(v) => Some(v.as_u64().ok_or_else(bad_cursor)?),
     };
-    let after = cursor_seq.or(q.after_seq).unwrap_or(0);
+    let cursor_seq = cursor_seq.map(|s| seq_param("cursor", s)).transpose()?;
+    let after_seq = q.after_seq.map(|s| seq_param("after_seq", s)).transpose()?;
+    let after = cursor_seq.or(after_seq).unwrap_or(0);
     app.log
         .run(move |conn| {
             let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?");
-            let mut args: Vec<Sql> = vec![Sql::Integer(after as i64)];
+            let mut args: Vec<Sql> = vec![Sql::Integer(after)];
             for (col, v) in [
                 ("source", q.source),
                 ("event_type", q.event_type),
@@ -1066,10 +1147,12 @@ pub async fn list_events(
 pub async fn get_event(
     State(app): State<AppState>,
     Path(seq): Path<String>,
+    Params(NoParams {}): Params<NoParams>,
 ) -> Result<Json<EventView>, ApiError> {
     let seq: u64 = seq
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{seq:?} is not a seq")))?;
+    seq_param("seq", seq)?;
     app.log
         .run(move |conn| {
             let e = log::get(conn, seq)?

@@ -1,9 +1,13 @@
-//! Recomputes the hash chain and reports the first fault.
+//! Recomputes the hash chain, re-derives the columns the chain does not
+//! cover, and reports the first fault.
 
-use rusqlite::Connection;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, Row};
 
 use super::chain::{self, Hash, GENESIS};
 use super::to_hash;
+use crate::event::Source;
+use crate::sources::{self, ParseContext, Parsed};
 
 /// What verify proved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,19 +15,39 @@ pub struct Verified {
     pub events: u64,
     pub head_seq: u64,
     pub head_hash: Hash,
+    /// Events whose columns were re-derived from their body (0 with `--fast`).
+    pub rederived: u64,
+    /// Events whose body this version's parser no longer accepts (a parser
+    /// got stricter since they were appended): their chain is checked, their
+    /// derived columns cannot be. The first such seq, and how many.
+    pub unparsed: Option<(u64, u64)>,
 }
 
-/// The first thing wrong with the chain.
+/// The first thing wrong with the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainFault {
     #[error("seq {expected} is missing (the next row has seq {found})")]
     Gap { expected: u64, found: u64 },
+    #[error("seq {seq}: {column} is {found}, not {expected} as the schema says")]
+    Malformed {
+        seq: u64,
+        column: &'static str,
+        expected: &'static str,
+        found: String,
+    },
     #[error("seq {seq}: the body does not match its body_hash")]
     BodyHash { seq: u64 },
     #[error("seq {seq}: prev_hash does not match the hash of seq {}", seq - 1)]
     Link { seq: u64 },
     #[error("seq {seq}: the stored hash does not match the recomputed hash")]
     Hash { seq: u64 },
+    #[error("seq {seq}: {column} is {stored}, but the body says {derived}")]
+    Derived {
+        seq: u64,
+        column: &'static str,
+        stored: String,
+        derived: String,
+    },
     #[error("pin {seq}: the log holds hash {found} there, not the pinned one")]
     PinMismatch { seq: u64, found: String },
     #[error("pin {seq}: the log ends at seq {head}, before the pinned seq")]
@@ -42,33 +66,70 @@ pub enum VerifyError {
 /// Threads verify splits the log across at most.
 pub const MAX_VERIFY_THREADS: usize = 4;
 
-/// Below this many events verify runs on one thread.
+/// Below this many events verify runs on one thread (chain only: hashing is
+/// fast enough that a thread's start-up would dominate).
 const PARALLEL_FROM: u64 = 100_000;
 
-/// Walks the whole log, streaming (constant memory), and checks that seqs are
-/// gapless from 1, every body matches its hash, every `prev_hash` is the
-/// previous row's hash and every hash recomputes. With `pin`, also checks
-/// that the log holds that hash at that seq.
+/// Below this many events verify runs on one thread when it also re-parses
+/// every body, which costs microseconds per event: worth a second core
+/// much sooner.
+const PARALLEL_FROM_REDERIVING: u64 = 10_000;
+
+/// What to check beyond the chain.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Also prove the log holds this hash at this seq (a head recorded earlier).
+    pub pin: Option<(u64, Hash)>,
+    /// Re-derive `event_type`, `event_version`, `dedupe_key`, `subject` and
+    /// `occurred_at` from each body with this parsing context (the zone the
+    /// server reads Toolzz times in). None (`--fast`): the chain only.
+    pub rederive: Option<ParseContext>,
+}
+
+impl Options {
+    /// Every check: the chain and the columns re-derived with `ctx`.
+    pub fn deep(ctx: ParseContext) -> Options {
+        Options {
+            pin: None,
+            rederive: Some(ctx),
+        }
+    }
+}
+
+/// Walks the whole log, streaming (constant memory), and checks that every
+/// row reads as the schema says (types, NULLs, 32-byte hashes, the body a
+/// BLOB), seqs are gapless from 1, every body matches its hash, every
+/// `prev_hash` is the previous row's hash and every hash recomputes; with
+/// [`Options::rederive`], that the columns the chain does not cover are what
+/// the parser derives from the body. With a pin, also checks that the log
+/// holds that hash at that seq. A fault is an `Err(Fault)`, never a database
+/// error.
 ///
 /// Rows up to the head never change (append-only), so a large log is split
 /// into seq ranges verified in parallel, each on its own read connection;
 /// each range also checks its link to the one before. The fault reported is
 /// the one with the lowest seq, as a sequential walk would find first.
-pub fn verify(conn: &Connection, pin: Option<(u64, Hash)>) -> Result<Verified, VerifyError> {
+pub fn verify(conn: &Connection, options: &Options) -> Result<Verified, VerifyError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(MAX_VERIFY_THREADS);
-    verify_split(conn, pin, threads, PARALLEL_FROM)
+    let parallel_from = if options.rederive.is_some() {
+        PARALLEL_FROM_REDERIVING
+    } else {
+        PARALLEL_FROM
+    };
+    verify_split(conn, options, threads, parallel_from)
 }
 
 /// [`verify`] with the split chosen: `threads` ranges once the log has at
 /// least `parallel_from` events.
 fn verify_split(
     conn: &Connection,
-    pin: Option<(u64, Hash)>,
+    options: &Options,
     threads: usize,
     parallel_from: u64,
 ) -> Result<Verified, VerifyError> {
+    let pin = options.pin;
     let head_seq: u64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| {
         r.get::<_, i64>(0)
     })? as u64;
@@ -87,7 +148,7 @@ fn verify_split(
         _ => vec![(1, head_seq)],
     };
     let results: Vec<Result<RangeOutcome, VerifyError>> = if ranges.len() == 1 {
-        vec![verify_range(conn, ranges[0], pin)]
+        vec![verify_range(conn, ranges[0], options)]
     } else {
         let path = path.expect("checked above");
         std::thread::scope(|scope| {
@@ -97,7 +158,7 @@ fn verify_split(
                     let path = path.clone();
                     scope.spawn(move || {
                         let conn = crate::db::open_ro(&path)?;
-                        verify_range(&conn, range, pin)
+                        verify_range(&conn, range, options)
                     })
                 })
                 .collect();
@@ -152,10 +213,19 @@ fn verify_split(
             Some(_) => {}
         }
     }
+    let unparsed = outcomes.iter().filter_map(|o| o.unparsed).fold(
+        None,
+        |acc: Option<(u64, u64)>, (first, n)| match acc {
+            None => Some((first, n)),
+            Some((f, m)) => Some((f.min(first), m + n)),
+        },
+    );
     Ok(Verified {
         events: head_seq,
         head_seq,
         head_hash: prev,
+        rederived: outcomes.iter().map(|o| o.rederived).sum(),
+        unparsed,
     })
 }
 
@@ -166,35 +236,226 @@ struct RangeOutcome {
     first_prev: Option<Hash>,
     last_hash: Hash,
     pin_found: Option<Hash>,
+    rederived: u64,
+    /// The first seq whose body no longer parses, and how many.
+    unparsed: Option<(u64, u64)>,
     fault: Option<ChainFault>,
+}
+
+/// The columns verify reads, in order.
+const VERIFY_COLUMNS: &str = "seq, source, event_type, event_version, dedupe_key, subject, \
+                              occurred_at, received_at, body, body_hash, prev_hash, hash";
+
+/// One row, read as the schema says it must be (see `schema/001_event_log.sql`).
+struct CheckedRow<'a> {
+    source: &'a str,
+    event_type: &'a str,
+    event_version: &'a str,
+    dedupe_key: &'a str,
+    subject: Option<&'a str>,
+    occurred_at: i64,
+    received_at: i64,
+    body: &'a [u8],
+    body_hash: Hash,
+    prev_hash: Hash,
+    hash: Hash,
+}
+
+/// How a stored value looks, for a fault's message.
+fn describe(v: ValueRef) -> String {
+    match v {
+        ValueRef::Null => "NULL".into(),
+        ValueRef::Integer(_) => "an INTEGER".into(),
+        ValueRef::Real(_) => "a REAL".into(),
+        ValueRef::Text(_) => "TEXT".into(),
+        ValueRef::Blob(b) => format!("a BLOB of {} bytes", b.len()),
+    }
+}
+
+impl<'a> CheckedRow<'a> {
+    /// Reads row `r` (at `seq`), or the first column that is not what the
+    /// schema says: a fault, not an error, since only an edit made around
+    /// the schema can produce it.
+    fn read(r: &'a Row, seq: u64) -> Result<CheckedRow<'a>, ChainFault> {
+        let malformed =
+            |column: &'static str, expected: &'static str, found: String| ChainFault::Malformed {
+                seq,
+                column,
+                expected,
+                found,
+            };
+        // Column i as text: TEXT holding UTF-8.
+        let text = |i: usize, column: &'static str| -> Result<Option<&'a str>, ChainFault> {
+            match r
+                .get_ref(i)
+                .map_err(|e| malformed(column, "TEXT", e.to_string()))?
+            {
+                ValueRef::Null => Ok(None),
+                ValueRef::Text(t) => std::str::from_utf8(t)
+                    .map(Some)
+                    .map_err(|_| malformed(column, "TEXT", "TEXT that is not UTF-8".into())),
+                other => Err(malformed(column, "TEXT", describe(other))),
+            }
+        };
+        let required = |i: usize, column: &'static str| -> Result<&'a str, ChainFault> {
+            text(i, column)?.ok_or_else(|| malformed(column, "TEXT", "NULL".into()))
+        };
+        let integer = |i: usize, column: &'static str| -> Result<i64, ChainFault> {
+            match r
+                .get_ref(i)
+                .map_err(|e| malformed(column, "an INTEGER", e.to_string()))?
+            {
+                ValueRef::Integer(v) => Ok(v),
+                other => Err(malformed(column, "an INTEGER", describe(other))),
+            }
+        };
+        let hash = |i: usize, column: &'static str| -> Result<Hash, ChainFault> {
+            match r
+                .get_ref(i)
+                .map_err(|e| malformed(column, "a BLOB of 32 bytes", e.to_string()))?
+            {
+                ValueRef::Blob(b) if b.len() == 32 => Ok(to_hash(b)),
+                other => Err(malformed(column, "a BLOB of 32 bytes", describe(other))),
+            }
+        };
+        let source = required(1, "source")?;
+        if Source::parse(source).is_none() {
+            return Err(malformed(
+                "source",
+                "'jodo' or 'toolzz'",
+                format!("{:?}", shorten(source)),
+            ));
+        }
+        let body = match r
+            .get_ref(8)
+            .map_err(|e| malformed("body", "a BLOB", e.to_string()))?
+        {
+            ValueRef::Blob(b) => b,
+            ValueRef::Text(_) => {
+                return Err(malformed("body", "a BLOB", "stored as TEXT".into()));
+            }
+            other => return Err(malformed("body", "a BLOB", describe(other))),
+        };
+        Ok(CheckedRow {
+            source,
+            event_type: required(2, "event_type")?,
+            event_version: required(3, "event_version")?,
+            dedupe_key: required(4, "dedupe_key")?,
+            subject: text(5, "subject")?,
+            occurred_at: integer(6, "occurred_at")?,
+            received_at: integer(7, "received_at")?,
+            body,
+            body_hash: hash(9, "body_hash")?,
+            prev_hash: hash(10, "prev_hash")?,
+            hash: hash(11, "hash")?,
+        })
+    }
+
+    /// Parses the body again and compares what the writer derived from it.
+    /// `Ok(false)`: the body no longer parses (nothing to compare).
+    fn rederive(&self, seq: u64, ctx: &ParseContext) -> Result<bool, ChainFault> {
+        let source = Source::parse(self.source).expect("checked by read");
+        let derived = match sources::parse(source, self.body, ctx) {
+            Ok(Parsed::Delivery(d)) => d,
+            Ok(Parsed::Ping) => {
+                return Err(ChainFault::Derived {
+                    seq,
+                    column: "event_type",
+                    stored: format!("{:?}", shorten(self.event_type)),
+                    derived: "a ping, which is never logged".into(),
+                })
+            }
+            Err(_) => return Ok(false),
+        };
+        let differs = |column: &'static str, stored: String, derived: String| {
+            Err(ChainFault::Derived {
+                seq,
+                column,
+                stored,
+                derived,
+            })
+        };
+        let text = |s: &str| format!("{:?}", shorten(s));
+        let opt = |s: Option<&str>| s.map_or("NULL".to_string(), text);
+        if self.event_type != derived.event_type {
+            return differs(
+                "event_type",
+                text(self.event_type),
+                text(&derived.event_type),
+            );
+        }
+        if self.event_version != derived.event_version {
+            return differs(
+                "event_version",
+                text(self.event_version),
+                text(&derived.event_version),
+            );
+        }
+        if self.dedupe_key != derived.dedupe_key {
+            return differs(
+                "dedupe_key",
+                text(self.dedupe_key),
+                text(&derived.dedupe_key),
+            );
+        }
+        if self.subject != derived.subject.as_deref() {
+            return differs(
+                "subject",
+                opt(self.subject),
+                opt(derived.subject.as_deref()),
+            );
+        }
+        if self.occurred_at != derived.occurred_at {
+            return differs(
+                "occurred_at",
+                self.occurred_at.to_string(),
+                derived.occurred_at.to_string(),
+            );
+        }
+        Ok(true)
+    }
+}
+
+/// A stored value cut for a message: a hostile column can be megabytes.
+fn shorten(s: &str) -> &str {
+    const SHOWN: usize = 80;
+    match s.char_indices().nth(SHOWN) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
 }
 
 fn verify_range(
     conn: &Connection,
     range: (u64, u64),
-    pin: Option<(u64, Hash)>,
+    options: &Options,
 ) -> Result<RangeOutcome, VerifyError> {
     let (from, to) = range;
+    let pin = options.pin;
     // One read transaction: one consistent snapshot.
     conn.execute_batch("BEGIN")?;
     let result = (|| {
-        let mut stmt = conn.prepare(
-            "SELECT seq, source, received_at, body, body_hash, prev_hash, hash FROM events
-             WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
-        )?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {VERIFY_COLUMNS} FROM events WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
+        ))?;
         let mut rows = stmt.query((from as i64, to as i64))?;
         let mut expected_seq = from;
         let mut first_prev = None;
         let mut prev: Option<Hash> = None;
         let mut pin_found = None;
+        let mut rederived = 0;
+        let mut unparsed: Option<(u64, u64)> = None;
         let failed = |first_prev, fault: ChainFault| RangeOutcome {
             range,
             first_prev,
             last_hash: GENESIS,
             pin_found: None,
+            rederived: 0,
+            unparsed: None,
             fault: Some(fault),
         };
         while let Some(r) = rows.next()? {
+            // `seq` is the rowid (INTEGER PRIMARY KEY): always an integer.
             let seq = r.get::<_, i64>(0)? as u64;
             if seq != expected_seq {
                 return Ok(failed(
@@ -205,40 +466,43 @@ fn verify_range(
                     },
                 ));
             }
-            let source = r.get_ref(1)?.as_str().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    1,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })?;
-            let received_at: i64 = r.get(2)?;
-            let body = r.get_ref(3)?.as_blob().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    3,
-                    rusqlite::types::Type::Blob,
-                    Box::new(e),
-                )
-            })?;
-            let body_hash = to_hash(r.get_ref(4)?.as_blob().unwrap_or_default());
-            let prev_hash = to_hash(r.get_ref(5)?.as_blob().unwrap_or_default());
-            let hash = to_hash(r.get_ref(6)?.as_blob().unwrap_or_default());
+            let row = match CheckedRow::read(r, seq) {
+                Ok(row) => row,
+                Err(fault) => return Ok(failed(first_prev, fault)),
+            };
             if prev.is_none() {
-                first_prev = Some(prev_hash);
+                first_prev = Some(row.prev_hash);
             }
-            if chain::body_hash(body) != body_hash {
+            if chain::body_hash(row.body) != row.body_hash {
                 return Ok(failed(first_prev, ChainFault::BodyHash { seq }));
             }
-            if prev.is_some_and(|p| p != prev_hash) {
+            if prev.is_some_and(|p| p != row.prev_hash) {
                 return Ok(failed(first_prev, ChainFault::Link { seq }));
             }
-            if chain::link_hash(&prev_hash, seq, source, received_at, &body_hash) != hash {
+            let recomputed = chain::link_hash(
+                &row.prev_hash,
+                seq,
+                row.source,
+                row.received_at,
+                &row.body_hash,
+            );
+            if recomputed != row.hash {
                 return Ok(failed(first_prev, ChainFault::Hash { seq }));
             }
-            if pin.is_some_and(|(pin_seq, _)| pin_seq == seq) {
-                pin_found = Some(hash);
+            if let Some(ctx) = &options.rederive {
+                match row.rederive(seq, ctx) {
+                    Ok(true) => rederived += 1,
+                    Ok(false) => {
+                        let (first, n) = unparsed.unwrap_or((seq, 0));
+                        unparsed = Some((first, n + 1));
+                    }
+                    Err(fault) => return Ok(failed(first_prev, fault)),
+                }
             }
-            prev = Some(hash);
+            if pin.is_some_and(|(pin_seq, _)| pin_seq == seq) {
+                pin_found = Some(row.hash);
+            }
+            prev = Some(row.hash);
             expected_seq += 1;
         }
         // The range's last rows are missing: a gap before the next range.
@@ -263,6 +527,8 @@ fn verify_range(
             first_prev,
             last_hash: prev.unwrap_or(GENESIS),
             pin_found,
+            rederived,
+            unparsed,
             fault: None,
         })
     })();
@@ -276,6 +542,8 @@ impl ChainFault {
         match self {
             ChainFault::Gap { expected, .. } => *expected,
             ChainFault::BodyHash { seq }
+            | ChainFault::Malformed { seq, .. }
+            | ChainFault::Derived { seq, .. }
             | ChainFault::Link { seq }
             | ChainFault::Hash { seq }
             | ChainFault::PinMismatch { seq, .. }
@@ -331,8 +599,88 @@ mod tests {
         (dir, conn)
     }
 
+    /// A log of `n` Jodo student events whose columns are what the parser
+    /// derives, in a temporary file, triggers dropped.
+    fn parsed_log_of(n: u64) -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::db::open_rw(&dir.path().join("v.db")).unwrap();
+        crate::db::migrate(&mut conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        let mut head = Head::EMPTY;
+        for i in 0..n {
+            let body = format!(
+                r#"{{"event":"masterdata.student.registered","event_id":"e{i}","version":"1.0","timestamp":{},"payload":{{"jodo_student_id":"s{i}","student":{{"identifier":"{i}","grade":{{"code":"G","name":"G"}},"academic_year_start":2024,"academic_year_end":2025}}}}}}"#,
+                1_700_000_000 + i
+            );
+            let key = format!("e{i}");
+            let subject = format!("s{i}");
+            let entry = NewEntry {
+                source: "jodo",
+                event_type: "masterdata.student.registered",
+                event_version: "1.0",
+                dedupe_key: &key,
+                subject: Some(&subject),
+                occurred_at: 1_700_000_000 + i as i64,
+                received_at: i as i64,
+                body: body.as_bytes(),
+            };
+            append(&tx, &mut head, &entry).unwrap();
+        }
+        tx.commit().unwrap();
+        conn.execute_batch("DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;")
+            .unwrap();
+        (dir, conn)
+    }
+
+    fn deep() -> Options {
+        Options::deep(ParseContext::default())
+    }
+
+    #[test]
+    fn a_split_rederiving_verify_reports_the_first_mismatch_wherever_the_ranges_fall() {
+        let (_dir, conn) = parsed_log_of(50);
+        let one = verify_split(&conn, &deep(), 1, u64::MAX).unwrap();
+        let three = verify_split(&conn, &deep(), 3, 1).unwrap();
+        assert_eq!(one, three);
+        assert_eq!((three.rederived, three.unparsed), (50, None));
+        conn.execute("UPDATE events SET subject = 'x' WHERE seq = 45", [])
+            .unwrap();
+        conn.execute("UPDATE events SET occurred_at = 1 WHERE seq = 20", [])
+            .unwrap();
+        assert!(matches!(
+            fault(verify_split(&conn, &deep(), 3, 1)),
+            ChainFault::Derived {
+                seq: 20,
+                column: "occurred_at",
+                ..
+            }
+        ));
+        // The chain alone does not cover them.
+        assert!(verify_split(&conn, &Options::default(), 3, 1).is_ok());
+    }
+
+    #[test]
+    fn a_body_that_no_longer_parses_is_counted_and_its_chain_still_checked() {
+        let (_dir, conn) = log_of(5);
+        let v = verify_split(&conn, &deep(), 2, 1).unwrap();
+        assert_eq!((v.rederived, v.unparsed), (0, Some((1, 5))));
+        conn.execute("UPDATE events SET body = x'00' WHERE seq = 4", [])
+            .unwrap();
+        assert_eq!(
+            fault(verify_split(&conn, &deep(), 2, 1)),
+            ChainFault::BodyHash { seq: 4 }
+        );
+    }
+
     fn split(conn: &Connection) -> Result<Verified, VerifyError> {
-        verify_split(conn, None, 3, 1)
+        verify_split(conn, &Options::default(), 3, 1)
+    }
+
+    fn pinned(pin: (u64, Hash)) -> Options {
+        Options {
+            pin: Some(pin),
+            rederive: None,
+        }
     }
 
     fn fault(r: Result<Verified, VerifyError>) -> ChainFault {
@@ -345,7 +693,7 @@ mod tests {
     #[test]
     fn a_split_verify_agrees_with_a_single_walk() {
         let (_dir, conn) = log_of(50);
-        let one = verify_split(&conn, None, 1, u64::MAX).unwrap();
+        let one = verify_split(&conn, &Options::default(), 1, u64::MAX).unwrap();
         let three = split(&conn).unwrap();
         assert_eq!(one, three);
         assert_eq!(three.head_seq, 50);
@@ -397,18 +745,18 @@ mod tests {
 
         let (_dir, conn) = log_of(50);
         let good = split(&conn).unwrap();
-        let pinned = conn
+        let pinned_hash = conn
             .query_row("SELECT hash FROM events WHERE seq = 20", [], |r| {
                 r.get::<_, Vec<u8>>(0)
             })
             .unwrap();
-        assert!(verify_split(&conn, Some((20, to_hash(&pinned))), 3, 1).is_ok());
+        assert!(verify_split(&conn, &pinned((20, to_hash(&pinned_hash))), 3, 1).is_ok());
         assert!(matches!(
-            fault(verify_split(&conn, Some((20, good.head_hash)), 3, 1)),
+            fault(verify_split(&conn, &pinned((20, good.head_hash)), 3, 1)),
             ChainFault::PinMismatch { seq: 20, .. }
         ));
         assert!(matches!(
-            fault(verify_split(&conn, Some((99, good.head_hash)), 3, 1)),
+            fault(verify_split(&conn, &pinned((99, good.head_hash)), 3, 1)),
             ChainFault::PinMissing { .. }
         ));
     }

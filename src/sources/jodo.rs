@@ -1,60 +1,32 @@
 //! Jodo deliveries: envelope `{event_id, event, timestamp, version, payload}`,
 //! signed with `X-Jodo-Signature` (lowercase hex HMAC-SHA256 of the raw body).
 
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sha2::Sha256;
 
-use super::{from_json, from_raw, non_blank, Id, JsonMoney, ParseError, Rfc3339};
+use super::{
+    check_event_type, check_object, check_time, check_utf8, from_json, from_raw, non_blank, Id,
+    JsonMoney, ParseError, Rfc3339,
+};
 use crate::event::{
     Delivery, Event, FeeDetail, Grade, Note, PaymentChange, PaymentRecord, Source, StudentChange,
     StudentProfile,
 };
 
-/// The signature header.
-pub const SIGNATURE_HEADER: &str = "x-jodo-signature";
-
-/// Length of a hex HMAC-SHA256: a shorter or longer header never passes.
-const SIGNATURE_HEX_LEN: usize = 64;
+/// Signing lives in [`crate::auth`]; re-exported for tests and the benchmark.
+pub use crate::auth::{sign, SIGNATURE_HEADER};
 
 /// Longest `event_id` accepted; real ones are UUIDs.
 const MAX_EVENT_ID_LEN: usize = 200;
-
-/// Checks `X-Jodo-Signature` against the raw body in constant time. The header
-/// must be exactly 64 lowercase hex digits, as Jodo sends it.
-pub fn signature_matches(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
-    let Some(header) = header else { return false };
-    let header = header.as_bytes();
-    if header.len() != SIGNATURE_HEX_LEN
-        || !header
-            .iter()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return false;
-    }
-    let Ok(expected) = hex::decode(header) else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(body);
-    // verify_slice compares in constant time.
-    mac.verify_slice(&expected).is_ok()
-}
-
-/// Signs a body as Jodo does (for tests, the benchmark and documentation).
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
     event_id: String,
     event: String,
     timestamp: i64,
-    version: super::NumberText,
+    /// A string, as documented (`"1.0"`): a number would be stored as
+    /// whatever text it happened to be written with.
+    version: String,
     /// Borrowed: parsed again, typed, by the upcaster.
     #[serde(borrow)]
     payload: &'a RawValue,
@@ -70,6 +42,7 @@ pub const PAYMENT_CANCELLED: &str = "direct.payment.cancelled";
 
 /// Parses and validates a Jodo body.
 pub fn parse(body: &[u8]) -> Result<Delivery, ParseError> {
+    check_utf8(body)?;
     let env: Envelope = from_json(body)?;
     if env.event_id.trim().is_empty() {
         return Err(ParseError::new("event_id", "must not be empty"));
@@ -80,16 +53,16 @@ pub fn parse(body: &[u8]) -> Result<Delivery, ParseError> {
             format!("is longer than {MAX_EVENT_ID_LEN} bytes"),
         ));
     }
-    if env.event.trim().is_empty() {
-        return Err(ParseError::new("event", "must not be empty"));
-    }
+    check_event_type("event", &env.event)?;
     if env.timestamp <= 0 {
         return Err(ParseError::new(
             "timestamp",
             "must be a positive unix time in seconds",
         ));
     }
-    let version = env.version.0;
+    check_time("timestamp", env.timestamp)?;
+    check_object(env.payload, "payload")?;
+    let version = env.version;
     let event = upcast(&env.event, &version, &env.event_id, env.payload)?;
     let subject = match &event {
         Event::Student { student, .. } => Some(student.jodo_student_id.clone()),
@@ -407,13 +380,80 @@ mod tests {
     }
 
     #[test]
-    fn signatures_must_be_exact_lowercase_hex() {
-        let sig = sign(b"k", b"body");
-        assert!(signature_matches(b"k", b"body", Some(&sig)));
-        assert!(!signature_matches(b"k", b"body", Some(&sig.to_uppercase())));
-        assert!(!signature_matches(b"k", b"body", Some(&sig[..32])));
-        assert!(!signature_matches(b"k", b"body", Some("")));
-        assert!(!signature_matches(b"k", b"body", None));
-        assert!(!signature_matches(b"other", b"body", Some(&sig)));
+    fn a_body_with_a_byte_that_is_not_utf8_is_rejected_even_inside_an_unknown_field() {
+        let mut body = br#"{"event":"flex.x","event_id":"x","version":"1.0","timestamp":1,"payload":{},"extra":"a"#.to_vec();
+        body.extend_from_slice(b"\xff\"}");
+        let e = parse(&body).unwrap_err();
+        assert_eq!(e.path, "");
+        assert!(e.message.contains("not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn a_timestamp_rfc3339_cannot_show_is_rejected_naming_the_field() {
+        let body = DROPPED.replace("1655448963", "9223372036854775807");
+        let e = parse(body.as_bytes()).unwrap_err();
+        assert_eq!(e.path, "timestamp");
+        // The last second of year 9999 is still accepted.
+        let body = DROPPED.replace("1655448963", "253402300799");
+        assert_eq!(parse(body.as_bytes()).unwrap().occurred_at, 253402300799);
+        let body = DROPPED.replace("1655448963", "253402300800");
+        assert_eq!(parse(body.as_bytes()).unwrap_err().path, "timestamp");
+    }
+
+    #[test]
+    fn a_paid_at_whose_offset_moves_it_out_of_four_digit_years_is_rejected() {
+        let body = payment("5").replace("2022-01-29T10:05:45Z", "9999-12-31T23:59:59-01:00");
+        let e = parse(body.as_bytes()).unwrap_err();
+        assert_eq!(e.path, "payload.payment.paid_at");
+        let body = payment("5").replace("2022-01-29T10:05:45Z", "0000-01-01T00:00:00+01:00");
+        assert_eq!(
+            parse(body.as_bytes()).unwrap_err().path,
+            "payload.payment.paid_at"
+        );
+    }
+
+    #[test]
+    fn a_version_sent_as_a_number_is_rejected() {
+        let body = DROPPED.replace(r#""version": "1.0""#, r#""version": 1.0"#);
+        assert_eq!(parse(body.as_bytes()).unwrap_err().path, "version");
+    }
+
+    #[test]
+    fn an_unknown_type_still_needs_a_payload_object() {
+        for payload in ["null", "\"x\"", "[]", "1"] {
+            let body = format!(
+                r#"{{"event":"flex.instalment.debited","event_id":"x","version":"1.0","timestamp":1,"payload":{payload}}}"#
+            );
+            let e = parse(body.as_bytes()).unwrap_err();
+            assert_eq!(
+                (e.path.as_str(), e.message.as_str()),
+                ("payload", "must be a JSON object"),
+                "{payload}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_event_type_over_the_length_limit_or_outside_the_charset_is_rejected_without_echoing_it() {
+        let long = "a".repeat(crate::sources::MAX_EVENT_TYPE_LEN + 1);
+        for event in [
+            long.as_str(),
+            "flex instalment",
+            "flex\\nfake log line",
+            "é.x",
+            "",
+        ] {
+            let body = format!(
+                r#"{{"event":"{event}","event_id":"x","version":"1.0","timestamp":1,"payload":{{}}}}"#
+            );
+            let e = parse(body.as_bytes()).unwrap_err();
+            assert_eq!(e.path, "event", "{event:?}");
+            assert!(!e.message.contains("aaaa"), "{e}");
+        }
+        let ok = "a".repeat(crate::sources::MAX_EVENT_TYPE_LEN);
+        let body = format!(
+            r#"{{"event":"{ok}","event_id":"x","version":"1.0","timestamp":1,"payload":{{}}}}"#
+        );
+        assert!(parse(body.as_bytes()).is_ok());
     }
 }

@@ -81,6 +81,99 @@ impl Default for ParseContext {
     }
 }
 
+/// Earliest provider time stored: 0000-01-01T00:00:00Z. Every stored time must
+/// be shown as RFC 3339, whose years have exactly four digits.
+pub const MIN_TIME: i64 = -62_167_219_200;
+/// Latest provider time stored: 9999-12-31T23:59:59Z (see [`MIN_TIME`]).
+pub const MAX_TIME: i64 = 253_402_300_799;
+
+/// Longest event type (Jodo `event`) or slug (Toolzz `event.slug`) accepted.
+/// Real ones are under 40 bytes; the type is stored in an indexed column and
+/// written to every log line, so an unbounded one is a cost and a log flood.
+pub const MAX_EVENT_TYPE_LEN: usize = 100;
+
+/// Whether `b` may appear in an event type or slug: ASCII letters, digits,
+/// `.`, `_` and `-`, the alphabet of every documented type. Nothing that
+/// could forge a log line or an SQL `LIKE` pattern.
+pub fn is_event_type_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// Checks an event type or slug: non-empty, at most [`MAX_EVENT_TYPE_LEN`]
+/// bytes, only [`is_event_type_byte`] characters. The message never repeats
+/// the value (it may be huge or hostile).
+pub(crate) fn check_event_type(path: &str, text: &str) -> Result<(), ParseError> {
+    if text.is_empty() {
+        return Err(ParseError::new(path, "must not be empty"));
+    }
+    if text.len() > MAX_EVENT_TYPE_LEN {
+        return Err(ParseError::new(
+            path,
+            format!("is longer than {MAX_EVENT_TYPE_LEN} bytes"),
+        ));
+    }
+    if !text.bytes().all(is_event_type_byte) {
+        return Err(ParseError::new(
+            path,
+            "may hold only ASCII letters, digits, '.', '_' and '-'",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that a provider time (unix seconds UTC) is one RFC 3339 can show.
+pub(crate) fn check_time(path: &str, secs: i64) -> Result<i64, ParseError> {
+    if (MIN_TIME..=MAX_TIME).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(ParseError::new(path, time_range_message(secs)))
+    }
+}
+
+fn time_range_message(secs: i64) -> String {
+    format!(
+        "{secs} is outside 0000-01-01T00:00:00Z..9999-12-31T23:59:59Z (unix seconds {MIN_TIME}..{MAX_TIME}), which RFC 3339 cannot show"
+    )
+}
+
+/// A delivery body must be UTF-8 (RFC 8259 section 8.1). serde_json checks
+/// the strings it decodes but skips over unknown fields unchecked, so the
+/// whole body is checked first.
+pub(crate) fn check_utf8(body: &[u8]) -> Result<(), ParseError> {
+    std::str::from_utf8(body).map(|_| ()).map_err(|e| {
+        ParseError::new(
+            "",
+            format!(
+                "body is not valid JSON: not UTF-8 (RFC 8259) at byte {}",
+                e.valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Checks that a kept-raw sub-document is a JSON object (`payload`, `data`),
+/// whatever the event type: an unknown type is stored, so its envelope is
+/// held to the documented shape too.
+pub(crate) fn check_object(raw: &RawValue, path: &str) -> Result<(), ParseError> {
+    if raw.get().starts_with('{') {
+        Ok(())
+    } else {
+        Err(ParseError::new(path, "must be a JSON object"))
+    }
+}
+
+/// Whether `text` has exactly the shape `shape`, where `d` stands for one
+/// ASCII digit and every other byte for itself. chrono's `%m` and `%d`
+/// accept one digit and its parser skips some spaces; the providers'
+/// formats are documented as exact, so the shape is checked first.
+pub(crate) fn has_shape(text: &str, shape: &str) -> bool {
+    text.len() == shape.len()
+        && text.bytes().zip(shape.bytes()).all(|(t, s)| match s {
+            b'd' => t.is_ascii_digit(),
+            s => t == s,
+        })
+}
+
 /// Parses a body from `source`.
 pub fn parse(source: Source, body: &[u8], ctx: &ParseContext) -> Result<Parsed, ParseError> {
     match source {
@@ -250,33 +343,75 @@ impl<'de> Deserialize<'de> for Flag {
     }
 }
 
-/// An RFC 3339 time (`2022-01-29T10:05:45Z`, any offset), as unix seconds UTC.
+/// An RFC 3339 time (`2022-01-29T10:05:45Z`, any offset), as unix seconds
+/// UTC, within [`MIN_TIME`]..=[`MAX_TIME`] (an offset can move a four-digit
+/// year out of range in UTC).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rfc3339(pub i64);
 
 impl<'de> Deserialize<'de> for Rfc3339 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Rfc3339, D::Error> {
         let s = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| Rfc3339(t.timestamp()))
-            .map_err(|e| de::Error::custom(format!("is not an RFC 3339 time ({e}): {s:?}")))
+        let secs = DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.timestamp())
+            .map_err(|e| de::Error::custom(format!("is not an RFC 3339 time ({e}): {s:?}")))?;
+        if !(MIN_TIME..=MAX_TIME).contains(&secs) {
+            return Err(de::Error::custom(time_range_message(secs)));
+        }
+        Ok(Rfc3339(secs))
     }
 }
 
-/// Reads a zone-less local time in `zone`, as unix seconds UTC. A time that
-/// falls in a daylight-saving gap is an error; an ambiguous one takes the
-/// earlier instant.
-pub(crate) fn local_time(text: &str, format: &str, zone: chrono_tz::Tz) -> Result<i64, String> {
-    let naive = NaiveDateTime::parse_from_str(text, format)
-        .map_err(|e| format!("is not a time in the format {format} ({e}): {text:?}"))?;
-    zone.from_local_datetime(&naive)
-        .earliest()
-        .map(|t| t.timestamp())
-        .ok_or_else(|| format!("{text:?} does not exist in zone {zone}"))
+/// A zone-less local time format: chrono's pattern, and the exact shape
+/// ([`has_shape`]) and documented name of its text.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeFormat {
+    pub chrono: &'static str,
+    pub shape: &'static str,
+    pub name: &'static str,
 }
 
-/// Checks a `yyyy-MM-dd` date.
+/// Reads a zone-less local time in `zone`, as unix seconds UTC within
+/// [`MIN_TIME`]..=[`MAX_TIME`]. The text must have exactly the format's shape.
+/// A time that falls in a daylight-saving gap is an error; an ambiguous one
+/// takes the earlier instant.
+pub(crate) fn local_time(
+    text: &str,
+    format: TimeFormat,
+    zone: chrono_tz::Tz,
+) -> Result<i64, String> {
+    let naive = check_local_time(text, format)?;
+    let secs = zone
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.timestamp())
+        .ok_or_else(|| format!("{text:?} does not exist in zone {zone}"))?;
+    if !(MIN_TIME..=MAX_TIME).contains(&secs) {
+        return Err(time_range_message(secs));
+    }
+    Ok(secs)
+}
+
+/// Checks a zone-less local time: exactly the format's shape, and a real
+/// date and time.
+pub(crate) fn check_local_time(text: &str, format: TimeFormat) -> Result<NaiveDateTime, String> {
+    let name = format.name;
+    if !has_shape(text, format.shape) {
+        return Err(format!(
+            "is not a time in the format {name}, exactly: {text:?}"
+        ));
+    }
+    NaiveDateTime::parse_from_str(text, format.chrono)
+        .map_err(|e| format!("is not a time in the format {name} ({e}): {text:?}"))
+}
+
+/// Checks a `yyyy-MM-dd` date, exactly.
 pub(crate) fn check_date(text: &str) -> Result<(), String> {
+    if !has_shape(text, "dddd-dd-dd") {
+        return Err(format!(
+            "is not a date in the format yyyy-MM-dd, exactly: {text:?}"
+        ));
+    }
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map(|_| ())
         .map_err(|e| format!("is not a date in the format yyyy-MM-dd ({e}): {text:?}"))

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
-    check_date, from_json, from_raw, local_time, non_blank, Flag, Id, NumberText, ParseContext,
-    ParseError, Parsed,
+    check_date, check_event_type, check_local_time, check_object, check_utf8, from_json, from_raw,
+    local_time, non_blank, Flag, Id, NumberText, ParseContext, ParseError, Parsed, TimeFormat,
 };
 use crate::event::{
     Certificate, Delivery, EnrollmentChange, EnrollmentRecord, Event, LearnerChange,
@@ -15,9 +15,17 @@ use crate::event::{
 };
 
 /// `send_at`'s format (zone-less; read in [`ParseContext::toolzz_zone`]).
-pub const SEND_AT_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+pub const SEND_AT_FORMAT: TimeFormat = TimeFormat {
+    chrono: "%Y-%m-%d %H:%M:%S",
+    shape: "dddd-dd-dd dd:dd:dd",
+    name: "yyyy-MM-dd HH:mm:ss",
+};
 /// The format of dates inside `institution[].schools[]`.
-pub const SCHOOL_DATE_FORMAT: &str = "%d/%m/%Y %H:%M:%S";
+pub const SCHOOL_DATE_FORMAT: TimeFormat = TimeFormat {
+    chrono: "%d/%m/%Y %H:%M:%S",
+    shape: "dd/dd/dddd dd:dd:dd",
+    name: "dd/MM/yyyy HH:mm:ss",
+};
 
 pub const MEMBERS_CREATED: &str = "members.created";
 pub const MEMBERS_UPDATED: &str = "members.updated";
@@ -52,6 +60,7 @@ struct Header {
 
 /// Parses and validates a Toolzz body.
 pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<Parsed, ParseError> {
+    check_utf8(body)?;
     // Only a body that mentions event_type can be a ping: skip a second
     // parse of every other delivery.
     let mentions_event_type = body.windows(12).any(|w| w == b"\"event_type\"");
@@ -65,9 +74,8 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<Parsed, ParseError> {
     }
     let env: Envelope = from_json(body)?;
     let slug = env.event.slug;
-    if slug.trim().is_empty() {
-        return Err(ParseError::new("event.slug", "must not be empty"));
-    }
+    check_event_type("event.slug", &slug)?;
+    check_object(env.data, "data")?;
     let occurred_at = local_time(&env.event.send_at, SEND_AT_FORMAT, ctx.toolzz_zone)
         .map_err(|m| ParseError::new("event.send_at", m))?;
     let event = upcast(&slug, env.data)?;
@@ -193,10 +201,10 @@ impl MemberUser {
                 for (field, value) in [("created_at", &s.created_at), ("updated_at", &s.updated_at)]
                 {
                     if let Some(v) = value {
-                        chrono::NaiveDateTime::parse_from_str(v, SCHOOL_DATE_FORMAT).map_err(|e| {
+                        check_local_time(v, SCHOOL_DATE_FORMAT).map_err(|m| {
                             ParseError::new(
                                 format!("data.user.institution[{i}].schools[{j}].{field}"),
-                                format!("is not a time in the format dd/MM/yyyy HH:mm:ss ({e}): {v:?}"),
+                                m,
                             )
                         })?;
                     }
@@ -350,6 +358,97 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.path, "event.send_at");
+    }
+
+    fn error_at(body: &str) -> ParseError {
+        parse(body.as_bytes(), &ParseContext::default()).unwrap_err()
+    }
+
+    #[test]
+    fn send_at_is_parsed_exactly_without_padding_short_fields_or_extra_spaces() {
+        for bad in [
+            " 2023-07-03 12:53:41",
+            "2023-7-3 12:53:41",
+            "2023-07-03  12:53:41",
+            "2023-07-03 12:53:41 ",
+            "2023-07-03T12:53:41",
+            "+2023-07-03 12:53:41",
+            "12023-07-03 12:53:41",
+        ] {
+            let e = error_at(&ENROLLMENT.replace("2023-07-03 12:53:41", bad));
+            assert_eq!(e.path, "event.send_at", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_send_at_in_year_9999_that_the_zone_moves_into_year_10000_is_rejected() {
+        let e = error_at(&ENROLLMENT.replace("2023-07-03 12:53:41", "9999-12-31 23:00:00"));
+        assert_eq!(e.path, "event.send_at");
+        assert!(e.message.contains("RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn school_dates_must_be_exactly_dd_mm_yyyy_hh_mm_ss() {
+        let member = |created: &str| {
+            format!(
+                r#"{{"event":{{"name":"n","slug":"members.created","send_at":"2023-07-03 12:53:41"}},"data":{{"user":{{"id":1,"institution":[{{"id":2,"schools":[{{"id":3,"created_at":"{created}"}}]}}]}}}}}}"#
+            )
+        };
+        assert!(parse(
+            member("03/07/2023 14:29:04").as_bytes(),
+            &ParseContext::default()
+        )
+        .is_ok());
+        for bad in [
+            "3/7/2023 14:29:04",
+            "03/07/2023  14:29:04",
+            "03/07/2023 14:29:4",
+        ] {
+            let e = error_at(&member(bad));
+            assert_eq!(
+                e.path, "data.user.institution[0].schools[0].created_at",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn date_expire_must_be_exactly_yyyy_mm_dd() {
+        let with = |d: &str| {
+            ENROLLMENT.replace(
+                r#""date_expire": null"#,
+                &format!(r#""date_expire": "{d}""#),
+            )
+        };
+        assert!(parse(with("2024-01-05").as_bytes(), &ParseContext::default()).is_ok());
+        for bad in ["2024-1-5", " 2024-01-05", "2024-01-05 ", "24-01-05"] {
+            assert_eq!(
+                error_at(&with(bad)).path,
+                "data.enrollment.date_expire",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_slug_still_needs_a_data_object_and_a_bounded_slug() {
+        let e = error_at(
+            r#"{"event":{"name":"n","slug":"shop.product.redemption","send_at":"2023-07-03 12:53:41"},"data":"x"}"#,
+        );
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("data", "must be a JSON object")
+        );
+        let slug = "s".repeat(crate::sources::MAX_EVENT_TYPE_LEN + 1);
+        let e = error_at(&ENROLLMENT.replace("activities.course.enrollment", &slug));
+        assert_eq!(e.path, "event.slug");
+    }
+
+    #[test]
+    fn a_latin1_body_is_rejected_as_not_utf8() {
+        let latin1: Vec<u8> = ENROLLMENT.chars().map(|c| c as u32 as u8).collect();
+        let e = parse(&latin1, &ParseContext::default()).unwrap_err();
+        assert!(e.message.contains("not UTF-8"), "{e}");
     }
 
     #[test]

@@ -126,6 +126,27 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// POSTs raw bytes (not necessarily UTF-8) with these headers.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).body(body.to_vec());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// POSTs raw bytes to the Jodo endpoint, signed with the test secret.
+    pub async fn post_jodo_bytes(&self, body: &[u8]) -> reqwest::Response {
+        let sig = jodo::sign(JODO_SECRET.as_bytes(), body);
+        self.post_bytes("/webhooks/jodo", body, &[("X-Jodo-Signature", &sig)])
+            .await
+    }
+
     /// GETs `path`. A `/v1` read waits, as the README tells integrators to,
     /// until the projections hold everything the log holds now
     /// (`X-Registrar-Min-Seq` with the log's head), so a test reads its own

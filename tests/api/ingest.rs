@@ -645,7 +645,11 @@ async fn two_hundred_concurrent_deliveries_are_stored_exactly_once_with_gapless_
     let keys: BTreeSet<_> = rows.iter().map(|r| (&r.source, &r.dedupe_key)).collect();
     assert_eq!(keys.len(), 160);
     assert_eq!(rows.iter().filter(|r| r.source == "jodo").count(), 90);
-    let verified = registrar::log::verify::verify(&app.conn(), None).expect("the chain verifies");
+    let verified = registrar::log::verify::verify(
+        &app.conn(),
+        &registrar::log::verify::Options::deep(Default::default()),
+    )
+    .expect("the chain verifies");
     assert_eq!(verified.head_seq, 160);
     let status = app.get_json("/v1/admin/status").await;
     assert_eq!(status["projections"]["last_seq"], 160);
@@ -676,7 +680,11 @@ async fn a_restart_keeps_every_event_and_dedupe_still_works() {
     let status = app.get_json("/v1/admin/status").await;
     assert_eq!(status["projections"]["last_seq"], 4);
     assert_eq!(status["quarantine"]["pending"], 1);
-    registrar::log::verify::verify(&app.conn(), None).expect("the chain verifies");
+    registrar::log::verify::verify(
+        &app.conn(),
+        &registrar::log::verify::Options::deep(Default::default()),
+    )
+    .expect("the chain verifies");
     app.stop().await;
 }
 
@@ -753,7 +761,11 @@ async fn a_delivery_the_database_refuses_is_answered_503_and_the_chain_stays_gap
     let rows = events(&app.conn());
     assert_eq!(rows.len(), 20);
     assert!(rows.iter().all(|r| r.event_type != "test.refused"));
-    registrar::log::verify::verify(&app.conn(), None).expect("the chain verifies");
+    registrar::log::verify::verify(
+        &app.conn(),
+        &registrar::log::verify::Options::deep(Default::default()),
+    )
+    .expect("the chain verifies");
     assert_eq!(
         app.get_json("/v1/admin/status").await["projections"]["last_seq"],
         20
@@ -766,7 +778,11 @@ async fn a_delivery_the_database_refuses_is_answered_503_and_the_chain_stays_gap
     for (i, (_, body)) in deliveries.iter().filter(|(ok, _)| !ok).enumerate() {
         assert_eq!(accepted(app.post_jodo(body).await).await, 21 + i as u64);
     }
-    registrar::log::verify::verify(&app.conn(), None).expect("the chain verifies");
+    registrar::log::verify::verify(
+        &app.conn(),
+        &registrar::log::verify::Options::deep(Default::default()),
+    )
+    .expect("the chain verifies");
     app.stop().await;
 }
 

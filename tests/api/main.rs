@@ -6,6 +6,7 @@ mod auth;
 mod crash;
 mod fixtures;
 mod helpers;
+mod hostile;
 mod ingest;
 mod projector;
 mod quarantine;
@@ -13,3 +14,4 @@ mod read;
 mod smoke;
 #[path = "../support/dump.rs"]
 mod support;
+mod tamper;

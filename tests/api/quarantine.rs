@@ -214,7 +214,11 @@ async fn a_delivery_signed_with_a_rotated_secret_is_readmitted_with_that_secret(
     let status = app.get_json("/v1/admin/status").await;
     assert_eq!(status["projections"]["last_seq"], 2);
     assert_eq!(status["quarantine"]["pending"], 0);
-    registrar::log::verify::verify(&app.conn(), None).expect("the chain verifies");
+    registrar::log::verify::verify(
+        &app.conn(),
+        &registrar::log::verify::Options::deep(Default::default()),
+    )
+    .expect("the chain verifies");
     app.stop().await;
 }
 
@@ -480,5 +484,46 @@ async fn quarantine_counters_survive_a_restart() {
     assert_eq!((ids(&app), evictions(&app)), (vec![3], 2));
     let q = quarantined(&app.conn());
     assert_eq!(q[0].body, b"]");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivery_sent_with_two_signatures_keeps_both_and_is_readmitted_only_with_force() {
+    let app = spawn_app().await;
+    let body = jodo_student("registered", "evt-two-sigs", "s1", 1655448963);
+    let good = jodo::sign(JODO_SECRET.as_bytes(), body.as_bytes());
+    let r = app
+        .post_jodo_with(
+            &body,
+            &[("X-Jodo-Signature", &good), ("X-Jodo-Signature", "bad")],
+        )
+        .await;
+    refused(r, 401, "unauthorized").await;
+    let row = &quarantined(&app.conn())[0];
+    assert_eq!(
+        row.headers["x-jodo-signature"],
+        serde_json::json!([good, "bad"])
+    );
+    // The good one alone would verify, but which one was meant is not ours
+    // to pick.
+    let out = readmit(
+        &app,
+        row.id,
+        false,
+        &[("REGISTRAR_JODO_SECRET", JODO_SECRET)],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("more than once"), "{out:?}");
+    assert!(events(&app.conn()).is_empty());
+    let out = readmit(
+        &app,
+        row.id,
+        true,
+        &[("REGISTRAR_JODO_SECRET", JODO_SECRET)],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(events(&app.conn()).len(), 1);
     app.stop().await;
 }
