@@ -49,6 +49,18 @@ pub struct Delivery {
     pub event: Event,
 }
 
+/// An event as the log numbered it: what the writer hands the projector
+/// after a commit, so the projector need not read and parse it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sequenced {
+    pub seq: u64,
+    /// Provider time, unix seconds.
+    pub occurred_at: i64,
+    /// When registrar received it, unix microseconds.
+    pub received_at: i64,
+    pub event: Event,
+}
+
 /// What happened, in registrar's own terms.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::event::Delivery;
+use crate::event::{Delivery, Event, Sequenced};
 use crate::log::{self, AppendOutcome, Head, NewEntry};
 use crate::metrics::Metrics;
 use crate::quarantine::{self, Reject};
@@ -75,8 +75,9 @@ enum Command {
 /// A one-off change to the log file, run by the writer in its own transaction.
 pub type Maintenance = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
 
-/// Told the log's new head after every commit that appended events.
-pub type CommitListener = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+/// Handed the events of every commit that appended some, in seq order
+/// (the last is the log's new head).
+pub type CommitListener = std::sync::Arc<dyn Fn(Vec<Sequenced>) + Send + Sync>;
 
 /// Settings of the writer.
 #[derive(Clone)]
@@ -276,7 +277,7 @@ enum BatchFailure {
 fn commit_batch(
     conn: &mut Connection,
     cfg: &LedgerConfig,
-    writes: Vec<Command>,
+    mut writes: Vec<Command>,
 ) -> Result<(), rusqlite::Error> {
     let received_at = now_micros();
     let mut failed = None;
@@ -303,18 +304,31 @@ fn commit_batch(
             .collect(),
     };
     assert_eq!(done.len(), writes.len(), "every command gets one answer");
-    // Wake the projector before answering: a client that reads right after
-    // its 2xx then waits the shortest time for its own write.
+    // Hand the projector what was appended before answering: a client that
+    // reads right after its 2xx then waits the shortest time for its write.
     if let Some(listener) = &cfg.on_commit {
-        let appended = done.iter().filter_map(|d| match d {
-            Done::Append(Ok(Appended {
-                outcome: AppendOutcome::Appended { seq },
-                ..
-            })) => Some(*seq),
-            _ => None,
-        });
-        if let Some(head) = appended.max() {
-            listener(head);
+        let mut appended = Vec::new();
+        for (cmd, d) in writes.iter_mut().zip(&done) {
+            if let (
+                Command::Append { delivery, .. },
+                Done::Append(Ok(Appended {
+                    outcome: AppendOutcome::Appended { seq },
+                    ..
+                })),
+            ) = (cmd, d)
+            {
+                appended.push(Sequenced {
+                    seq: *seq,
+                    occurred_at: delivery.occurred_at,
+                    received_at,
+                    // Answered below without it: no copy needed.
+                    event: std::mem::replace(&mut delivery.event, Event::Unrecognized),
+                });
+            }
+        }
+        if !appended.is_empty() {
+            debug_assert!(appended.windows(2).all(|w| w[0].seq < w[1].seq));
+            listener(appended);
         }
     }
     for (cmd, result) in writes.into_iter().zip(done) {

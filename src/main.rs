@@ -417,10 +417,12 @@ fn rebuild_cmd(db: &Path, projections: &Path, zone: chrono_tz::Tz) -> Result<Exi
     // in place and removes the old one.
     projector::open_store(projections, head).context("putting the new store in place")?;
     println!(
-        "rebuilt: {} events replayed ({} passed over) in {:.2} s, {:.0} events/s, into {}",
+        "rebuilt: {} events replayed ({} passed over) in {:.2} s (load {:.2} s, fold {:.2} s), {:.0} events/s, into {}",
         report.events,
         report.skipped,
         report.seconds,
+        report.load_seconds,
+        report.fold_seconds,
         report.events_per_second,
         projections.display()
     );

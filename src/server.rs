@@ -114,7 +114,7 @@ pub async fn serve(
             max_batch: config.max_batch,
             quarantine_cap: config.quarantine_cap,
             parse: config.parse,
-            on_commit: Some(Arc::new(move |head| wake.log_advanced(head))),
+            on_commit: Some(Arc::new(move |events| wake.committed(events))),
             metrics: Some(Arc::clone(&metrics)),
         },
     );

@@ -26,7 +26,7 @@
 //!
 //! The deterministic tests at the end pin a few cases by name.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
 
 use proptest::prelude::*;
@@ -36,7 +36,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde_json::json;
 use tempfile::TempDir;
 
-use registrar::event::{Event, Source};
+use registrar::event::{Event, Sequenced, Source};
 use registrar::log::LogReader;
 use registrar::log::{self, AppendOutcome};
 use registrar::projection::store;
@@ -442,8 +442,14 @@ impl TestDb {
     fn catch_up(&mut self) {
         let head = self.reader.head().expect("head");
         while store::position(&self.conn).expect("position") < head {
-            projector::apply_batch(&mut self.conn, &self.reader, &ParseContext::default(), head)
-                .expect("apply");
+            projector::apply_batch(
+                &mut self.conn,
+                &self.reader,
+                &ParseContext::default(),
+                head,
+                &mut VecDeque::new(),
+            )
+            .expect("apply");
         }
     }
 
@@ -525,8 +531,14 @@ fn prepare(spec: &Spec, uid: usize) -> Prepared {
 }
 
 /// The writer's path for one delivery (parse, then append, reading the head
-/// inside the transaction), without the projector.
-fn append(db: &mut TestDb, source: Source, body: &str, received_at: i64) -> AppendOutcome {
+/// inside the transaction), without the projector. Returns what the writer
+/// hands the projector when it appended.
+fn append(
+    db: &mut TestDb,
+    source: Source,
+    body: &str,
+    received_at: i64,
+) -> (AppendOutcome, Option<Sequenced>) {
     let delivery = parse(source, body);
     let tx = db
         .log
@@ -536,13 +548,33 @@ fn append(db: &mut TestDb, source: Source, body: &str, received_at: i64) -> Appe
     let outcome = ledger::append_delivery(&tx, &mut head, &delivery, body.as_bytes(), received_at)
         .expect("append_delivery");
     tx.commit().expect("commit");
-    outcome
+    let handed = match outcome {
+        AppendOutcome::Appended { seq } => Some(Sequenced {
+            seq,
+            occurred_at: delivery.occurred_at,
+            received_at,
+            event: delivery.event,
+        }),
+        _ => None,
+    };
+    (outcome, handed)
 }
 
-/// One delivery, then the projector catches up.
+/// One delivery, then the projector applies it as the writer hands it over
+/// (the other arms read the log instead).
 fn deliver(db: &mut TestDb, source: Source, body: &str, received_at: i64) -> AppendOutcome {
-    let outcome = append(db, source, body, received_at);
-    db.catch_up();
+    let (outcome, handed) = append(db, source, body, received_at);
+    let mut handed: VecDeque<Sequenced> = handed.into_iter().collect();
+    let head = db.reader.head().expect("head");
+    projector::apply_batch(
+        &mut db.conn,
+        &db.reader,
+        &ParseContext::default(),
+        head,
+        &mut handed,
+    )
+    .expect("apply");
+    assert!(handed.is_empty(), "a handed-over event was applied");
     outcome
 }
 
@@ -655,8 +687,14 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     let mut built = store::open_writer(&built_path).expect("open built");
     let head = r.reader.head().expect("head");
     while store::position(&built).expect("position") < head {
-        projector::apply_batch(&mut built, &r.reader, &ParseContext::default(), head)
-            .expect("catch up");
+        projector::apply_batch(
+            &mut built,
+            &r.reader,
+            &ParseContext::default(),
+            head,
+            &mut VecDeque::new(),
+        )
+        .expect("catch up");
     }
     same(
         &incremental,

@@ -197,11 +197,13 @@ pub struct LogReader {
 }
 
 impl LogReader {
-    /// A read-only connection of its own on the log file.
+    /// A read-only connection of its own on the log file. Not memory-mapped:
+    /// it reads the log once, front to back, and a mapping would count every
+    /// page of it in the process's resident memory.
     pub fn open(path: &std::path::Path) -> rusqlite::Result<LogReader> {
-        Ok(LogReader {
-            conn: crate::db::open_ro(path)?,
-        })
+        let conn = crate::db::open_ro(path)?;
+        conn.pragma_update(None, "mmap_size", 0)?;
+        Ok(LogReader { conn })
     }
 
     /// The seq of the newest event (0 for an empty log).

@@ -1,11 +1,13 @@
 //! The projector: one thread that follows the log into the projection store.
 //!
-//! The writer wakes it after each commit ([`Projector::log_advanced`]); it
-//! reads the new events in seq order, parses them and applies them in large
-//! transactions, bounded by [`BATCH_EVENTS`] and [`BATCH_TIME`], storing its
+//! The writer wakes it after each commit ([`Projector::committed`]), handing
+//! it the events it appended, already parsed; the projector applies them in
+//! seq order in large transactions, bounded by [`BATCH_EVENTS`] and [`BATCH_TIME`], storing its
 //! position in the same transaction. The store commits with
 //! `synchronous=NORMAL`: after a crash the projector resumes from the position
-//! the store kept, which is exactly the rows it kept.
+//! the store kept, which is exactly the rows it kept. Events it was not
+//! handed (after a restart, past [`HANDOFF_EVENTS`] waiting, or appended by
+//! another process) it reads from the log and parses.
 //!
 //! A write error stops it loudly (logged, `/readyz` fails): it never skips an
 //! event. An event that no longer parses (a parser got stricter since it was
@@ -15,6 +17,7 @@
 //! live file current while the new one is built, then applies what the new
 //! file lacks and swaps it in.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -27,6 +30,7 @@ use super::live::{LiveStore, StoreFile};
 use super::rebuild::{self, RebuildReport};
 use super::store::{self, Projectable};
 use super::ProjectionError;
+use crate::event::Sequenced;
 use crate::log::{LogReader, LoggedEvent};
 use crate::sources::{self, ParseContext, Parsed};
 
@@ -41,6 +45,10 @@ pub const BATCH_TIME: Duration = Duration::from_millis(100);
 /// catches appends made by another process (the CLI's `quarantine readmit`
 /// beside a running server), at the cost of one indexed query a second.
 pub const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// Parsed events handed over by the writer and waiting for the projector, at
+/// most. Past it the waiting ones are dropped and read back from the log
+/// instead: memory stays bounded when the projector falls behind.
+pub const HANDOFF_EVENTS: usize = 16_384;
 /// Events read from the log per query while applying.
 const READ_CHUNK: usize = 1_024;
 
@@ -51,6 +59,8 @@ type RebuildReply = oneshot::Sender<Result<RebuildReport, String>>;
 struct Inbox {
     /// The log's head as last published by the writer.
     head: u64,
+    /// Events the writer handed over, in seq order, not applied yet.
+    handed: VecDeque<Sequenced>,
     stop: bool,
     /// Waiters for a rebuild (one runs at a time; later requests join it).
     rebuild_waiters: Vec<RebuildReply>,
@@ -124,10 +134,19 @@ impl Projector {
         )
     }
 
-    /// The writer committed events up to `head`: wake the projector.
-    pub fn log_advanced(&self, head: u64) {
+    /// The writer committed `events` (in seq order): wake the projector.
+    pub fn committed(&self, events: Vec<Sequenced>) {
+        let Some(head) = events.last().map(|e| e.seq) else {
+            return;
+        };
         self.live.log_advanced(head);
-        self.with_inbox(|i| i.head = i.head.max(head));
+        self.with_inbox(|i| {
+            i.head = i.head.max(head);
+            if i.handed.len() + events.len() > HANDOFF_EVENTS {
+                i.handed.clear();
+            }
+            i.handed.extend(events);
+        });
     }
 
     /// Rebuilds the store into a fresh file; resolves once the new file
@@ -177,6 +196,8 @@ impl Projector {
     ) -> Result<(), ProjectionError> {
         let log = LogReader::open(&cfg.log_path)?;
         let mut build: Option<JoinHandle<()>> = None;
+        // Handed-over events taken from the inbox, not applied yet.
+        let mut handed = VecDeque::new();
         loop {
             // Wait for work: new events, a rebuild to start or adopt, or stop.
             let (head, stop, start_build, built) = {
@@ -207,6 +228,10 @@ impl Projector {
                 if start {
                     inbox.rebuild_requested = false;
                 }
+                if handed.len() + inbox.handed.len() > HANDOFF_EVENTS {
+                    handed.clear();
+                }
+                handed.append(&mut inbox.handed);
                 (inbox.head, inbox.stop, start, inbox.built.take())
             };
             if let Some(built) = built {
@@ -251,7 +276,7 @@ impl Projector {
             }
             if let Some(conn) = &mut writer {
                 if head > self.live.position() {
-                    let position = apply_batch(conn, &log, &cfg.parse, head)?;
+                    let position = apply_batch(conn, &log, &cfg.parse, head, &mut handed)?;
                     self.live.projected(position);
                 }
             }
@@ -308,7 +333,8 @@ impl Projector {
             if position >= head {
                 break;
             }
-            position = apply_batch(&mut conn, log, &cfg.parse, head).map_err(|e| e.to_string())?;
+            position = apply_batch(&mut conn, log, &cfg.parse, head, &mut VecDeque::new())
+                .map_err(|e| e.to_string())?;
         }
         // The old writer goes first; readers of the old file finish on it.
         *writer = Some(conn);
@@ -331,13 +357,15 @@ impl ProjectorThread {
 }
 
 /// Applies the events after the store's position, up to `head`, in one
-/// transaction bounded by [`BATCH_EVENTS`] and [`BATCH_TIME`]. Returns the
-/// new position.
+/// transaction bounded by [`BATCH_EVENTS`] and [`BATCH_TIME`]: those in
+/// `handed` as they are, the others read from the log and parsed. Returns
+/// the new position.
 pub fn apply_batch(
     conn: &mut Connection,
     log: &LogReader,
     ctx: &ParseContext,
     head: u64,
+    handed: &mut VecDeque<Sequenced>,
 ) -> Result<u64, ProjectionError> {
     let started = Instant::now();
     let tx = conn.transaction()?;
@@ -346,8 +374,23 @@ pub fn apply_batch(
     let mut skipped = 0u64;
     while next <= head && ((next - first) as usize) < BATCH_EVENTS && started.elapsed() < BATCH_TIME
     {
-        let room = BATCH_EVENTS - (next - first) as usize;
-        let events = log.read_after(next - 1, room.min(READ_CHUNK))?;
+        // Handed-over events the store already has (applied from the log
+        // after a drop) are stale.
+        while handed.front().is_some_and(|e| e.seq < next) {
+            handed.pop_front();
+        }
+        if let Some(e) = handed.front().filter(|e| e.seq == next) {
+            store::apply(&tx, &projectable(e))?;
+            handed.pop_front();
+            next += 1;
+            continue;
+        }
+        // Not handed over: read up to the next handed-over one from the log.
+        let until = handed.front().map_or(head, |e| e.seq - 1);
+        let room = (BATCH_EVENTS - (next - first) as usize)
+            .min(READ_CHUNK)
+            .min((until + 1 - next) as usize);
+        let events = log.read_after(next - 1, room)?;
         if events.is_empty() {
             break;
         }
@@ -359,8 +402,17 @@ pub fn apply_batch(
                     e.seq
                 )));
             }
-            if !project(&tx, e, ctx)? {
-                skipped += 1;
+            match parse(e, ctx) {
+                Some(event) => store::apply(
+                    &tx,
+                    &Projectable {
+                        seq: e.seq,
+                        occurred_at: e.occurred_at,
+                        received_at: e.received_at,
+                        event: &event,
+                    },
+                )?,
+                None => skipped += 1,
             }
             next += 1;
         }
@@ -373,27 +425,12 @@ pub fn apply_batch(
     Ok(last.max(first - 1))
 }
 
-/// Parses and applies one logged event; false when it no longer parses and
-/// was passed over.
-fn project(
-    conn: &Connection,
-    e: &LoggedEvent,
-    ctx: &ParseContext,
-) -> Result<bool, ProjectionError> {
-    match parse(e, ctx) {
-        Some(event) => {
-            store::apply(
-                conn,
-                &Projectable {
-                    seq: e.seq,
-                    occurred_at: e.occurred_at,
-                    received_at: e.received_at,
-                    event: &event,
-                },
-            )?;
-            Ok(true)
-        }
-        None => Ok(false),
+fn projectable(e: &Sequenced) -> Projectable<'_> {
+    Projectable {
+        seq: e.seq,
+        occurred_at: e.occurred_at,
+        received_at: e.received_at,
+        event: &e.event,
     }
 }
 

@@ -171,10 +171,19 @@ pub fn build(
     })?;
     let load_seconds = started.elapsed().as_secs_f64();
     conn.execute_batch("BEGIN")?;
+    let t = Instant::now();
     store::create_history_indexes(&conn)?;
+    let indexed = t.elapsed().as_secs_f64();
     store::fold_all(&conn)?;
+    let folded = t.elapsed().as_secs_f64();
     store::create_read_indexes(&conn)?;
     conn.execute_batch("COMMIT")?;
+    tracing::info!(
+        history_indexes_s = indexed,
+        fold_s = folded - indexed,
+        read_indexes_s = t.elapsed().as_secs_f64() - folded,
+        "rebuild fold pass"
+    );
     store::finish_build(conn, path)?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(RebuildReport {
