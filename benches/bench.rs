@@ -93,6 +93,9 @@ const INGEST_MAX_MS: f64 = 100.0;
 /// Projection lag under the ingest load (issue 8).
 const LAG_P99_MS: f64 = 250.0;
 const LAG_CATCH_UP_MS: f64 = 1_000.0;
+/// Clients posting unauthenticated bodies as fast as they can (issue 11).
+const FLOOD_CLIENTS: usize = 16;
+const FLOOD_P99_RATIO: f64 = 2.0;
 /// How long the bench waits for the projections to catch up at most.
 const LAG_CATCH_UP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 const REBUILD_TARGET: f64 = 200_000.0;
@@ -437,6 +440,64 @@ fn ingest_part(
         "registrar verify after ingest",
         v.status.success(),
         verify_summary(&v),
+    );
+    done(t, report);
+
+    // Signed deliveries with and without a flood of unauthenticated posts,
+    // each on a fresh server: the flood must not hold them up.
+    let subset = (n / 5).max(100);
+    let t = phase(&format!(
+        "unauthenticated flood ({subset} signed deliveries, {FLOOD_CLIENTS} flooding clients)"
+    ));
+    let signed = Arc::new(reqs[..subset].to_vec());
+    let mut p99 = [0.0f64; 2];
+    let mut all_ok = true;
+    for (i, flood) in [false, true].into_iter().enumerate() {
+        let db = dir.join(format!("flood-{i}.db"));
+        let mut server = Server::registrar(&db, &dir.join(format!("flood-{i}-server.log")))?;
+        let (run, flooded) = runtime.block_on(async {
+            server.ready(client).await?;
+            let flooder = flood
+                .then(|| load::Flood::start(client.clone(), server.base.clone(), FLOOD_CLIENTS));
+            let run = load::run(
+                client,
+                &server.base,
+                Arc::clone(&signed),
+                args.c,
+                true,
+                None,
+            )
+            .await;
+            let flooded = match flooder {
+                Some(f) => f.stop().await,
+                None => 0,
+            };
+            Ok::<_, anyhow::Error>((run, flooded))
+        })?;
+        server.stop()?;
+        p99[i] = run.latency_ms().p99;
+        all_ok &= run.count(200) == subset;
+        eprintln!(
+            "   {}: p99 {:.2} ms, {} of {subset} answered 200{}",
+            if flood { "with the flood" } else { "alone" },
+            p99[i],
+            run.count(200),
+            if flood {
+                format!(", {flooded} unauthenticated posts meanwhile")
+            } else {
+                String::new()
+            }
+        );
+    }
+    let row = report.ms("signed p99 under an unauthenticated flood", p99[1]);
+    row.floor = Some(p99[0]);
+    row.ratio = Some(p99[1] / p99[0]);
+    row.target = format!("<= {FLOOD_P99_RATIO}x without the flood");
+    row.pass = Some(p99[1] <= FLOOD_P99_RATIO * p99[0]);
+    report.check(
+        "every signed delivery acknowledged during the flood",
+        all_ok,
+        format!("{subset} signed deliveries per run"),
     );
     done(t, report);
     Ok(())

@@ -38,6 +38,11 @@ pub fn default_projections_path(db_path: &Path) -> PathBuf {
     db_path.with_file_name(format!("{stem}.projections.db"))
 }
 
+/// Unauthenticated rejects kept per second at most, by default; past it they
+/// are answered and counted, not kept. A provider with the wrong secret
+/// still leaves a sample to diagnose; a flood leaves no more than this.
+pub const DEFAULT_UNAUTHENTICATED_RATE: u32 = 20;
+
 /// Everything the server needs to run.
 #[derive(Clone)]
 pub struct Config {
@@ -64,6 +69,8 @@ pub struct Config {
     pub min_seq_wait: Duration,
     /// Projection lag past which `/readyz` fails.
     pub max_lag: Duration,
+    /// Unauthenticated rejects kept per second at most.
+    pub unauthenticated_rate: u32,
 }
 
 impl Config {
@@ -85,6 +92,7 @@ impl Config {
             max_batch: DEFAULT_MAX_BATCH,
             min_seq_wait: DEFAULT_MIN_SEQ_WAIT,
             max_lag: DEFAULT_MAX_LAG,
+            unauthenticated_rate: DEFAULT_UNAUTHENTICATED_RATE,
         }
     }
 

@@ -61,7 +61,7 @@ enum Command {
     },
     Quarantine {
         reject: Box<Reject>,
-        reply: Reply<(i64, bool)>,
+        reply: Reply<Kept>,
     },
     /// Work on the log file's own schema between batches (the upgrade from
     /// a release that kept projections in it drops them this way).
@@ -94,8 +94,18 @@ pub struct LedgerConfig {
 #[derive(Clone)]
 pub struct Ledger {
     tx: mpsc::Sender<Command>,
+    /// Unauthenticated rejects: a queue of their own, served after the main
+    /// one, so they never take an authenticated delivery's place.
+    low: mpsc::Sender<Command>,
     failure: Arc<Mutex<Option<String>>>,
 }
+
+/// Unauthenticated rejects waiting for the writer at most; past it they are
+/// shed (counted, not kept). Small: anyone can send them.
+pub const LOW_QUEUE_DEPTH: usize = 64;
+/// Unauthenticated rejects written per batch at most, after the
+/// authenticated commands: they never hold up a batch of deliveries.
+pub const LOW_PER_BATCH: usize = 16;
 
 /// Owns the writer thread; [`Writer::shutdown`] drains and joins it.
 pub struct Writer {
@@ -115,18 +125,19 @@ impl Writer {
             "queue depth and batch size must be positive"
         );
         let (tx, rx) = mpsc::channel(cfg.queue_depth);
+        let (low, low_rx) = mpsc::channel(LOW_QUEUE_DEPTH);
         let failure = Failure::default();
         let f = Arc::clone(&failure);
         let thread = std::thread::Builder::new()
             .name("registrar-writer".into())
-            .spawn(move || run(conn, rx, cfg, f))
+            .spawn(move || run(conn, rx, low_rx, cfg, f))
             .expect("spawning the writer thread");
         (
             Writer {
                 tx: tx.clone(),
                 thread: Some(thread),
             },
-            Ledger { tx, failure },
+            Ledger { tx, low, failure },
         )
     }
 
@@ -158,12 +169,24 @@ impl Ledger {
         rx.await.map_err(|_| LedgerError::Closed)?
     }
 
-    /// Keeps a rejected delivery. Returns its id and whether one was evicted.
-    pub async fn quarantine(&self, reject: Reject) -> Result<(i64, bool), LedgerError> {
+    /// Keeps a rejected delivery. Returns its id and whether one was
+    /// evicted, or `None` when it was not kept. An unauthenticated one goes
+    /// through its own small queue and is shed ([`LedgerError::Busy`]) when
+    /// that is full.
+    pub async fn quarantine(&self, reject: Reject) -> Result<Kept, LedgerError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Quarantine {
+        let queue = if reject.authenticated {
+            &self.tx
+        } else {
+            &self.low
+        };
+        let cmd = Command::Quarantine {
             reject: Box::new(reject),
             reply,
+        };
+        queue.try_send(cmd).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LedgerError::Busy,
+            mpsc::error::TrySendError::Closed(_) => LedgerError::Closed,
         })?;
         rx.await.map_err(|_| LedgerError::Closed)?
     }
@@ -202,12 +225,36 @@ pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, cfg: LedgerConfig, failure: Failure) {
-    let mut batch = Vec::with_capacity(cfg.max_batch);
-    while let Some(first) = rx.blocking_recv() {
+fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Command>,
+    mut low: mpsc::Receiver<Command>,
+    cfg: LedgerConfig,
+    failure: Failure,
+) {
+    // A runtime of the writer's own, only to wait on both queues at once.
+    let waiter = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("the writer's waiting runtime");
+    let mut batch = Vec::with_capacity(cfg.max_batch + LOW_PER_BATCH);
+    loop {
+        let first = waiter.block_on(async {
+            tokio::select! {
+                biased;
+                cmd = rx.recv() => cmd,
+                Some(cmd) = low.recv() => Some(cmd),
+            }
+        });
+        let Some(first) = first else { return };
         batch.push(first);
         while batch.len() < cfg.max_batch {
             match rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        for _ in 0..LOW_PER_BATCH {
+            match low.try_recv() {
                 Ok(cmd) => batch.push(cmd),
                 Err(_) => break,
             }
@@ -247,7 +294,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, cfg: LedgerConfig,
 /// A command's result, sent once its transaction has committed.
 enum Done {
     Append(Result<Appended, LedgerError>),
-    Quarantine(Result<(i64, bool), LedgerError>),
+    Quarantine(Result<Kept, LedgerError>),
 }
 
 impl Done {
@@ -410,7 +457,7 @@ fn append_one(
         AppendOutcome::Conflict { seq } => {
             let mut reject = conflict.clone();
             reject.reason = format!("{} (the original is seq {seq})", reject.reason);
-            Some(quarantine_one(conn, &reject, cfg.quarantine_cap)?.0)
+            quarantine_one(conn, &reject, cfg.quarantine_cap)?.map(|(id, _)| id)
         }
         _ => None,
     };
@@ -442,16 +489,25 @@ pub fn append_delivery(
     Ok(log::append(conn, head, &entry)?)
 }
 
-fn quarantine_one(conn: &Connection, reject: &Reject, cap: u64) -> rusqlite::Result<(i64, bool)> {
-    let (id, evicted) = quarantine::insert(conn, reject, cap)?;
-    if evicted {
-        tracing::warn!(
+fn quarantine_one(conn: &Connection, reject: &Reject, cap: u64) -> rusqlite::Result<Kept> {
+    let kept = quarantine::insert(conn, reject, cap)?;
+    match kept {
+        Some((_, true)) => tracing::warn!(
             cap,
             "quarantine full: evicted one entry (unauthenticated first)"
-        );
+        ),
+        None => tracing::debug!(
+            cap,
+            "quarantine full of authenticated rejects: an unauthenticated one was not kept"
+        ),
+        Some((_, false)) => {}
     }
-    Ok((id, evicted))
+    Ok(kept)
 }
+
+/// A quarantine insert's result: the row's id and whether one was evicted;
+/// `None` when an unauthenticated reject was not kept (see [`quarantine`]).
+pub type Kept = Option<(i64, bool)>;
 
 /// What a readmission did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -127,6 +127,10 @@ struct ServeArgs {
     /// milliseconds (at most 10000).
     #[arg(long, env = "REGISTRAR_MIN_SEQ_WAIT_MS", default_value_t = config::DEFAULT_MIN_SEQ_WAIT.as_millis() as u64)]
     min_seq_wait_ms: u64,
+    /// Unauthenticated rejects kept per second at most; past it they are
+    /// answered and counted, not kept.
+    #[arg(long, env = "REGISTRAR_UNAUTHENTICATED_RATE", default_value_t = config::DEFAULT_UNAUTHENTICATED_RATE)]
+    unauthenticated_rate: u32,
     /// Projection lag past which /readyz fails, in milliseconds.
     #[arg(long, env = "REGISTRAR_MAX_LAG_MS", default_value_t = config::DEFAULT_MAX_LAG.as_millis() as u64)]
     max_lag_ms: u64,
@@ -249,6 +253,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         );
     }
     cfg.max_lag = std::time::Duration::from_millis(args.max_lag_ms);
+    cfg.unauthenticated_rate = args.unauthenticated_rate;
     let addrs: Vec<SocketAddr> = args
         .listen
         .to_socket_addrs()

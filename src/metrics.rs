@@ -46,6 +46,7 @@ pub struct Metrics {
     pub rebuild_running: Gauge,
     pub quarantine_pending: Gauge,
     pub quarantine_evictions: Gauge,
+    pub unauthenticated_shed: Counter,
 }
 
 impl Default for Metrics {
@@ -130,7 +131,14 @@ impl Metrics {
             "Rejected deliveries evicted because the quarantine was full (ever)",
             quarantine_evictions.clone(),
         );
+        let unauthenticated_shed = Counter::default();
+        registry.register(
+            "unauthenticated_shed",
+            "Unauthenticated rejects answered but not kept (over the rate, or the quarantine full of authenticated ones)",
+            unauthenticated_shed.clone(),
+        );
         Metrics {
+            unauthenticated_shed,
             registry,
             deliveries,
             ingest_latency,

@@ -2,8 +2,11 @@
 //!
 //! Bounded: when it holds [`crate::config::Config::quarantine_cap`] rows, the
 //! next insert first evicts one, in this order: a row already readmitted, the
-//! oldest unauthenticated reject, the oldest reject. Evictions are counted in
-//! the `counters` table and logged.
+//! oldest unauthenticated reject, the oldest reject. An unauthenticated reject
+//! never evicts an authenticated one: when only those are left it is not
+//! kept (anyone can send those, so a flood of them must not push out what a
+//! provider really sent). Evictions are counted in the `counters` table and
+//! logged.
 
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
@@ -36,20 +39,28 @@ pub struct Entry {
 }
 
 /// Keeps `reject`, evicting one row first when `cap` rows are kept.
-/// Returns the new row's id and whether a row was evicted.
-pub fn insert(conn: &Connection, reject: &Reject, cap: u64) -> rusqlite::Result<(i64, bool)> {
+/// Returns the new row's id and whether a row was evicted; `None` when an
+/// unauthenticated reject finds only authenticated ones to evict.
+pub fn insert(
+    conn: &Connection,
+    reject: &Reject,
+    cap: u64,
+) -> rusqlite::Result<Option<(i64, bool)>> {
     assert!(cap > 0, "the quarantine cap must be positive");
     let count: i64 = conn.query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0))?;
     let mut evicted = false;
     if count as u64 >= cap {
         let victim: Option<i64> = conn
-            .query_row(
+            .prepare_cached(
                 "SELECT id FROM quarantine
+                 WHERE ?1 OR readmitted_at IS NOT NULL OR NOT authenticated
                  ORDER BY (readmitted_at IS NULL), authenticated, id LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
+            )?
+            .query_row([reject.authenticated], |r| r.get(0))
             .optional()?;
+        if victim.is_none() && !reject.authenticated {
+            return Ok(None);
+        }
         if let Some(id) = victim {
             conn.execute("DELETE FROM quarantine WHERE id = ?1", [id])?;
             conn.execute(
@@ -75,7 +86,7 @@ pub fn insert(conn: &Connection, reject: &Reject, cap: u64) -> rusqlite::Result<
         reject.body,
         reject.body_truncated,
     ])?;
-    Ok((conn.last_insert_rowid(), evicted))
+    Ok(Some((conn.last_insert_rowid(), evicted)))
 }
 
 const COLUMNS: &str =

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::api::rate::RateLimit;
 use crate::api::{self, AppState, Readers};
 use crate::checkpoint::Checkpointer;
 use crate::config::Config;
@@ -138,6 +139,7 @@ pub async fn serve(
         });
     }
     let state = AppState {
+        unauthenticated: Arc::new(RateLimit::per_second(config.unauthenticated_rate)),
         log: Arc::new(Readers::new(config.db_path.clone())),
         config: Arc::new(config),
         ledger,

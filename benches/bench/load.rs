@@ -309,3 +309,44 @@ pub async fn wait_caught_up(
     }
     None
 }
+
+/// Clients posting unsigned Jodo bodies as fast as they can, until stopped.
+pub struct Flood {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<usize>>,
+}
+
+impl Flood {
+    pub fn start(client: reqwest::Client, base: String, clients: usize) -> Flood {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|c| {
+                let (client, url, stop) = (
+                    client.clone(),
+                    format!("{base}/webhooks/jodo"),
+                    Arc::clone(&stop),
+                );
+                tokio::spawn(async move {
+                    let mut sent = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let body = format!(r#"{{"event":"flood","client":{c},"n":{sent}}}"#);
+                        let _ = client.post(&url).body(body).send().await;
+                        sent += 1;
+                    }
+                    sent
+                })
+            })
+            .collect();
+        Flood { stop, tasks }
+    }
+
+    /// Stops the flood; how many posts it sent.
+    pub async fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut sent = 0;
+        for t in self.tasks {
+            sent += t.await.unwrap_or(0);
+        }
+        sent
+    }
+}

@@ -18,7 +18,7 @@ use super::read::percent_decode;
 use super::{ApiError, AppState};
 use crate::auth::{self, JodoSecrets, Kept, Presented};
 use crate::event::Source;
-use crate::ledger::now_micros;
+use crate::ledger::{now_micros, LedgerError};
 use crate::log::AppendOutcome;
 use crate::quarantine::Reject;
 use crate::sources::{self, Parsed};
@@ -238,10 +238,21 @@ async fn reject(
         body: body.to_vec(),
         body_truncated: truncated,
     };
+    // Anyone can send an unauthenticated reject: past the configured rate
+    // they are counted, not kept, so a flood cannot fill the quarantine or
+    // keep the writer busy.
+    if !authenticated && !app.unauthenticated.allow() {
+        app.metrics.unauthenticated_shed.inc();
+        tracing::debug!(
+            source = source.as_str(),
+            "unauthenticated reject shed (rate)"
+        );
+        return err;
+    }
     let quarantined = app.ledger.quarantine(r).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     match quarantined {
-        Ok((id, _)) => tracing::info!(
+        Ok(Some((id, _))) => tracing::info!(
             source = source.as_str(),
             outcome = "rejected",
             status = err.status().as_u16(),
@@ -249,10 +260,17 @@ async fn reject(
             latency_ms,
             "delivery"
         ),
+        // Full of authenticated rejects, or its queue full: counted.
+        Ok(None) | Err(LedgerError::Busy) if !authenticated => {
+            app.metrics.unauthenticated_shed.inc();
+        }
         // The provider still gets the 4xx (it will retry); the loss of the
         // quarantine copy is logged.
-        Err(e) => {
-            tracing::error!(source = source.as_str(), error = %e, "could not quarantine a rejected delivery")
+        Ok(None) | Err(_) => {
+            tracing::error!(
+                source = source.as_str(),
+                "could not quarantine a rejected delivery"
+            )
         }
     }
     err

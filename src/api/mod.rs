@@ -11,6 +11,7 @@ pub mod health;
 pub mod ingest;
 mod observe;
 pub mod openapi;
+pub mod rate;
 pub mod read;
 
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub live: Arc<LiveStore>,
     pub projector: Projector,
     pub metrics: Arc<Metrics>,
+    /// Unauthenticated rejects kept per second at most.
+    pub unauthenticated: Arc<rate::RateLimit>,
 }
 
 impl AppState {

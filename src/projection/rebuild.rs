@@ -177,14 +177,18 @@ pub fn build(
     store::fold_all(&conn)?;
     let folded = t.elapsed().as_secs_f64();
     store::create_read_indexes(&conn)?;
+    let indexes = t.elapsed().as_secs_f64();
     conn.execute_batch("COMMIT")?;
+    let committed = t.elapsed().as_secs_f64();
+    store::finish_build(conn, path)?;
     tracing::info!(
         history_indexes_s = indexed,
         fold_s = folded - indexed,
-        read_indexes_s = t.elapsed().as_secs_f64() - folded,
+        read_indexes_s = indexes - folded,
+        commit_s = committed - indexes,
+        finish_s = t.elapsed().as_secs_f64() - committed,
         "rebuild fold pass"
     );
-    store::finish_build(conn, path)?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(RebuildReport {
         events,

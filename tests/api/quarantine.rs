@@ -421,7 +421,7 @@ async fn unsigned(app: &TestApp) {
 }
 
 #[tokio::test]
-async fn a_full_quarantine_evicts_unauthenticated_rejects_first() {
+async fn a_full_quarantine_evicts_unauthenticated_rejects_first_and_never_for_one() {
     let app = spawn_app_with(|c| c.quarantine_cap = 3).await;
     invalid(&app).await; // 1, authenticated
     unsigned(&app).await; // 2, unauthenticated
@@ -430,21 +430,23 @@ async fn a_full_quarantine_evicts_unauthenticated_rejects_first() {
     // Full: the unauthenticated row goes, though it is not the oldest.
     invalid(&app).await; // 4
     assert_eq!((ids(&app), evictions(&app)), (vec![1, 3, 4], 1));
-    // Only authenticated rows left: the oldest goes.
-    unsigned(&app).await; // 5
+    // Only authenticated rows left: an unauthenticated reject is answered
+    // but not kept; it evicts nothing.
+    unsigned(&app).await;
+    assert_eq!((ids(&app), evictions(&app)), (vec![1, 3, 4], 1));
+    // An authenticated one still evicts the oldest.
+    invalid(&app).await; // 5
     assert_eq!((ids(&app), evictions(&app)), (vec![3, 4, 5], 2));
-    invalid(&app).await; // 6: the unauthenticated 5 goes first again
-    assert_eq!((ids(&app), evictions(&app)), (vec![3, 4, 6], 3));
     let q = quarantined(&app.conn());
     assert!(q.iter().all(|r| r.authenticated));
 
     let status = app.get_json("/v1/admin/status").await;
     assert_eq!(status["quarantine"]["pending"], 3);
-    assert_eq!(status["quarantine"]["evictions"], 3);
+    assert_eq!(status["quarantine"]["evictions"], 2);
     let out = list(&app, &["--json"]).await;
     assert_eq!(out.stdout.lines().count(), 3);
     assert!(
-        out.stderr.contains("3 entries were evicted"),
+        out.stderr.contains("2 entries were evicted"),
         "the list mentions evictions: {out:?}"
     );
     app.stop().await;
@@ -525,5 +527,50 @@ async fn a_delivery_sent_with_two_signatures_keeps_both_and_is_readmitted_only_w
     .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(events(&app.conn()).len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_unauthenticated_posts_is_counted_not_kept_and_signed_deliveries_go_through() {
+    let app = spawn_app_with(|c| c.unauthenticated_rate = 5).await;
+    let flood: Vec<_> = (0..300)
+        .map(|i| {
+            let (client, url) = (app.client.clone(), app.url("/webhooks/jodo"));
+            tokio::spawn(async move {
+                let r = client
+                    .post(url)
+                    .body(format!("{{\"flood\":{i}}}"))
+                    .send()
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            })
+        })
+        .collect();
+    for i in 0..100 {
+        app.accept_jodo(&crate::fixtures::jodo_student(
+            "registered",
+            &format!("e{i}"),
+            &format!("S{i}"),
+            100 + i,
+        ))
+        .await;
+    }
+    for f in flood {
+        assert_eq!(f.await.unwrap(), 401, "every flooding post is answered 401");
+    }
+    let kept = quarantined(&app.conn()).len();
+    assert!(
+        (1..=20).contains(&kept),
+        "a burst of 5 and 5 a second kept, the rest counted: {kept}"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let shed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("registrar_unauthenticated_shed_total "))
+        .expect("the shed counter")
+        .parse()
+        .unwrap();
+    assert_eq!(shed as usize + kept, 300, "{metrics}");
     app.stop().await;
 }
