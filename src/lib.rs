@@ -1,6 +1,7 @@
 //! registrar: mirrors what Jodo (fees) and Toolzz (LMS) know about a school's
-//! students into an append-only, hash-chained SQLite event log, and derives
-//! projections from it that can be rebuilt on demand.
+//! students into an append-only, hash-chained SQLite event log (one file),
+//! and derives projections from it into a store of their own (another file)
+//! that follows the log asynchronously and can be rebuilt on demand.
 //!
 //! The modules, in the direction data flows:
 //!
@@ -10,15 +11,20 @@
 //!   header, Toolzz URL token) and its re-check on readmission. Pure.
 //! - [`event`]: the normalized events the sources produce.
 //! - [`money`]: exact amounts in integer minor units.
-//! - [`ledger`]: the one writer; appends and projects in one transaction,
-//!   group-committing concurrent deliveries; runs rebuilds between batches.
-//! - [`log`]: append with dedupe, the hash chain ([`log::chain`]) and
+//! - [`ledger`]: the one writer; appends to the log, group-committing
+//!   concurrent deliveries, and hands what it appended to the projector.
+//! - [`log`]: append with dedupe, [`log::LogReader`] (head and a seq range:
+//!   all the projections read), the hash chain ([`log::chain`]) and
 //!   [`log::verify`]. Knows nothing derived from the log.
 //! - [`quarantine`]: rejected deliveries, kept with their reason.
 //! - [`projection`]: current state folded from the log in provider-time
-//!   order; [`projection::rebuild`] and [`projection::query`].
-//! - [`api`]: axum routers (ingest, read, admin) and the error type.
-//!   Nothing below it knows HTTP.
+//!   order: the folds ([`projection::entities`]), the store file and its SQL
+//!   ([`projection::store`]), the thread that follows the log
+//!   ([`projection::projector`]), the file serving reads
+//!   ([`projection::live`]), [`projection::rebuild`] and [`projection::query`].
+//! - [`metrics`]: the Prometheus metrics.
+//! - [`api`]: axum routers (ingest, read, admin, health), read-your-writes
+//!   and the error type. Nothing below it knows HTTP.
 //! - [`server`]: runs the API on a bound listener until a shutdown future.
 //! - [`config`], [`db`]: settings and limits; opening and migrating SQLite.
 //! - [`checkpoint`]: WAL checkpoints on their own thread, off the writer's commits.
