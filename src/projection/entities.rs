@@ -78,7 +78,7 @@ impl Entity for Students {
     fn step(
         prev: Option<StudentState>,
         change: StudentChange,
-        data: &StudentProfile,
+        data: StudentProfile,
         at: i64,
     ) -> StudentState {
         let status = match change {
@@ -95,7 +95,7 @@ impl Entity for Students {
         };
         let registered_at = prev.and_then(|p| p.registered_at).or(registered_here);
         StudentState {
-            profile: data.clone(),
+            profile: data,
             status,
             status_since,
             registered_at,
@@ -153,7 +153,7 @@ impl Entity for Payments {
     fn step(
         prev: Option<PaymentState>,
         change: PaymentChange,
-        data: &PaymentRecord,
+        data: PaymentRecord,
         at: i64,
     ) -> PaymentState {
         let cancelled_here = match change {
@@ -162,7 +162,7 @@ impl Entity for Payments {
         };
         let cancelled_at = prev.and_then(|p| p.cancelled_at).or(cancelled_here);
         PaymentState {
-            record: data.clone(),
+            record: data,
             status: if cancelled_at.is_some() {
                 PaymentStatus::Cancelled
             } else {
@@ -207,7 +207,7 @@ impl Entity for Learners {
     fn step(
         prev: Option<LearnerState>,
         change: LearnerChange,
-        data: &LearnerProfile,
+        data: LearnerProfile,
         at: i64,
     ) -> LearnerState {
         let created_here = match change {
@@ -215,7 +215,7 @@ impl Entity for Learners {
             LearnerChange::Updated => None,
         };
         LearnerState {
-            profile: data.clone(),
+            profile: data,
             created_at: prev.and_then(|p| p.created_at).or(created_here),
             updated_at: at,
         }
@@ -272,7 +272,7 @@ impl Entity for Enrollments {
     fn step(
         prev: Option<EnrollmentState>,
         change: EnrollmentChange,
-        data: &EnrollmentRecord,
+        data: EnrollmentRecord,
         at: i64,
     ) -> EnrollmentState {
         let (enrolled_at, completed_at) = match &prev {
@@ -293,7 +293,7 @@ impl Entity for Enrollments {
             EnrollmentStatus::Inactive
         };
         EnrollmentState {
-            record: data.clone(),
+            record: data,
             status,
             enrolled_at,
             completed_at,

@@ -74,14 +74,15 @@ pub trait Entity {
     /// What kind of change an event made to the entity.
     type Change: Kind;
     /// What one event says about the entity.
-    type Data: Serialize + DeserializeOwned;
+    type Data: Serialize + DeserializeOwned + Clone;
     /// The entity's state after a run of events.
     type State: Serialize + DeserializeOwned;
-    /// Folds one event onto the state. Called in (at, seq) order only.
+    /// Folds one event onto the state. Called in (at, seq) order only. Takes
+    /// the event's data by value: the state usually keeps it.
     fn step(
         prev: Option<Self::State>,
         change: Self::Change,
-        data: &Self::Data,
+        data: Self::Data,
         at: i64,
     ) -> Self::State;
     /// The values of the current row's indexed columns: when a step keeps
@@ -102,10 +103,10 @@ pub struct HistoryRow<E: Entity> {
 }
 
 /// Folds history rows (already in (at, seq) order) into a state.
-pub fn fold<E: Entity>(rows: &[HistoryRow<E>]) -> Option<E::State> {
+pub fn fold<E: Entity>(rows: Vec<HistoryRow<E>>) -> Option<E::State> {
     let mut state = None;
     for r in rows {
-        state = Some(E::step(state, r.change, &r.data, r.at));
+        state = Some(E::step(state, r.change, r.data, r.at));
     }
     state
 }

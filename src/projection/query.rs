@@ -58,5 +58,5 @@ pub fn student_as_of(
 ) -> Result<Option<StudentState>, ProjectionError> {
     let rows = student_history(conn, jodo_student_id)?;
     let upto: Vec<_> = rows.into_iter().take_while(|r| r.at <= at).collect();
-    Ok(fold::<Students>(&upto))
+    Ok(fold::<Students>(upto))
 }

@@ -48,7 +48,7 @@ pub const TABLES: &[&str] = &[
 /// Page cache of the projector's connection, in KiB. The projector's writes
 /// land on current rows and index pages all over the file; a miss costs a
 /// pread. Bounded, so memory stays flat.
-pub const WRITER_CACHE_KIB: i64 = 32 * 1024;
+pub const WRITER_CACHE_KIB: i64 = 16 * 1024;
 
 /// Page cache of a build's connection, in KiB: also the memory SQLite's
 /// sorter uses for CREATE INDEX before it spills to temporary files. Sized
@@ -571,7 +571,7 @@ impl EntitySql {
                 "SELECT seq, kind, at, received_at, doc FROM {hist} WHERE entity = ?1 ORDER BY at, seq"
             ),
             scan: format!(
-                "SELECT entity, seq, kind, at, received_at, doc FROM {hist} ORDER BY entity, at, seq"
+                "SELECT entity, seq, kind, at, NULL, doc FROM {hist} ORDER BY entity, at, seq"
             ),
         }
     }
@@ -627,7 +627,7 @@ fn read_history<E: Entity>(
             change: kind::<E>(r.get_ref(1)?)?,
             at: r.get(2)?,
             received_at: r.get(3)?,
-            data: serde_json::from_str(r.get_ref(4)?.as_str()?)?,
+            data: serde_json::from_slice(r.get_ref(4)?.as_bytes()?)?,
         });
     }
     Ok(out)
@@ -677,18 +677,18 @@ fn apply_entity<E: Stored>(
     };
     // The state, and whether the row's indexed columns keep their values.
     let (state, index_unchanged) = match head {
-        None => (E::step(None, change, data, at), false),
+        None => (E::step(None, change, data.clone(), at), false),
         Some((head_at, head_seq, doc)) if (at, seq) > (head_at, head_seq) => {
             let prev: E::State = serde_json::from_str(&doc)?;
             let before = E::index_key(&prev);
-            let state = E::step(Some(prev), change, data, at);
+            let state = E::step(Some(prev), change, data.clone(), at);
             let same = E::index_key(&state) == before;
             (state, same)
         }
         Some(_) => {
             // Late delivery: re-fold the entity's history in provider-time order.
             let rows = read_history::<E>(conn, &sql.history, key)?;
-            let state = super::fold::<E>(&rows)
+            let state = super::fold::<E>(rows)
                 .ok_or_else(|| ProjectionError::Invariant(format!("history of {key} is empty")))?;
             (state, false)
         }
@@ -744,21 +744,22 @@ fn fold_entities<E: Stored>(conn: &Connection, sql: &EntitySql) -> Result<u64, P
         let seq: i64 = r.get(1)?;
         let change = kind::<E>(r.get_ref(2)?)?;
         let at: i64 = r.get(3)?;
-        let data: E::Data = serde_json::from_str(r.get_ref(5)?.as_str()?)?;
-        let prev = match current.take() {
+        // serde_json checks the UTF-8 of what it reads: no second pass.
+        let data: E::Data = serde_json::from_slice(r.get_ref(5)?.as_bytes()?)?;
+        let (key, prev) = match current.take() {
             Some((e, state, head)) if e == entity => {
                 // Rows come in (at, seq) order: each is the newest so far.
                 debug_assert!((at, seq) > head, "history of {e} out of order");
-                Some(state)
+                (e, Some(state))
             }
             Some((e, state, head)) => {
                 flush(&e, &state, head)?;
-                None
+                (entity.to_string(), None)
             }
-            None => None,
+            None => (entity.to_string(), None),
         };
-        let state = E::step(prev, change, &data, at);
-        current = Some((entity.to_string(), state, (at, seq)));
+        let state = E::step(prev, change, data, at);
+        current = Some((key, state, (at, seq)));
         read += 1;
     }
     if let Some((e, state, head)) = current.take() {
