@@ -40,6 +40,13 @@ pub const BATCH_EVENTS: usize = 8_192;
 /// Time one projection transaction runs at most before it commits: bounds
 /// how stale a read can be while the projector is busy.
 pub const BATCH_TIME: Duration = Duration::from_millis(100);
+/// The least time between two projection commits under load. Every commit
+/// writes each page it dirtied to the WAL, and consecutive events dirty the
+/// same pages (index leaves, the newest history pages): a commit every few
+/// events would write those pages again and again. Waiting this long lets
+/// one commit take all that arrived meanwhile; at low load the last commit
+/// is long past and nothing waits.
+pub const MIN_COMMIT_INTERVAL: Duration = Duration::from_millis(10);
 /// How long the projector sleeps with nothing to do before it looks at the
 /// log's head itself. The writer wakes it after every commit; this only
 /// catches appends made by another process (the CLI's `quarantine readmit`
@@ -198,6 +205,7 @@ impl Projector {
         let mut build: Option<JoinHandle<()>> = None;
         // Handed-over events taken from the inbox, not applied yet.
         let mut handed = VecDeque::new();
+        let mut last_commit = Instant::now() - MIN_COMMIT_INTERVAL;
         loop {
             // Wait for work: new events, a rebuild to start or adopt, or stop.
             let (head, stop, start_build, built) = {
@@ -207,12 +215,23 @@ impl Projector {
                     let position = self.live.position();
                     let behind = writer.is_some() && inbox.head > position;
                     let start = inbox.rebuild_requested && build.is_none();
-                    if inbox.stop || behind || start || inbox.built.is_some() {
+                    if inbox.stop || start || inbox.built.is_some() {
                         break;
                     }
+                    // Behind, but committed a moment ago: let the next
+                    // commit take more events (see MIN_COMMIT_INTERVAL).
+                    let settle = MIN_COMMIT_INTERVAL.saturating_sub(last_commit.elapsed());
+                    if behind && settle.is_zero() {
+                        break;
+                    }
+                    let wait = if behind { settle } else { IDLE_CHECK };
                     let (next, waited) = cv
-                        .wait_timeout(inbox, IDLE_CHECK)
+                        .wait_timeout(inbox, wait)
                         .expect("projector inbox lock");
+                    if behind {
+                        inbox = next;
+                        continue;
+                    }
                     inbox = next;
                     if waited.timed_out() {
                         // Appends by another process (the CLI's readmit
@@ -276,6 +295,7 @@ impl Projector {
             }
             if let Some(conn) = &mut writer {
                 if head > self.live.position() {
+                    last_commit = Instant::now();
                     let position = apply_batch(conn, &log, &cfg.parse, head, &mut handed)?;
                     self.live.projected(position);
                 }
