@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::api::rate::RateLimit;
-use crate::api::{self, AppState, Readers};
+use crate::api::{self, App, AppState, Readers};
 use crate::checkpoint::Checkpointer;
 use crate::config::Config;
 use crate::ledger::{LedgerConfig, Writer};
@@ -138,7 +138,7 @@ pub async fn serve(
             }
         });
     }
-    let state = AppState {
+    let state = AppState::new(App {
         unauthenticated: Arc::new(RateLimit::per_second(config.unauthenticated_rate)),
         log: Arc::new(Readers::new(config.db_path.clone())),
         config: Arc::new(config),
@@ -146,7 +146,7 @@ pub async fn serve(
         live,
         projector,
         metrics,
-    };
+    });
     // No request-tracing layer: a URI can carry the Toolzz token, and the
     // ingest handlers log one line per delivery themselves.
     let app = api::router(state);

@@ -34,9 +34,27 @@ use crate::projection::live::LiveStore;
 use crate::projection::projector::Projector;
 pub use error::ApiError;
 
-/// What every handler shares.
+/// What every handler shares: one `Arc`, so the copy axum makes for every
+/// layer and handler of every request is one counter increment, not one per
+/// field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<App>);
+
+impl AppState {
+    pub fn new(app: App) -> AppState {
+        AppState(Arc::new(app))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// The server's parts, behind [`AppState`].
+pub struct App {
     pub config: Arc<Config>,
     pub ledger: Ledger,
     /// Read connections on the log file.
@@ -49,7 +67,7 @@ pub struct AppState {
     pub unauthenticated: Arc<rate::RateLimit>,
 }
 
-impl AppState {
+impl App {
     /// Runs `f` on one snapshot of the projection store and notes its
     /// position for the answer's `X-Registrar-Position`. 503 while no usable
     /// store exists.
