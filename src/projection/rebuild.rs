@@ -37,7 +37,7 @@ pub const PARSERS: usize = 2;
 const PIPELINE_BATCH: usize = 1_024;
 /// Batches in flight per parser at most: bounds the pipeline's memory (a few
 /// MiB of bodies).
-const PIPELINE_DEPTH: usize = 4;
+const PIPELINE_DEPTH: usize = 2;
 
 /// Logged events with their parsed domain events (`None`: no longer parses).
 type ParsedBatch = Vec<(LoggedEvent, Option<Event>)>;

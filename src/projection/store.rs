@@ -53,7 +53,7 @@ pub const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// Page cache of a build's connection, in KiB: also the memory SQLite's
 /// sorter uses for CREATE INDEX before it spills to temporary files. Sized
 /// so a rebuild stays well under its 100 MB budget.
-pub const BUILD_CACHE_KIB: i64 = 48 * 1024;
+pub const BUILD_CACHE_KIB: i64 = 32 * 1024;
 
 /// Prepared statements cached per read connection: the read API's
 /// statements (with their filter combinations) outnumber rusqlite's 16.
