@@ -225,9 +225,8 @@ impl Projector {
                         break;
                     }
                     let wait = if behind { settle } else { IDLE_CHECK };
-                    let (next, waited) = cv
-                        .wait_timeout(inbox, wait)
-                        .expect("projector inbox lock");
+                    let (next, waited) =
+                        cv.wait_timeout(inbox, wait).expect("projector inbox lock");
                     if behind {
                         inbox = next;
                         continue;
@@ -400,7 +399,7 @@ pub fn apply_batch(
             handed.pop_front();
         }
         if let Some(e) = handed.front().filter(|e| e.seq == next) {
-            store::apply(&tx, &projectable(e))?;
+            store::apply(&tx, &Projectable::handed(e))?;
             handed.pop_front();
             next += 1;
             continue;
@@ -423,15 +422,7 @@ pub fn apply_batch(
                 )));
             }
             match parse(e, ctx) {
-                Some(event) => store::apply(
-                    &tx,
-                    &Projectable {
-                        seq: e.seq,
-                        occurred_at: e.occurred_at,
-                        received_at: e.received_at,
-                        event: &event,
-                    },
-                )?,
+                Some(event) => store::apply(&tx, &Projectable::logged(e, &event))?,
                 None => skipped += 1,
             }
             next += 1;
@@ -443,15 +434,6 @@ pub fn apply_batch(
     }
     tx.commit()?;
     Ok(last.max(first - 1))
-}
-
-fn projectable(e: &Sequenced) -> Projectable<'_> {
-    Projectable {
-        seq: e.seq,
-        occurred_at: e.occurred_at,
-        received_at: e.received_at,
-        event: &e.event,
-    }
 }
 
 /// The domain event of a logged delivery; `None` (logged) when it no longer

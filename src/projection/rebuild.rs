@@ -134,15 +134,7 @@ pub fn build(
                         )));
                     }
                     match event {
-                        Some(event) => store::load(
-                            &conn,
-                            &Projectable {
-                                seq: e.seq,
-                                occurred_at: e.occurred_at,
-                                received_at: e.received_at,
-                                event,
-                            },
-                        )?,
+                        Some(event) => store::load(&conn, &Projectable::logged(e, event))?,
                         None => skipped += 1,
                     }
                     next += 1;

@@ -13,7 +13,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::entities::{
@@ -55,14 +54,6 @@ pub const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// so a rebuild stays well under its 100 MB budget.
 pub const BUILD_CACHE_KIB: i64 = 32 * 1024;
 
-/// Prepared statements cached per read connection: the read API's
-/// statements (with their filter combinations) outnumber rusqlite's 16.
-pub const READER_STATEMENT_CACHE: usize = 128;
-
-/// Memory map of a read connection: address space, not memory (the pages are
-/// the OS page cache's).
-pub const READER_MMAP_BYTES: i64 = 64 << 30;
-
 /// The state row of a store file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreState {
@@ -96,6 +87,28 @@ pub struct Projectable<'a> {
     /// When registrar received it, unix microseconds.
     pub received_at: i64,
     pub event: &'a Event,
+}
+
+impl<'a> Projectable<'a> {
+    /// A logged event with the domain event parsed from its body.
+    pub fn logged(e: &crate::log::LoggedEvent, event: &'a Event) -> Projectable<'a> {
+        Projectable {
+            seq: e.seq,
+            occurred_at: e.occurred_at,
+            received_at: e.received_at,
+            event,
+        }
+    }
+
+    /// An event the writer handed over.
+    pub fn handed(e: &'a crate::event::Sequenced) -> Projectable<'a> {
+        Projectable {
+            seq: e.seq,
+            occurred_at: e.occurred_at,
+            received_at: e.received_at,
+            event: &e.event,
+        }
+    }
 }
 
 /// The store's companion files, which SQLite names after it.
@@ -207,22 +220,10 @@ pub fn open_writer(path: &Path) -> Result<Connection, ProjectionError> {
     Ok(conn)
 }
 
-/// Opens a read-only connection for the read API.
+/// Opens a read-only connection for the read API: memory-mapped, plans
+/// kept stable, a larger statement cache (see [`crate::db::open_ro`]).
 pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(crate::db::BUSY_TIMEOUT)?;
-    // Reads hop between history rows, current rows and indexes all over the
-    // file: map it instead of a pread per page.
-    conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
-    // Plans here never depend on bound values; without the stability
-    // guarantee SQLite re-plans a cached statement with `LIMIT ?` or a
-    // row-value cursor on every new binding.
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    conn.set_prepared_statement_cache_capacity(READER_STATEMENT_CACHE);
-    Ok(conn)
+    crate::db::open_ro(path)
 }
 
 /// Reads a store file's state row; `None` when the file has none (not a
