@@ -225,9 +225,8 @@ impl Projector {
                         break;
                     }
                     let wait = if behind { settle } else { IDLE_CHECK };
-                    let (next, waited) = cv
-                        .wait_timeout(inbox, wait)
-                        .expect("projector inbox lock");
+                    let (next, waited) =
+                        cv.wait_timeout(inbox, wait).expect("projector inbox lock");
                     if behind {
                         inbox = next;
                         continue;
