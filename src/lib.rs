@@ -46,5 +46,6 @@ pub mod metrics;
 pub mod money;
 pub mod projection;
 pub mod quarantine;
+pub mod report;
 pub mod server;
 pub mod sources;

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod params;
 pub mod payments;
 pub mod rate;
+pub mod reports;
 pub mod students;
 
 use std::path::PathBuf;
@@ -162,6 +163,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/enrollments"),
     ("GET", "/v1/events"),
     ("GET", "/v1/events/{seq}"),
+    ("GET", "/v1/reports/day-book"),
+    ("GET", "/v1/reports/payments"),
+    ("GET", "/v1/reports/statement/{student_id}"),
+    ("GET", "/v1/reports/changes"),
+    ("GET", "/v1/reports/status-changes"),
     ("POST", "/v1/admin/rebuild"),
     ("GET", "/v1/admin/status"),
 ];
@@ -178,6 +184,7 @@ fn resources() -> Router<AppState> {
         .merge(payments::router())
         .merge(learners::router())
         .merge(events::router())
+        .merge(reports::router())
 }
 
 /// The handler of a route outside the resources.
