@@ -71,6 +71,8 @@ pub struct Config {
     pub max_lag: Duration,
     /// Unauthenticated rejects kept per second at most.
     pub unauthenticated_rate: u32,
+    /// The zone business days (report dates) are counted in.
+    pub business_zone: chrono_tz::Tz,
 }
 
 impl Config {
@@ -93,6 +95,7 @@ impl Config {
             min_seq_wait: DEFAULT_MIN_SEQ_WAIT,
             max_lag: DEFAULT_MAX_LAG,
             unauthenticated_rate: DEFAULT_UNAUTHENTICATED_RATE,
+            business_zone: crate::report::DEFAULT_BUSINESS_ZONE,
         }
     }
 
@@ -115,6 +118,7 @@ impl std::fmt::Debug for Config {
             .field("read_token", &self.read_token.as_ref().map(|_| "<set>"))
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("toolzz_zone", &self.parse.toolzz_zone)
+            .field("business_zone", &self.business_zone)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("quarantine_cap", &self.quarantine_cap)
             .finish()

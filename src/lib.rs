@@ -21,9 +21,12 @@
 //!   order: the folds ([`projection::entities`]), the store file and its SQL
 //!   ([`projection::store`]), the thread that follows the log
 //!   ([`projection::projector`]), the file serving reads
-//!   ([`projection::live`]), [`projection::rebuild`] and [`projection::query`].
+//!   ([`projection::live`]), [`projection::rebuild`] and
+//!   [`projection::query`], the one module that reads the store (typed
+//!   filters in, typed rows out; HTTP and the CLI only render).
 //! - [`metrics`]: the Prometheus metrics.
-//! - [`api`]: axum routers (ingest, read, admin, health), read-your-writes
+//! - [`api`]: axum routers (ingest; the read resources students, payments,
+//!   learners, events, each with its `router()`; admin, health), read-your-writes
 //!   and the error type. Nothing below it knows HTTP.
 //! - [`server`]: runs the API on a bound listener until a shutdown future.
 //! - [`config`], [`db`]: settings and limits; opening and migrating SQLite.
@@ -43,5 +46,6 @@ pub mod metrics;
 pub mod money;
 pub mod projection;
 pub mod quarantine;
+pub mod report;
 pub mod server;
 pub mod sources;

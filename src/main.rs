@@ -134,6 +134,9 @@ struct ServeArgs {
     /// Projection lag past which /readyz fails, in milliseconds.
     #[arg(long, env = "REGISTRAR_MAX_LAG_MS", default_value_t = config::DEFAULT_MAX_LAG.as_millis() as u64)]
     max_lag_ms: u64,
+    /// The zone business days (report dates) are counted in.
+    #[arg(long, env = "REGISTRAR_BUSINESS_ZONE", default_value = "Asia/Kolkata")]
+    business_zone: chrono_tz::Tz,
     #[command(flatten)]
     zone: ZoneArg,
 }
@@ -254,6 +257,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     }
     cfg.max_lag = std::time::Duration::from_millis(args.max_lag_ms);
     cfg.unauthenticated_rate = args.unauthenticated_rate;
+    cfg.business_zone = args.business_zone;
     let addrs: Vec<SocketAddr> = args
         .listen
         .to_socket_addrs()

@@ -5,7 +5,7 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::read::{NoParams, Params};
+use super::params::{NoParams, Params};
 use super::{ApiError, AppState};
 use crate::log;
 use crate::projection::rebuild::RebuildReport;

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 
-use super::read::{NoParams, Params};
+use super::params::{NoParams, Params};
 use super::AppState;
 use crate::quarantine;
 

@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::read::percent_decode;
+use super::params::percent_decode;
 use super::{ApiError, AppState};
 use crate::auth::{self, JodoSecrets, Kept, Presented};
 use crate::event::Source;

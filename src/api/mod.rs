@@ -7,12 +7,17 @@
 pub mod admin;
 pub mod consistency;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod ingest;
+pub mod learners;
 mod observe;
 pub mod openapi;
+pub mod params;
+pub mod payments;
 pub mod rate;
-pub mod read;
+pub mod reports;
+pub mod students;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -85,7 +90,7 @@ impl App {
 ///
 /// Reads run inline on the async worker that handles the request: they are
 /// indexed lookups over a local file (tens of microseconds) and pages of at
-/// most [`read::MAX_LIMIT`] rows, so a hop to a blocking thread would cost as
+/// most [`params::MAX_LIMIT`] rows, so a hop to a blocking thread would cost as
 /// much as the query. At most one read per worker runs at a time.
 pub struct Readers {
     path: PathBuf,
@@ -158,10 +163,31 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/enrollments"),
     ("GET", "/v1/events"),
     ("GET", "/v1/events/{seq}"),
+    ("GET", "/v1/reports/day-book"),
+    ("GET", "/v1/reports/payments"),
+    ("GET", "/v1/reports/statement/{student_id}"),
+    ("GET", "/v1/reports/changes"),
+    ("GET", "/v1/reports/status-changes"),
     ("POST", "/v1/admin/rebuild"),
     ("GET", "/v1/admin/status"),
 ];
 
+/// Whether `path` is one of the resources of the read API, each routed by
+/// its own module's `router()`.
+fn is_resource(path: &str) -> bool {
+    path.starts_with("/v1/") && !path.starts_with("/v1/admin/") && path != "/v1/audit/head"
+}
+
+/// The read API's resources, one router per module.
+fn resources() -> Router<AppState> {
+    students::router()
+        .merge(payments::router())
+        .merge(learners::router())
+        .merge(events::router())
+        .merge(reports::router())
+}
+
+/// The handler of a route outside the resources.
 fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
     match (method, path) {
         ("POST", "/webhooks/jodo") => post(ingest::jodo),
@@ -172,16 +198,6 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("GET", "/metrics") => get(health::metrics),
         ("GET", "/openapi.json") => get(openapi::document),
         ("GET", "/v1/audit/head") => get(admin::audit_head),
-        ("GET", "/v1/students") => get(read::list_students),
-        ("GET", "/v1/students/{id}") => get(read::get_student),
-        ("GET", "/v1/students/{id}/history") => get(read::student_history),
-        ("GET", "/v1/students/{id}/payments") => get(read::student_payments),
-        ("GET", "/v1/payments") => get(read::list_payments),
-        ("GET", "/v1/payments/{payment_id}") => get(read::get_payment),
-        ("GET", "/v1/learners/{user_id}") => get(read::get_learner),
-        ("GET", "/v1/enrollments") => get(read::list_enrollments),
-        ("GET", "/v1/events") => get(read::list_events),
-        ("GET", "/v1/events/{seq}") => get(read::get_event),
         ("POST", "/v1/admin/rebuild") => post(admin::rebuild),
         ("GET", "/v1/admin/status") => get(admin::status),
         other => unreachable!("route {other:?} is in ROUTES but has no handler"),
@@ -191,9 +207,12 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
 /// The whole API: webhooks and documents open (webhooks authenticate
 /// themselves), `/v1` behind the read token, `/v1/admin` behind the admin token.
 pub fn router(state: AppState) -> Router {
-    let (mut read, mut admin) = (Router::new(), Router::new());
+    let (mut read, mut admin) = (resources(), Router::new());
     let (mut webhooks, mut open) = (Router::new(), Router::new());
     for (method, path) in ROUTES {
+        if is_resource(path) {
+            continue;
+        }
         let h = handler(method, path);
         if path.starts_with("/v1/admin/") {
             admin = admin.route(path, h);

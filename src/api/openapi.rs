@@ -4,7 +4,7 @@
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::read::{NoParams, Params};
+use super::params::{NoParams, Params};
 
 fn q(name: &str, description: &str) -> Value {
     json!({ "name": name, "in": "query", "required": false, "schema": { "type": "string" }, "description": description })
@@ -17,7 +17,7 @@ fn p(name: &str, description: &str) -> Value {
 fn page() -> [Value; 2] {
     [
         json!({ "name": "limit", "in": "query", "required": false,
-                "schema": { "type": "integer", "minimum": 1, "maximum": super::read::MAX_LIMIT, "default": super::read::DEFAULT_LIMIT } }),
+                "schema": { "type": "integer", "minimum": 1, "maximum": super::params::MAX_LIMIT, "default": super::params::DEFAULT_LIMIT } }),
         q("cursor", "Opaque; the next_cursor of the previous page."),
     ]
 }
@@ -129,6 +129,7 @@ pub fn spec() -> Value {
                 "Learner": { "type": "object", "properties": {
                     "user_id": { "type": "string" }, "name": { "type": "string", "nullable": true }, "email": { "type": "string", "nullable": true },
                     "schools": { "type": "array", "items": { "type": "object" } }, "enrollments": { "type": "array", "items": s("Enrollment") } } },
+                "Report": { "type": "object", "description": "report, as_of, known_at, seq, business_zone, then the report's items" },
                 "Event": { "type": "object", "properties": {
                     "seq": { "type": "integer" }, "source": { "type": "string", "enum": ["jodo", "toolzz"] }, "type": { "type": "string" },
                     "version": { "type": "string" }, "dedupe_key": { "type": "string" }, "subject": { "type": "string", "nullable": true },
@@ -179,6 +180,16 @@ pub fn spec() -> Value {
                 q("after_seq", "Only events after this seq"), q("source", "jodo or toolzz"), q("type", "Provider event type"),
                 q("subject", "Student id, payment id or Toolzz user id"), limit, cursor], "EventList"),
             "/v1/events/{seq}": get("One event of the log", vec![p("seq", "The event's seq")], "Event"),
+            "/v1/reports/day-book": get("Per business day, mode and collector code: count and total of recorded and of cancelled payments; subtotals per day; totals (JSON, or CSV with format=csv or Accept: text/csv)",
+                vec![q("from", "First business date (yyyy-mm-dd) or RFC 3339 time"), q("to", "Last business date or time, at most 366 days after from"), q("mode", "Payment mode"), q("collector_code", "Collector code"), q("as_of", "Provider time: what was true then (default now)"), q("known_at", "Receipt time: what registrar had received by then (default now)"), q("format", "json or csv")], "Report"),
+            "/v1/reports/payments": get("The payment register",
+                vec![q("from", "First date or time of paid_at"), q("to", "Last date or time of paid_at"), q("status", "recorded or cancelled"), q("mode", "Payment mode"), q("collector_code", "Collector code"), q("as_of", "Provider time"), q("known_at", "Receipt time"), q("format", "json or csv")], "Report"),
+            "/v1/reports/statement/{student_id}": get("A student's statement: profile, status timeline, payments with revisions, totals",
+                vec![p("student_id", "jodo_student_id, identifier or custom identifier"), q("as_of", "Provider time"), q("known_at", "Receipt time"), q("format", "json or csv")], "Report"),
+            "/v1/reports/changes": get("Payment revisions received in the window, each changed field's old and new value",
+                vec![q("from", "First date or time of receipt"), q("to", "Last date or time of receipt"), q("as_of", "Provider time"), q("known_at", "Receipt time"), q("format", "json or csv")], "Report"),
+            "/v1/reports/status-changes": get("Students registered, dropped and re-activated in the window",
+                vec![q("from", "First date or time"), q("to", "Last date or time"), q("grade", "Grade code or name"), q("as_of", "Provider time"), q("known_at", "Receipt time"), q("format", "json or csv")], "Report"),
             "/v1/admin/rebuild": { "post": { "summary": "Rebuild every projection from the log; answers when the new projections are live",
                 "security": [{ "bearer": [] }], "responses": ok("RebuildReport", "Rebuilt") } },
             "/v1/admin/status": get("Log head, projection position, quarantine size", vec![], "Status"),

@@ -11,6 +11,7 @@ mod ingest;
 mod projector;
 mod quarantine;
 mod read;
+mod reports;
 mod smoke;
 #[path = "../support/dump.rs"]
 mod support;

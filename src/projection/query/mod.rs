@@ -1,10 +1,34 @@
-//! Read-side queries whose meaning belongs to the projections: finding a
-//! student by any of its ids, and folding history up to a point in time.
+//! Every read of the projection store: typed filters in, typed rows out.
+//! HTTP handlers and the `registrar report` command call these and render;
+//! no SQL on the projection store lives anywhere else (the writes are in
+//! [`super::store`]).
+//!
+//! The rules that give rows their meaning are stated here once:
+//! - a payment links to its student by its own `jodo_student_id`, else by
+//!   the student whose `identifier` it names ([`payments`]);
+//! - a payment's collector code is its own, else its student's;
+//! - a payment counts as recorded while no cancellation was folded into it
+//!   ([`crate::projection::entities::PaymentStatus`]).
+//!
+//! - [`students`], [`payments`], [`learners`]: the resources of `/v1`.
+//! - [`reports`]: the finance reports, as of a provider time and as known
+//!   at a receipt time ([`Times`]).
+
+pub mod learners;
+pub mod payments;
+pub mod reports;
+pub mod students;
 
 use rusqlite::{Connection, OptionalExtension};
+use serde::de::DeserializeOwned;
 
 use super::entities::{StudentState, Students};
 use super::{fold, store, HistoryRow, ProjectionError};
+
+/// Decodes a stored `doc`.
+pub(crate) fn doc<T: DeserializeOwned>(text: &str) -> Result<T, ProjectionError> {
+    Ok(serde_json::from_str(text)?)
+}
 
 /// How a student id resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]

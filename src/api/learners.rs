@@ -1,0 +1,203 @@
+//! `/v1/learners` and `/v1/enrollments` (Toolzz).
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::params::{paginate, rfc3339, Listing, NoParams, Page, Params};
+use super::{ApiError, AppState};
+use crate::projection::entities::{EnrollmentState, EnrollmentStatus};
+use crate::projection::query::learners::{self, EnrollmentFilter};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/learners/{user_id}", get(get_learner))
+        .route("/v1/enrollments", get(list_enrollments))
+}
+
+#[derive(Serialize)]
+pub struct CertificateView {
+    pub issued_at: String,
+    pub certified_at: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub approval_rate: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct EnrollmentView {
+    pub enrollment_id: String,
+    pub course_id: String,
+    pub course_name: Option<String>,
+    pub user_id: String,
+    pub institution_id: Option<String>,
+    pub active: bool,
+    pub status: &'static str,
+    pub date_expire: Option<String>,
+    pub enrolled_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub certificate: Option<CertificateView>,
+}
+
+fn enrollment_view(conn: &Connection, s: EnrollmentState) -> Result<EnrollmentView, ApiError> {
+    let r = s.record;
+    let certificate =
+        learners::certificate(conn, &r.user_id, &r.course_id)?.map(|(at, c)| CertificateView {
+            issued_at: rfc3339(at),
+            certified_at: c.certified_at,
+            kind: c.kind,
+            approval_rate: c.approval_rate,
+        });
+    Ok(EnrollmentView {
+        enrollment_id: r.enrollment_id,
+        course_id: r.course_id,
+        course_name: r.course_name,
+        user_id: r.user_id,
+        institution_id: r.institution_id,
+        active: r.active,
+        status: s.status.as_str(),
+        date_expire: r.date_expire,
+        enrolled_at: s.enrolled_at.map(rfc3339),
+        completed_at: s.completed_at.map(rfc3339),
+        certificate,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentsQuery {
+    user_id: Option<String>,
+    course_id: Option<String>,
+    status: Option<EnrollmentStatus>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/enrollments`.
+pub async fn list_enrollments(
+    State(app): State<AppState>,
+    Params(q): Params<EnrollmentsQuery>,
+) -> Result<Json<Listing<EnrollmentView>>, ApiError> {
+    let page = Page::new(q.limit, q.cursor.as_deref())?;
+    let after = page.text_key()?;
+    let filter = EnrollmentFilter {
+        user_id: q.user_id,
+        course_id: q.course_id,
+        status: q.status,
+    };
+    app.projections(move |conn| {
+        let rows = learners::enrollments(conn, &filter, after.as_deref(), page.limit + 1)?;
+        paginate(
+            rows,
+            page.limit,
+            |(id, _)| Value::from(id.clone()),
+            |(_, s)| enrollment_view(conn, s),
+        )
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Serialize)]
+pub struct SchoolView {
+    pub institution_id: String,
+    pub school_id: String,
+    pub role_id: Option<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct LearnerView {
+    pub user_id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub cpf: Option<String>,
+    pub nickname: Option<String>,
+    pub uuid: Option<String>,
+    pub phone: Option<String>,
+    pub date_of_birth: Option<String>,
+    /// Provider time of members.created, when received.
+    pub created_at: Option<String>,
+    /// Provider time of the latest members.* event; null when the learner is
+    /// known only from enrollments.
+    pub updated_at: Option<String>,
+    pub schools: Vec<SchoolView>,
+    pub enrollments: Vec<EnrollmentView>,
+}
+
+/// `GET /v1/learners/{user_id}`: profile, schools and enrollments. A user
+/// seen only in enrollment events is shown with the name and e-mail those
+/// carried.
+pub async fn get_learner(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Params(NoParams {}): Params<NoParams>,
+) -> Result<Json<LearnerView>, ApiError> {
+    app.projections(move |conn| {
+        let learner = learners::get(conn, &id)?;
+        let states = learners::of_user(conn, &id)?;
+        if learner.is_none() && states.is_empty() {
+            return Err(ApiError::NotFound(format!("no learner has user id {id:?}")));
+        }
+        let fallback = states
+            .iter()
+            .max_by_key(|s| s.enrolled_at)
+            .map(|s| (s.record.user_name.clone(), s.record.user_email.clone()));
+        let enrollments = states
+            .into_iter()
+            .map(|s| enrollment_view(conn, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let view = match learner {
+            Some(l) => {
+                let p = l.profile;
+                LearnerView {
+                    user_id: p.user_id,
+                    name: p.name,
+                    email: p.email,
+                    cpf: p.cpf,
+                    nickname: p.nickname,
+                    uuid: p.uuid,
+                    phone: p.phone,
+                    date_of_birth: p.date_of_birth,
+                    created_at: l.created_at.map(rfc3339),
+                    updated_at: Some(rfc3339(l.updated_at)),
+                    schools: p
+                        .schools
+                        .into_iter()
+                        .map(|s| SchoolView {
+                            institution_id: s.institution_id,
+                            school_id: s.school_id,
+                            role_id: s.role_id,
+                            created_at: s.created_at,
+                            updated_at: s.updated_at,
+                        })
+                        .collect(),
+                    enrollments,
+                }
+            }
+            None => {
+                let (name, email) = fallback.unwrap_or((None, None));
+                LearnerView {
+                    user_id: id,
+                    name,
+                    email,
+                    cpf: None,
+                    nickname: None,
+                    uuid: None,
+                    phone: None,
+                    date_of_birth: None,
+                    created_at: None,
+                    updated_at: None,
+                    schools: Vec::new(),
+                    enrollments,
+                }
+            }
+        };
+        Ok(Json(view))
+    })
+    .await
+}

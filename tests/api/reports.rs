@@ -1,0 +1,326 @@
+//! The finance reports end to end: JSON and CSV agree, business days, a
+//! payment changed after the close, CSV injection, errors.
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// A Jodo payment event with the fields the reports group by.
+#[allow(clippy::too_many_arguments)]
+fn payment(
+    event: &str,
+    event_id: &str,
+    id: &str,
+    amount: &str,
+    paid_at: &str,
+    mode: &str,
+    collector: &str,
+    ts: i64,
+) -> String {
+    format!(
+        r#"{{"event":"direct.payment.{event}","event_id":"{event_id}","version":"1.0","timestamp":{ts},"payload":{{"jodo_student_id":"S1","payment":{{"id":"{id}","amount":{amount},"mode":"{mode}","transaction_id":"T","settlement_utr":"","notes":"n","paid_at":"{paid_at}","details":[{{"fee_component":"TUITION_FEE","amount":"{amount}"}}]}},"student":{{"identifier":"id-S1","custom_identifier":"c","collector_code":"{collector}","academic_year_start":2025,"academic_year_end":2026,"primary_contact_number":"9876543210"}}}}}}"#
+    )
+}
+
+async fn csv_rows(app: &TestApp, path: &str) -> (String, Vec<Vec<String>>) {
+    let r = app.get(path).await;
+    assert_eq!(r.status(), 200, "GET {path}");
+    let disposition = r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = r.bytes().await.unwrap();
+    let mut rd = csv::Reader::from_reader(&body[..]);
+    let mut rows = vec![rd.headers().unwrap().iter().map(String::from).collect()];
+    for rec in rd.records() {
+        rows.push(rec.unwrap().iter().map(String::from).collect());
+    }
+    (disposition, rows)
+}
+
+#[tokio::test]
+async fn a_payment_at_20_00_utc_on_1_june_falls_on_2_june_in_the_day_book_in_json_and_csv() {
+    let app = spawn_app().await;
+    app.accept_jodo(&payment(
+        "added",
+        "e1",
+        "P1",
+        "2000.50",
+        "2025-06-01T20:00:00Z",
+        "cash",
+        "BR1",
+        1_748_808_000,
+    ))
+    .await;
+    app.accept_jodo(&payment(
+        "added",
+        "e2",
+        "P2",
+        "1000",
+        "2025-06-01T10:00:00Z",
+        "cash",
+        "BR1",
+        1_748_772_000,
+    ))
+    .await;
+    let j = app
+        .get_json("/v1/reports/day-book?from=2025-06-01&to=2025-06-02")
+        .await;
+    let items = j["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{j}");
+    assert_eq!(items[0]["date"], "2025-06-01");
+    assert_eq!(items[0]["recorded_total"], "1000.00");
+    assert_eq!(items[1]["date"], "2025-06-02");
+    assert_eq!(items[1]["recorded_total"], "2000.50");
+    assert_eq!(items[1]["collector_code"], "BR1");
+    assert_eq!(j["totals"]["recorded_total"], "3000.50");
+    assert_eq!(j["days"].as_array().unwrap().len(), 2);
+    assert!(j["seq"].as_u64().unwrap() >= 2);
+    for k in ["as_of", "known_at"] {
+        assert!(j[k].is_string(), "{j}");
+    }
+    let (disposition, rows) = csv_rows(
+        &app,
+        "/v1/reports/day-book?from=2025-06-01&to=2025-06-02&format=csv",
+    )
+    .await;
+    assert_eq!(
+        disposition,
+        "attachment; filename=\"day-book_2025-06-01_2025-06-02.csv\""
+    );
+    assert_eq!(
+        rows[0],
+        [
+            "date",
+            "mode",
+            "collector_code",
+            "recorded_count",
+            "recorded_total",
+            "cancelled_count",
+            "cancelled_total"
+        ]
+    );
+    for (row, item) in rows[1..].iter().zip(items) {
+        for (i, name) in rows[0].iter().enumerate() {
+            let v = &item[name.as_str()];
+            let text = v
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| v.to_string());
+            assert_eq!(row[i], text, "{name}");
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_march_day_book_known_at_the_close_differs_from_today_by_what_the_changes_report_lists()
+{
+    let app = spawn_app().await;
+    app.accept_jodo(&payment(
+        "added",
+        "e1",
+        "P1",
+        "500",
+        "2025-03-10T05:00:00Z",
+        "cash",
+        "BR1",
+        1_741_582_800,
+    ))
+    .await;
+    app.accept_jodo(&payment(
+        "added",
+        "e2",
+        "P2",
+        "700",
+        "2025-03-11T05:00:00Z",
+        "upi",
+        "BR1",
+        1_741_669_200,
+    ))
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let close = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    app.accept_jodo(&payment(
+        "cancelled",
+        "e3",
+        "P1",
+        "500",
+        "2025-03-10T05:00:00Z",
+        "cash",
+        "BR1",
+        1_741_600_000,
+    ))
+    .await;
+    app.accept_jodo(&payment(
+        "updated",
+        "e4",
+        "P2",
+        "750",
+        "2025-03-11T05:00:00Z",
+        "upi",
+        "BR1",
+        1_741_700_000,
+    ))
+    .await;
+
+    let enc = close.replace('+', "%2B");
+    let then = app
+        .get_json(&format!(
+            "/v1/reports/day-book?from=2025-03-01&to=2025-03-31&known_at={enc}"
+        ))
+        .await;
+    let now = app
+        .get_json("/v1/reports/day-book?from=2025-03-01&to=2025-03-31")
+        .await;
+    assert_eq!(then["totals"]["recorded_total"], "1200.00", "{then}");
+    assert_eq!(then["totals"]["cancelled_count"], 0);
+    assert_eq!(now["totals"]["recorded_total"], "750.00", "{now}");
+    assert_eq!(now["totals"]["cancelled_total"], "500.00");
+
+    // The changes report's window is of receipt times: today's.
+    let today = chrono::Utc::now().date_naive();
+    let (from, to) = (today.pred_opt().unwrap(), today.succ_opt().unwrap());
+    let changes = app
+        .get_json(&format!("/v1/reports/changes?from={from}&to={to}"))
+        .await;
+    let late: Vec<&Value> = changes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["event"] != "added")
+        .collect();
+    assert_eq!(late.len(), 2, "{changes}");
+    assert_eq!(late[0]["payment_id"], "P1");
+    assert!(late[0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["field"] == "status" && f["old"] == "recorded" && f["new"] == "cancelled"));
+    assert!(late[1]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["field"] == "amount" && f["old"] == "700.00" && f["new"] == "750.00"));
+
+    let reg = app
+        .get_json("/v1/reports/payments?from=2025-03-01&to=2025-03-31")
+        .await;
+    assert!(
+        reg["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["changed_after_close"] == true),
+        "{reg}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_text_cell_a_spreadsheet_would_execute_is_prefixed_with_a_quote() {
+    let app = spawn_app().await;
+    app.accept_jodo(&payment(
+        "added",
+        "e1",
+        "P1",
+        "10",
+        "2025-06-01T05:00:00Z",
+        "=HYPERLINK(1)",
+        "@BR",
+        1_748_754_000,
+    ))
+    .await;
+    let (_, rows) = csv_rows(
+        &app,
+        "/v1/reports/payments?from=2025-06-01&to=2025-06-01&format=csv",
+    )
+    .await;
+    let mode = rows[0].iter().position(|h| h == "mode").unwrap();
+    let collector = rows[0].iter().position(|h| h == "collector_code").unwrap();
+    assert_eq!(rows[1][mode], "'=HYPERLINK(1)");
+    assert_eq!(rows[1][collector], "'@BR");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_report_answers_400_naming_the_parameter_for_a_bad_range_date_or_status() {
+    let app = spawn_app().await;
+    for (q, name) in [
+        ("from=2025-01-01&to=2026-01-03", "to"),
+        ("from=2025-02-01&to=2025-01-01", "to"),
+        ("from=2025-13-01&to=2025-12-01", "from"),
+        ("from=2025-01-01", "to"),
+        ("from=2025-01-01&to=2025-01-02&status=lost", "status"),
+        (
+            "from=2025-01-01&to=2025-01-02&known_at=yesterday",
+            "known_at",
+        ),
+    ] {
+        let (status, body) = json(app.get(&format!("/v1/reports/payments?{q}")).await).await;
+        assert_eq!(status, 400, "{q}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(name),
+            "{q}: {body}"
+        );
+    }
+    let (status, _) = json(app.get("/v1/reports/statement/nobody").await).await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_statement_lists_the_students_payments_with_their_revisions_and_totals() {
+    let app = spawn_app().await;
+    app.accept_jodo(&crate::fixtures::jodo_student(
+        "registered",
+        "s1",
+        "S1",
+        1_740_000_000,
+    ))
+    .await;
+    app.accept_jodo(&payment(
+        "added",
+        "e1",
+        "P1",
+        "500",
+        "2025-03-10T05:00:00Z",
+        "cash",
+        "BR1",
+        1_741_582_800,
+    ))
+    .await;
+    app.accept_jodo(&payment(
+        "added",
+        "e2",
+        "P2",
+        "700",
+        "2025-03-11T05:00:00Z",
+        "upi",
+        "BR1",
+        1_741_669_200,
+    ))
+    .await;
+    app.accept_jodo(&payment(
+        "cancelled",
+        "e3",
+        "P1",
+        "500",
+        "2025-03-10T05:00:00Z",
+        "cash",
+        "BR1",
+        1_741_600_000,
+    ))
+    .await;
+    let s = app.get_json("/v1/reports/statement/S1").await;
+    assert_eq!(s["total_recorded"], "700.00", "{s}");
+    assert_eq!(s["total_cancelled"], "500.00");
+    assert_eq!(s["payments"][0]["revisions"].as_array().unwrap().len(), 2);
+    assert_eq!(s["timeline"][0]["event"], "registered");
+    let sc = app
+        .get_json("/v1/reports/status-changes?from=2025-02-01&to=2025-02-28")
+        .await;
+    assert_eq!(sc["items"][0]["jodo_student_id"], "S1", "{sc}");
+    app.stop().await;
+}
