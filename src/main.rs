@@ -66,6 +66,9 @@ struct ZoneArg {
 enum Command {
     /// Receive webhooks and serve the read API.
     Serve(ServeArgs),
+    /// A finance report, read from the projection store (the same bytes as
+    /// GET /v1/reports/NAME with the same times).
+    Report(ReportArgs),
     /// Recompute the hash chain and re-derive each row's columns from its
     /// body; exit 1 at the first fault.
     Verify {
@@ -134,11 +137,77 @@ struct ServeArgs {
     /// Projection lag past which /readyz fails, in milliseconds.
     #[arg(long, env = "REGISTRAR_MAX_LAG_MS", default_value_t = config::DEFAULT_MAX_LAG.as_millis() as u64)]
     max_lag_ms: u64,
+    #[command(flatten)]
+    business: BusinessZoneArg,
+    #[command(flatten)]
+    zone: ZoneArg,
+}
+
+#[derive(Args)]
+struct BusinessZoneArg {
     /// The zone business days (report dates) are counted in.
     #[arg(long, env = "REGISTRAR_BUSINESS_ZONE", default_value = "Asia/Kolkata")]
     business_zone: chrono_tz::Tz,
+}
+
+/// A payment's status, as the command line names it.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StatusArg {
+    Recorded,
+    Cancelled,
+}
+
+/// The finance reports, by name.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportName {
+    DayBook,
+    Payments,
+    Statement,
+    Changes,
+    StatusChanges,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    name: ReportName,
+    /// The student of a statement: jodo_student_id, identifier or custom identifier.
+    #[arg(long, required_if_eq("name", "statement"))]
+    student: Option<String>,
+    /// The range's first day or instant (RFC 3339 or yyyy-mm-dd).
+    #[arg(long)]
+    from: Option<String>,
+    /// The range's last day or instant (RFC 3339 or yyyy-mm-dd, inclusive).
+    #[arg(long)]
+    to: Option<String>,
+    /// What was true then (provider time) [default: now].
+    #[arg(long)]
+    as_of: Option<String>,
+    /// What registrar had received by then [default: now].
+    #[arg(long)]
+    known_at: Option<String>,
+    #[arg(long, value_enum, default_value = "json")]
+    format: registrar::report::Format,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// day-book, payments: only this mode.
+    #[arg(long)]
+    mode: Option<String>,
+    /// day-book, payments: only this collector code.
+    #[arg(long)]
+    collector_code: Option<String>,
+    /// payments: only this status.
+    #[arg(long, value_enum)]
+    status: Option<StatusArg>,
+    /// status-changes: only this grade.
+    #[arg(long)]
+    grade: Option<String>,
     #[command(flatten)]
-    zone: ZoneArg,
+    db: DbArg,
+    #[command(flatten)]
+    projections: ProjectionsArg,
+    #[command(flatten)]
+    business: BusinessZoneArg,
 }
 
 #[derive(Subcommand)]
@@ -212,6 +281,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             zone,
         } => rebuild_cmd(&db.db, &projections.path(&db.db), zone.toolzz_zone),
         Command::Quarantine { command } => quarantine_cmd(command),
+        Command::Report(args) => report_cmd(args),
     }
 }
 
@@ -257,7 +327,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     }
     cfg.max_lag = std::time::Duration::from_millis(args.max_lag_ms);
     cfg.unauthenticated_rate = args.unauthenticated_rate;
-    cfg.business_zone = args.business_zone;
+    cfg.business_zone = args.business.business_zone;
     let addrs: Vec<SocketAddr> = args
         .listen
         .to_socket_addrs()
@@ -435,6 +505,86 @@ fn rebuild_cmd(db: &Path, projections: &Path, zone: chrono_tz::Tz) -> Result<Exi
         report.events_per_second,
         projections.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_cmd(args: ReportArgs) -> Result<ExitCode> {
+    use registrar::projection::entities::PaymentStatus;
+    use registrar::projection::query::{self, Lookup};
+    use registrar::report::{self, Report, Request};
+    let zone = args.business.business_zone;
+    let path = args.projections.path(&args.db.db);
+    if !path.exists() {
+        bail!(
+            "no projection store at {} (start `registrar serve` once, or run `registrar rebuild`)",
+            path.display()
+        );
+    }
+    let times = report::parse_times(
+        args.as_of.as_deref(),
+        args.known_at.as_deref(),
+        zone,
+        report::now_micros(),
+    )?;
+    let range = match args.name {
+        ReportName::Statement => None,
+        _ => Some(report::parse_range(
+            args.from.as_deref(),
+            args.to.as_deref(),
+            zone,
+        )?),
+    };
+    let status = args.status.map(|s| match s {
+        StatusArg::Recorded => PaymentStatus::Recorded,
+        StatusArg::Cancelled => PaymentStatus::Cancelled,
+    });
+    let conn = registrar::projection::store::open_reader(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // One snapshot for the whole report, as the HTTP route reads it.
+    conn.execute_batch("BEGIN")?;
+    let report = match args.name {
+        ReportName::DayBook => Report::DayBook {
+            mode: args.mode,
+            collector_code: args.collector_code,
+        },
+        ReportName::Payments => Report::Payments {
+            status,
+            mode: args.mode,
+            collector_code: args.collector_code,
+        },
+        ReportName::Statement => {
+            let id = args.student.unwrap_or_default();
+            match query::resolve_student(&conn, &id)? {
+                Lookup::Found(jodo_student_id) => Report::Statement { jodo_student_id },
+                Lookup::NotFound => bail!("no student has id {id:?}"),
+                Lookup::Ambiguous(ids) => bail!(
+                    "{id:?} is the identifier of several students ({}); use the jodo_student_id",
+                    ids.join(", ")
+                ),
+            }
+        }
+        ReportName::Changes => Report::Changes,
+        ReportName::StatusChanges => Report::StatusChanges { grade: args.grade },
+    };
+    let rendered = report::run(
+        &conn,
+        &Request {
+            report,
+            range,
+            times,
+            zone,
+        },
+        args.format,
+    )?;
+    conn.execute_batch("COMMIT")?;
+    match args.out {
+        Some(file) => std::fs::write(&file, &rendered.body)
+            .with_context(|| format!("writing {}", file.display()))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&rendered.body)?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

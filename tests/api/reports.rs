@@ -324,3 +324,71 @@ async fn a_statement_lists_the_students_payments_with_their_revisions_and_totals
     assert_eq!(sc["items"][0]["jodo_student_id"], "S1", "{sc}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_cli_writes_the_same_bytes_as_the_http_route_for_the_same_times() {
+    let app = spawn_app().await;
+    for (i, (day, mode)) in [
+        ("2025-03-03", "cash"),
+        ("2025-03-04", "=cmd"),
+        ("2025-03-04", "cheque"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        app.accept_jodo(&payment(
+            "added",
+            &format!("e{i}"),
+            &format!("P{i}"),
+            "150.25",
+            &format!("{day}T06:00:00Z"),
+            mode,
+            "BR1",
+            1_741_000_000 + i as i64,
+        ))
+        .await;
+    }
+    let times = "as_of=2025-04-01T00:00:00Z&known_at=2099-01-01T00:00:00Z";
+    for (name, format) in [
+        ("day-book", "csv"),
+        ("payments", "csv"),
+        ("day-book", "json"),
+    ] {
+        let path =
+            format!("/v1/reports/{name}?from=2025-03-01&to=2025-03-31&{times}&format={format}");
+        let r = app.get(&path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        let http = r.bytes().await.unwrap();
+        let out = app
+            .config
+            .db_path
+            .with_file_name(format!("{name}.{format}"));
+        let cli = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+            .args(["report", name, "--from", "2025-03-01", "--to", "2025-03-31"])
+            .args([
+                "--as-of",
+                "2025-04-01T00:00:00Z",
+                "--known-at",
+                "2099-01-01T00:00:00Z",
+            ])
+            .args(["--format", format, "--db"])
+            .arg(&app.config.db_path)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            cli.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cli.stderr)
+        );
+        let written = std::fs::read(&out).unwrap();
+        assert!(!written.is_empty());
+        assert_eq!(
+            String::from_utf8_lossy(&written),
+            String::from_utf8_lossy(&http),
+            "{name} as {format}"
+        );
+    }
+    app.stop().await;
+}
