@@ -188,6 +188,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (the disk holding the log file
+        // is full) is dropped. By default the logger reports it with
+        // eprintln!, to the same full stderr, which panics: in a handler
+        // that was a 500, in the writer thread the end of ingest.
+        .log_internal_errors(false)
         // Colour only for a person at a terminal, not in log files.
         .with_ansi(std::io::stderr().is_terminal())
         .init();

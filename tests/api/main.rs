@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod connections;
 mod crash;
+mod faults;
 mod fixtures;
 mod helpers;
 mod hostile;
