@@ -1,5 +1,5 @@
 # registrar: the two commands a new user needs are `make run` and `make test`.
-.PHONY: run build test lint fmt bench bench-quick clean
+.PHONY: run build test lint fmt bench bench-quick faults clean
 
 # Builds, then serves on 127.0.0.1:8080 with the database at ./data/registrar.db.
 run:
@@ -19,6 +19,11 @@ lint:
 
 fmt:
 	cargo fmt
+
+# Fault scripts (README, Fault scripts): kill -9 under load, a full disk, a
+# read-only log. Some parts need root (CI runs as root); they say when skipped.
+faults:
+	scripts/faults.sh
 
 # The benchmark: figures beside floors measured in the same run (see README).
 bench:

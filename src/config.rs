@@ -28,6 +28,24 @@ pub const MAX_MIN_SEQ_WAIT: Duration = Duration::from_secs(10);
 /// How far behind the log the projections may be before `/readyz` fails.
 pub const DEFAULT_MAX_LAG: Duration = Duration::from_secs(5);
 
+/// How long a client may take to send a request's head (from its connection's
+/// accept, or from the first byte after its last answer), by default. A
+/// provider's head is a few hundred bytes sent at once; one still unfinished
+/// after 10 s is a stalled or hostile client holding a socket and a task.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a keep-alive connection with nothing in progress stays open, by
+/// default. Longer than nginx's upstream `keepalive_timeout` (60 s), so a
+/// proxy in front closes first and never sends a request on a connection
+/// the server is closing at that moment.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// At shutdown (SIGTERM), how long requests in progress may take before every
+/// connection left is closed, by default. A delivery commits in milliseconds;
+/// what is still unfinished after 10 s is a client that stopped sending, and
+/// a process supervisor's own stop timeout is usually 10 s or more.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// The projection store's default path: beside the log, named after it
 /// (`data/registrar.db` → `data/registrar.projections.db`).
 pub fn default_projections_path(db_path: &Path) -> PathBuf {
@@ -73,6 +91,12 @@ pub struct Config {
     pub unauthenticated_rate: u32,
     /// The zone business days (report dates) are counted in.
     pub business_zone: chrono_tz::Tz,
+    /// See [`DEFAULT_HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// See [`DEFAULT_IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
+    /// See [`DEFAULT_SHUTDOWN_GRACE`].
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -96,6 +120,9 @@ impl Config {
             max_lag: DEFAULT_MAX_LAG,
             unauthenticated_rate: DEFAULT_UNAUTHENTICATED_RATE,
             business_zone: crate::report::DEFAULT_BUSINESS_ZONE,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 

@@ -29,6 +29,8 @@
 //!   learners, events, each with its `router()`; admin, health), read-your-writes
 //!   and the error type. Nothing below it knows HTTP.
 //! - [`server`]: runs the API on a bound listener until a shutdown future.
+//! - [`connections`]: the accept loop, header and idle timeouts, and the
+//!   graceful shutdown bounded by a grace period.
 //! - [`config`], [`db`]: settings and limits; opening and migrating SQLite.
 //! - [`checkpoint`]: WAL checkpoints on their own thread, off the writer's commits.
 //!
@@ -38,6 +40,7 @@ pub mod api;
 pub mod auth;
 pub mod checkpoint;
 pub mod config;
+pub mod connections;
 pub mod db;
 pub mod event;
 pub mod ledger;

@@ -137,6 +137,16 @@ struct ServeArgs {
     /// Projection lag past which /readyz fails, in milliseconds.
     #[arg(long, env = "REGISTRAR_MAX_LAG_MS", default_value_t = config::DEFAULT_MAX_LAG.as_millis() as u64)]
     max_lag_ms: u64,
+    /// How long a client may take to send a request's head, in milliseconds.
+    #[arg(long, env = "REGISTRAR_HEADER_READ_TIMEOUT_MS", default_value_t = config::DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64)]
+    header_read_timeout_ms: u64,
+    /// How long an idle keep-alive connection stays open, in milliseconds.
+    #[arg(long, env = "REGISTRAR_IDLE_TIMEOUT_MS", default_value_t = config::DEFAULT_IDLE_TIMEOUT.as_millis() as u64)]
+    idle_timeout_ms: u64,
+    /// At SIGTERM, how long requests in progress may take before the
+    /// connections left are closed, in milliseconds.
+    #[arg(long, env = "REGISTRAR_SHUTDOWN_GRACE_MS", default_value_t = config::DEFAULT_SHUTDOWN_GRACE.as_millis() as u64)]
+    shutdown_grace_ms: u64,
     #[command(flatten)]
     business: BusinessZoneArg,
     #[command(flatten)]
@@ -254,6 +264,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (the disk holding the log file
+        // is full) is dropped. By default the logger reports it with
+        // eprintln!, to the same full stderr, which panics: in a handler
+        // that was a 500, in the writer thread the end of ingest.
+        .log_internal_errors(false)
         // Colour only for a person at a terminal, not in log files.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
@@ -310,9 +325,17 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         || args.quarantine_cap == 0
         || args.queue_depth == 0
         || args.max_batch == 0
+        || args.header_read_timeout_ms == 0
+        || args.idle_timeout_ms == 0
     {
-        bail!("--max-body-bytes, --quarantine-cap, --queue-depth and --max-batch must be positive");
+        bail!(
+            "--max-body-bytes, --quarantine-cap, --queue-depth, --max-batch, --header-read-timeout-ms \
+             and --idle-timeout-ms must be positive"
+        );
     }
+    cfg.header_read_timeout = std::time::Duration::from_millis(args.header_read_timeout_ms);
+    cfg.idle_timeout = std::time::Duration::from_millis(args.idle_timeout_ms);
+    cfg.shutdown_grace = std::time::Duration::from_millis(args.shutdown_grace_ms);
     cfg.max_body_bytes = args.max_body_bytes;
     cfg.quarantine_cap = args.quarantine_cap;
     cfg.queue_depth = args.queue_depth;

@@ -10,7 +10,6 @@
 //! background while reads answer 503.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -19,6 +18,7 @@ use crate::api::rate::RateLimit;
 use crate::api::{self, App, AppState, Readers};
 use crate::checkpoint::Checkpointer;
 use crate::config::Config;
+use crate::connections::{self, Timeouts};
 use crate::ledger::{LedgerConfig, Writer};
 use crate::metrics::Metrics;
 use crate::projection::live::LiveStore;
@@ -67,8 +67,10 @@ pub fn lock_projections(path: &std::path::Path) -> Result<std::fs::File, ServerE
 
 /// Opens (creating and migrating) the log, chooses the projection store,
 /// starts the writer and the projector, and serves until `shutdown`
-/// resolves. In-flight deliveries are committed and answered, and the
-/// projector finishes its batch, before it returns.
+/// resolves. Then it stops accepting, lets requests in progress finish for
+/// up to `config.shutdown_grace` (in-flight deliveries are committed and
+/// answered), closes every connection left, and stops the writer, the
+/// projector (after its batch) and the checkpointer, in that order.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
@@ -138,6 +140,11 @@ pub async fn serve(
             }
         });
     }
+    let timeouts = Timeouts {
+        header_read: config.header_read_timeout,
+        idle: config.idle_timeout,
+        grace: config.shutdown_grace,
+    };
     let state = AppState::new(App {
         unauthenticated: Arc::new(RateLimit::per_second(config.unauthenticated_rate)),
         log: Arc::new(Readers::new(config.db_path.clone())),
@@ -150,12 +157,7 @@ pub async fn serve(
     // No request-tracing layer: a URI can carry the Toolzz token, and the
     // ingest handlers log one line per delivery themselves.
     let app = api::router(state);
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let served = connections::serve(listener, app, timeouts, shutdown).await;
     writer.shutdown().await;
     tokio::task::spawn_blocking(move || projector_thread.stop())
         .await

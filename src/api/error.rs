@@ -93,6 +93,12 @@ impl ApiError {
         }
     }
 
+    /// The answer's body, `{"error":{"code","message"}}`, for the few
+    /// answers written outside axum (a request head that timed out).
+    pub fn body(&self) -> String {
+        json!({ "error": { "code": self.code(), "message": self.public_message() } }).to_string()
+    }
+
     /// The message the client sees.
     pub fn public_message(&self) -> String {
         match self {

@@ -83,6 +83,17 @@ impl TestApp {
         (self.dir, self.config)
     }
 
+    /// Signals shutdown and stops in a task of its own, so a test can act
+    /// while the server is stopping; the task returns how long the stop
+    /// took, and the directory (kept until the test is done with it).
+    pub fn stop_in_background(self) -> JoinHandle<(std::time::Duration, TempDir)> {
+        tokio::spawn(async move {
+            let began = std::time::Instant::now();
+            let (dir, _) = self.stop().await;
+            (began.elapsed(), dir)
+        })
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -3,7 +3,9 @@
 
 mod audit;
 mod auth;
+mod connections;
 mod crash;
+mod faults;
 mod fixtures;
 mod helpers;
 mod hostile;

@@ -1,0 +1,63 @@
+//! Faults around the process rather than the database (the database's own
+//! faults are in `scripts/faults.sh`).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::fixtures::*;
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_log_destination_that_cannot_be_written_does_not_break_ingest() {
+    // stderr on /dev/full: every log line fails with ENOSPC, as when the
+    // disk holding the server's log file is full. The logger once reported
+    // that on stderr again, which panics: handlers answered 500 and the
+    // writer thread died, so ingest stayed 503 after the disk was freed.
+    let dev_full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.path().join("registrar.db"))
+        .env("REGISTRAR_JODO_SECRET", JODO_SECRET)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(dev_full))
+        .spawn()
+        .expect("starting registrar");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "registrar did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut answers = Vec::new();
+    for i in 0..5 {
+        let body = jodo_student(
+            "registered",
+            &format!("evt-full-{i}"),
+            &format!("s{i}"),
+            1_700_000_000,
+        );
+        let sig = registrar::auth::sign(JODO_SECRET.as_bytes(), body.as_bytes());
+        let r = client
+            .post(format!("{base}/webhooks/jodo"))
+            .header("X-Jodo-Signature", sig)
+            .body(body)
+            .send()
+            .await
+            .expect("an answer");
+        answers.push(r.status().as_u16());
+    }
+    child.kill().ok();
+    child.wait().ok();
+    assert_eq!(answers, [200; 5]);
+}
