@@ -1,5 +1,5 @@
 # registrar: the two commands a new user needs are `make run` and `make test`.
-.PHONY: run build test lint fmt bench bench-quick faults clean
+.PHONY: run build test lint fmt bench bench-quick faults fuzz clean
 
 # Builds, then serves on 127.0.0.1:8080 with the database at ./data/registrar.db.
 run:
@@ -24,6 +24,11 @@ fmt:
 # read-only log. Some parts need root (CI runs as root); they say when skipped.
 faults:
 	scripts/faults.sh
+
+# Fuzzing (README, Fuzzing): each target for FUZZ_SECONDS (default 60).
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 # The benchmark: figures beside floors measured in the same run (see README).
 bench:

@@ -115,6 +115,32 @@ fn take_min_seq(mut req: Request) -> Result<(Option<u64>, Request), ApiError> {
     Ok((found, req))
 }
 
+/// For the fuzz targets in `fuzz/` (not an API): takes `min_seq` out of a
+/// `/v1` request with this query and header as the middleware does, and
+/// returns it; checks that what is left of the query no longer holds it.
+#[doc(hidden)]
+pub fn fuzz_min_seq(query: &str, header: &[u8]) -> Option<u64> {
+    let mut req = Request::new(axum::body::Body::empty());
+    *req.uri_mut() = format!("/v1/events?{query}").parse().ok()?;
+    if let Ok(v) = HeaderValue::from_bytes(header) {
+        req.headers_mut().insert(MIN_SEQ_HEADER, v);
+    }
+    let (seq, req) = take_min_seq(req).ok()?;
+    if let Some(s) = seq {
+        assert!(s <= i64::MAX as u64, "min_seq {s} is past i64::MAX");
+        if query.contains("min_seq=") {
+            let left = req.uri().query().unwrap_or("");
+            assert!(
+                !left
+                    .split('&')
+                    .any(|p| p.split('=').next() == Some(MIN_SEQ_PARAM)),
+                "min_seq is still in {left:?}"
+            );
+        }
+    }
+    seq
+}
+
 /// A seq as the log numbers them: decimal digits, at most i64::MAX.
 fn parse_seq(text: &str) -> Result<u64, ApiError> {
     let bad = || {

@@ -37,20 +37,66 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let q = parts.uri.query().unwrap_or("");
-        check_query(q)?;
-        // The path names the parameter at fault (`status: unknown variant ...`).
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
-        serde_path_to_error::deserialize(de)
-            .map(Params)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                if path == "." {
-                    ApiError::bad_request(format!("query string: {}", e.inner()))
-                } else {
-                    ApiError::bad_request(format!("query string: {path}: {}", e.inner()))
-                }
-            })
+        parse_query(parts.uri.query().unwrap_or("")).map(Params)
+    }
+}
+
+/// A query string checked ([`check_query`]) and parsed into `T`, or a 400
+/// naming the parameter at fault (`status: unknown variant ...`).
+pub fn parse_query<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
+    check_query(q)?;
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            ApiError::bad_request(format!("query string: {}", e.inner()))
+        } else {
+            ApiError::bad_request(format!("query string: {path}: {}", e.inner()))
+        }
+    })
+}
+
+/// For the fuzz targets in `fuzz/` (not an API): parses a query string as
+/// every route's parameters would, and returns how many routes accept it.
+#[doc(hidden)]
+pub fn fuzz_query(query: &str) -> usize {
+    [
+        parse_query::<super::students::StudentsQuery>(query).is_ok(),
+        parse_query::<super::students::AsOfQuery>(query).is_ok(),
+        parse_query::<super::students::PageQuery>(query).is_ok(),
+        parse_query::<super::payments::PaymentsQuery>(query).is_ok(),
+        parse_query::<super::learners::EnrollmentsQuery>(query).is_ok(),
+        parse_query::<super::events::EventsQuery>(query).is_ok(),
+        parse_query::<NoParams>(query).is_ok(),
+    ]
+    .into_iter()
+    .filter(|ok| *ok)
+    .count()
+}
+
+/// For the fuzz targets in `fuzz/` (not an API): decodes `cursor` as every
+/// list route would, and checks that every key it decodes to is encoded
+/// back to a cursor that decodes to the same key.
+#[doc(hidden)]
+pub fn fuzz_cursor(cursor: &str) {
+    let Ok(page) = Page::new(None, Some(cursor)) else {
+        return;
+    };
+    let again = |v: &Value| {
+        let p = Page::new(None, Some(&encode_cursor(v))).expect("an issued cursor decodes");
+        assert_eq!(p.cursor.as_ref(), Some(v), "a cursor round-trips");
+        p
+    };
+    if let Ok(Some(k)) = page.text_key() {
+        assert_eq!(again(&Value::from(k.clone())).text_key().unwrap(), Some(k));
+    }
+    if let Ok(Some((a, b))) = page.int_text_key() {
+        let v = Value::from(vec![Value::from(a), Value::from(b.clone())]);
+        assert_eq!(again(&v).int_text_key().unwrap(), Some((a, b)));
+    }
+    if let Ok(Some((a, b))) = page.int_int_key() {
+        let v = Value::from(vec![Value::from(a), Value::from(b)]);
+        assert_eq!(again(&v).int_int_key().unwrap(), Some((a, b)));
     }
 }
 
@@ -88,7 +134,8 @@ pub fn check_query(query: &str) -> Result<(), ApiError> {
 /// Percent-decoding of a path segment, or with `form` of one query name or
 /// value (`application/x-www-form-urlencoded`: `+` is a space). None for a
 /// `%` not followed by two hex digits.
-pub(crate) fn percent_decode(text: &str, form: bool) -> Option<Vec<u8>> {
+#[doc(hidden)]
+pub fn percent_decode(text: &str, form: bool) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
