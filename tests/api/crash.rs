@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -15,48 +15,6 @@ use crate::fixtures::*;
 use crate::helpers::*;
 use crate::support::dump;
 
-/// The binary under test, serving `dir`'s database on a free port.
-struct Proc {
-    child: Child,
-    base: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn serve(dir: &Path) -> Proc {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_registrar"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(dir.join("registrar.db"))
-        .env("REGISTRAR_JODO_SECRET", JODO_SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting registrar");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "registrar did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Proc { child, base }
-}
-
-impl Proc {
-    fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-}
-
 fn log_head(dir: &Path) -> u64 {
     let conn = registrar::db::open_ro(&dir.join("registrar.db")).unwrap();
     registrar::log::head(&conn).unwrap().seq
@@ -64,7 +22,7 @@ fn log_head(dir: &Path) -> u64 {
 
 /// Waits until the restarted server's projections hold the whole log, then
 /// compares them with a fresh rebuild of the same log.
-async fn assert_equal_to_a_fresh_rebuild(dir: &Path, proc: &Proc) {
+async fn assert_equal_to_a_fresh_rebuild(dir: &Path, proc: &BinaryServer) {
     let head = log_head(dir);
     // A build after the kill may take longer than one read waits: retry.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -147,7 +105,7 @@ fn body(i: usize) -> String {
 #[tokio::test]
 async fn a_kill_during_a_projector_batch_leaves_projections_equal_to_a_rebuild() {
     let dir = tempfile::tempdir().unwrap();
-    let proc = serve(dir.path()).await;
+    let proc = spawn_binary(dir.path(), Stdio::null()).await;
     let client = reqwest::Client::new();
     let url = format!("{}/webhooks/jodo", proc.base);
     // Many deliveries in flight; the kill lands while the projector is
@@ -186,7 +144,7 @@ async fn a_kill_during_a_projector_batch_leaves_projections_equal_to_a_rebuild()
         acked.iter().all(|s| *s <= head),
         "an acknowledged delivery was lost"
     );
-    let proc = serve(dir.path()).await;
+    let proc = spawn_binary(dir.path(), Stdio::null()).await;
     assert_equal_to_a_fresh_rebuild(dir.path(), &proc).await;
     proc.kill9();
 }
@@ -214,7 +172,7 @@ async fn a_kill_during_a_rebuild_leaves_projections_equal_to_a_rebuild() {
         }
         tx.commit().unwrap();
     }
-    let proc = serve(dir.path()).await;
+    let proc = spawn_binary(dir.path(), Stdio::null()).await;
     // Kill once the build has started writing its file.
     let building = dir.path().join("registrar.projections.db.g0");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -224,7 +182,7 @@ async fn a_kill_during_a_rebuild_leaves_projections_equal_to_a_rebuild() {
     }
     tokio::time::sleep(Duration::from_millis(30)).await;
     proc.kill9();
-    let proc = serve(dir.path()).await;
+    let proc = spawn_binary(dir.path(), Stdio::null()).await;
     assert_equal_to_a_fresh_rebuild(dir.path(), &proc).await;
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -1,8 +1,7 @@
 //! Faults around the process rather than the database (the database's own
 //! faults are in `scripts/faults.sh`).
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use crate::fixtures::*;
 use crate::helpers::*;
@@ -18,27 +17,8 @@ async fn a_log_destination_that_cannot_be_written_does_not_break_ingest() {
         .open("/dev/full")
         .expect("/dev/full");
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_registrar"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(dir.path().join("registrar.db"))
-        .env("REGISTRAR_JODO_SECRET", JODO_SECRET)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(dev_full))
-        .spawn()
-        .expect("starting registrar");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "registrar did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let server = spawn_binary(dir.path(), Stdio::from(dev_full)).await;
+    let (client, base) = (reqwest::Client::new(), server.base.clone());
     let mut answers = Vec::new();
     for i in 0..5 {
         let body = jodo_student(
@@ -57,7 +37,6 @@ async fn a_log_destination_that_cannot_be_written_does_not_break_ingest() {
             .expect("an answer");
         answers.push(r.status().as_u16());
     }
-    child.kill().ok();
-    child.wait().ok();
+    server.kill9();
     assert_eq!(answers, [200; 5]);
 }

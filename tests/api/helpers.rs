@@ -221,3 +221,48 @@ pub async fn json(r: reqwest::Response) -> (u16, serde_json::Value) {
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
     )
 }
+
+/// The real binary serving `dir`'s database on a free port (for kill -9
+/// and for what only a process shows, like its stderr).
+pub struct BinaryServer {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+/// Starts `registrar serve` on `dir/registrar.db` with the test's Jodo
+/// secret, its stderr to `stderr`, and waits until it answers.
+pub async fn spawn_binary(dir: &std::path::Path, stderr: std::process::Stdio) -> BinaryServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.join("registrar.db"))
+        .env("REGISTRAR_JODO_SECRET", JODO_SECRET)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("starting registrar");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "registrar did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    BinaryServer { child, base }
+}
+
+impl BinaryServer {
+    /// SIGKILL, then reap.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}

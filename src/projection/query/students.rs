@@ -24,7 +24,7 @@ const STUDENTS_PAGE: &str = "SELECT jodo_student_id, doc FROM students
        AND (?2 IS NULL OR grade_code = ?2 OR json_extract(doc, '$.profile.grade.name') = ?2)
        AND (?3 IS NULL OR collector_code = ?3)
        AND (?4 IS NULL OR search LIKE ?4 ESCAPE '\\')
-       AND (?5 IS NULL OR jodo_student_id > ?5)
+       AND jodo_student_id > COALESCE(?5, '')
      ORDER BY jodo_student_id LIMIT ?6";
 
 /// Up to `limit` students after `after`, in jodo_student_id order.
@@ -151,5 +151,33 @@ mod tests {
             plan.contains("COVERING INDEX student_history_order"),
             "{plan}"
         );
+    }
+
+    /// Plans are fixed at prepare time on read connections: an optional
+    /// `(? IS NULL OR id > ?)` would scan every earlier student on each page.
+    #[test]
+    fn a_page_of_students_starts_at_its_cursor_without_scanning_what_came_before() {
+        let conn = Connection::open_in_memory().unwrap();
+        store::create_schema(&conn).unwrap();
+        let p: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {STUDENTS_PAGE}"))
+            .unwrap()
+            .query_map(
+                (
+                    None::<&str>,
+                    None::<&str>,
+                    None::<&str>,
+                    None::<&str>,
+                    Some("s"),
+                    10,
+                ),
+                |r| r.get(3),
+            )
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let p = p.join("\n");
+        assert!(p.contains("jodo_student_id>"), "{p}");
+        assert!(!p.contains("TEMP B-TREE"), "{p}");
     }
 }
