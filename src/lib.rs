@@ -24,6 +24,9 @@
 //!   ([`projection::live`]), [`projection::rebuild`] and
 //!   [`projection::query`], the one module that reads the store (typed
 //!   filters in, typed rows out; HTTP and the CLI only render).
+//! - [`report`]: the finance reports (day book, register, statement,
+//!   changes, status changes) as of a date and as known at a date, rendered
+//!   as JSON or CSV the same way for HTTP and the CLI.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`api`]: axum routers (ingest; the read resources students, payments,
 //!   learners, events, each with its `router()`; admin, health), read-your-writes
