@@ -1,0 +1,235 @@
+//! The finance reports reconcile: for any close K and later time L, the day
+//! book known at L minus the day book known at K is exactly the net effect of
+//! the payment revisions the changes report lists as received in (K, L]
+//! (a payment first received then is a change from nothing); and a report
+//! known at K does not move when more deliveries arrive.
+//!
+//! Random payment histories: adds, updates and cancellations of a few
+//! payments, amounts, days and modes drawn at random, provider times out of
+//! order, each delivery received at its own time; the projector's own path
+//! ([`projector::apply_batch`]) builds the store.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use proptest::prelude::*;
+use proptest::test_runner::Config as ProptestConfig;
+use rusqlite::{Connection, TransactionBehavior};
+
+use registrar::event::Source;
+use registrar::log::{self, LogReader};
+use registrar::projection::entities::{PaymentState, PaymentStatus};
+use registrar::projection::projector;
+use registrar::projection::query::reports::{self, DayKey, Times};
+use registrar::sources::{self, ParseContext, Parsed};
+use registrar::{db, ledger};
+
+/// Provider time of the first delivery: 2025-03-03 10:40 UTC.
+const EPOCH: i64 = 1_741_000_000;
+/// Far enough ahead that `as_of` leaves nothing out.
+const AS_OF_ALL: i64 = 4_102_444_800;
+const MODES: [&str; 3] = ["cash", "cheque", "upi"];
+
+#[derive(Debug, Clone)]
+struct Delivery {
+    payment: usize,
+    /// 0 added, 1 updated, 2 cancelled.
+    kind: usize,
+    amount_minor: u32,
+    day: u32,
+    mode: usize,
+    /// Provider time, in hours after EPOCH: out of order on purpose.
+    hour: i64,
+}
+
+fn delivery() -> impl Strategy<Value = Delivery> {
+    (
+        0usize..4,
+        0usize..3,
+        0u32..500_000,
+        1u32..6,
+        0usize..3,
+        0i64..48,
+    )
+        .prop_map(|(payment, kind, amount_minor, day, mode, hour)| Delivery {
+            payment,
+            kind,
+            amount_minor,
+            day,
+            mode,
+            hour,
+        })
+}
+
+fn body(d: &Delivery, i: usize) -> String {
+    let kind = ["added", "updated", "cancelled"][d.kind];
+    let amount = format!("{}.{:02}", d.amount_minor / 100, d.amount_minor % 100);
+    format!(
+        r#"{{"event":"direct.payment.{kind}","event_id":"ev-{i}","version":"1.0","timestamp":{ts},"payload":{{"jodo_student_id":"S1","payment":{{"id":"P{p}","amount":{amount},"mode":"{mode}","transaction_id":"T","settlement_utr":"","notes":"n","paid_at":"2025-03-0{day}T10:00:00Z","details":[{{"fee_component":"TUITION_FEE","amount":"{amount}"}}]}},"student":{{"identifier":"id-S1","custom_identifier":"c","collector_code":"BR{c}","academic_year_start":2025,"academic_year_end":2026,"primary_contact_number":"9876543210"}}}}}}"#,
+        ts = EPOCH + d.hour * 3600,
+        p = d.payment,
+        mode = MODES[d.mode],
+        day = d.day,
+        c = d.payment % 2,
+    )
+}
+
+/// When delivery `i` is received, microseconds: each at its own time.
+fn received_at(i: usize) -> i64 {
+    (i as i64 + 1) * 1_000
+}
+
+/// Just after `n` deliveries were received.
+fn after(n: usize) -> i64 {
+    n as i64 * 1_000 + 500
+}
+
+struct Store {
+    _dir: tempfile::TempDir,
+    log: Connection,
+    reader: LogReader,
+    conn: Connection,
+}
+
+fn fresh() -> Store {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("registrar.db");
+    let mut log = db::open_rw(&log_path).unwrap();
+    log.pragma_update(None, "synchronous", "OFF").unwrap();
+    db::migrate(&mut log).unwrap();
+    let opened = projector::open_store(&dir.path().join("registrar.projections.db"), 0).unwrap();
+    Store {
+        reader: LogReader::open(&log_path).unwrap(),
+        conn: opened.writer.unwrap(),
+        log,
+        _dir: dir,
+    }
+}
+
+impl Store {
+    fn deliver(&mut self, text: &str, received_at: i64) {
+        let d = match sources::parse(Source::Jodo, text.as_bytes(), &ParseContext::default()) {
+            Ok(Parsed::Delivery(d)) => d,
+            other => panic!("a generated body does not parse: {other:?}"),
+        };
+        let tx = self
+            .log
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        let mut head = log::head(&tx).unwrap();
+        ledger::append_delivery(&tx, &mut head, &d, text.as_bytes(), received_at).unwrap();
+        tx.commit().unwrap();
+        let head = self.reader.head().unwrap();
+        projector::apply_batch(
+            &mut self.conn,
+            &self.reader,
+            &ParseContext::default(),
+            head,
+            &mut VecDeque::new(),
+        )
+        .unwrap();
+    }
+
+    /// The day book known at `known_at`, as signed figures per key.
+    fn day_book(&self, known_at: i64) -> Book {
+        let times = Times {
+            as_of: AS_OF_ALL,
+            known_at,
+        };
+        let pays = reports::payments_known(&self.conn, times, 0, AS_OF_ALL).unwrap();
+        let mut book = Book::new();
+        for (key, f) in reports::day_book(&pays, chrono_tz::Asia::Kolkata, None, None) {
+            let e = book.entry(key).or_default();
+            e[0] += f.recorded_count as i128;
+            e[1] += f.recorded_total;
+            e[2] += f.cancelled_count as i128;
+            e[3] += f.cancelled_total;
+        }
+        book
+    }
+}
+
+/// recorded count and total, cancelled count and total, per key.
+type Book = BTreeMap<DayKey, [i128; 4]>;
+
+/// Adds `sign` times what one payment state contributes to a day book.
+fn contribute(book: &mut Book, s: &PaymentState, sign: i128) {
+    let r = &s.record;
+    let key = (
+        reports::business_date(r.paid_at, chrono_tz::Asia::Kolkata),
+        r.mode.clone(),
+        r.collector_code.clone(),
+    );
+    let e = book.entry(key).or_default();
+    let minor = i128::from(r.amount.minor());
+    match s.status {
+        PaymentStatus::Recorded => {
+            e[0] += sign;
+            e[1] += sign * minor;
+        }
+        PaymentStatus::Cancelled => {
+            e[2] += sign;
+            e[3] += sign * minor;
+        }
+    }
+}
+
+fn nonzero(book: Book) -> Book {
+    book.into_iter()
+        .filter(|(_, v)| v.iter().any(|x| *x != 0))
+        .collect()
+}
+
+fn check(deliveries: &[Delivery], k: usize, l: usize) -> Result<(), TestCaseError> {
+    let (k, l) = (k.min(l), k.max(l));
+    let mut store = fresh();
+    let mut book_k_then = None;
+    for (i, d) in deliveries.iter().enumerate() {
+        if i == k {
+            book_k_then = Some(store.day_book(after(k)));
+        }
+        store.deliver(&body(d, i), received_at(i));
+    }
+    let book_k = store.day_book(after(k));
+    if let Some(then) = book_k_then {
+        prop_assert_eq!(&then, &book_k, "the day book known at K moved");
+    }
+    let book_l = store.day_book(after(l));
+    // The day book at K plus every change received in (K, L].
+    let times = Times {
+        as_of: AS_OF_ALL,
+        known_at: after(l),
+    };
+    let changes = reports::changes(&store.conn, times, after(k) + 1, after(l)).unwrap();
+    let mut expected = book_k;
+    for c in &changes {
+        if let Some(old) = &c.old {
+            contribute(&mut expected, old, -1);
+        }
+        if let Some(new) = &c.new {
+            contribute(&mut expected, new, 1);
+        }
+    }
+    prop_assert_eq!(nonzero(expected), nonzero(book_l));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(48),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_day_book_known_later_is_the_one_known_at_the_close_plus_the_changes_received_between(
+        deliveries in prop::collection::vec(delivery(), 1..24),
+        k in 0usize..24,
+        l in 0usize..24,
+    ) {
+        let n = deliveries.len();
+        check(&deliveries, k.min(n), l.min(n))?;
+    }
+}
