@@ -547,7 +547,7 @@ fn report_cmd(args: ReportArgs) -> Result<ExitCode> {
         args.as_of.as_deref(),
         args.known_at.as_deref(),
         zone,
-        report::now_micros(),
+        registrar::ledger::now_micros(),
     )?;
     let range = match args.name {
         ReportName::Statement => None,

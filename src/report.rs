@@ -3,7 +3,7 @@
 //! as JSON and as CSV. The data comes from [`crate::projection::query::reports`];
 //! HTTP and the CLI call [`run`], so both produce the same bytes.
 
-use chrono::{DateTime, Days, NaiveDate, NaiveTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, SecondsFormat, TimeZone};
 use chrono_tz::Tz;
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -174,11 +174,6 @@ fn file_part(text: &str) -> String {
         .take(64)
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect()
-}
-
-/// Now, unix microseconds.
-pub fn now_micros() -> i64 {
-    Utc::now().timestamp_micros()
 }
 
 /// A rendered report.

@@ -101,7 +101,7 @@ async fn answer(
         q.as_of.as_deref(),
         q.known_at.as_deref(),
         zone,
-        report::now_micros(),
+        crate::ledger::now_micros(),
     )?;
     let range = match report {
         Report::Statement { .. } => None,

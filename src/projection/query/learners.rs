@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::doc;
+use super::{doc, keyed_docs};
 use crate::event::Certificate;
 use crate::projection::entities::{EnrollmentState, EnrollmentStatus, LearnerState};
 use crate::projection::ProjectionError;
@@ -61,12 +61,7 @@ pub fn enrollments(
         ),
         |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
     )?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, text) = row?;
-        out.push((id, doc(&text)?));
-    }
-    Ok(out)
+    keyed_docs(rows)
 }
 
 /// A user's enrollments, in enrollment_id order, at most

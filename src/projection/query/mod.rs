@@ -30,6 +30,17 @@ pub(crate) fn doc<T: DeserializeOwned>(text: &str) -> Result<T, ProjectionError>
     Ok(serde_json::from_str(text)?)
 }
 
+/// Rows of (key, document) with each document decoded.
+pub(crate) fn keyed_docs<T: DeserializeOwned>(
+    rows: impl Iterator<Item = rusqlite::Result<(String, String)>>,
+) -> Result<Vec<(String, T)>, ProjectionError> {
+    rows.map(|row| {
+        let (key, text) = row?;
+        Ok((key, doc(&text)?))
+    })
+    .collect()
+}
+
 /// How a student id resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::doc;
+use super::{doc, keyed_docs};
 use crate::event::StudentChange;
 use crate::projection::entities::{StudentState, StudentStatus};
 use crate::projection::{Kind, ProjectionError};
@@ -52,12 +52,7 @@ pub fn list(
         ),
         |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
     )?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, text) = row?;
-        out.push((id, doc(&text)?));
-    }
-    Ok(out)
+    keyed_docs(rows)
 }
 
 fn like_escape(s: &str) -> String {
