@@ -93,6 +93,12 @@ const INGEST_MAX_MS: f64 = 100.0;
 /// Projection lag under the ingest load (issue 8).
 const LAG_P99_MS: f64 = 250.0;
 const LAG_CATCH_UP_MS: f64 = 1_000.0;
+/// The finance reports' year (the generated log starts on 2024-01-01).
+const FINANCE_FROM: &str = "2024-01-01";
+const FINANCE_TO: &str = "2024-12-31";
+/// Issue 9's targets.
+const DAY_BOOK_MS: f64 = 250.0;
+const REGISTER_VS_FLOOR: f64 = 0.5;
 /// Clients posting unauthenticated bodies as fast as they can (issue 11).
 const FLOOD_CLIENTS: usize = 16;
 const FLOOD_P99_RATIO: f64 = 2.0;
@@ -752,6 +758,65 @@ fn large_part(
         row.ratio = Some(lat.p99 / get_floor_lat.p99);
         row.target = format!("<= {READ_P99_VS_FLOOR}x the GET floor's, all 200");
         row.pass = Some(all_200 && lat.p99 <= READ_P99_VS_FLOOR * get_floor_lat.p99);
+    }
+    done(t, report);
+    finance_part(report, dir, &db)
+}
+
+/// The finance reports on the large database (issue 9): a year's day book
+/// and the same year's payment register as CSV, from the command line, each
+/// beside a floor: a bare SELECT of the same payment rows.
+fn finance_part(report: &mut Report, dir: &Path, db: &Path) -> Result<()> {
+    let t = phase(&format!("finance reports ({FINANCE_FROM} to {FINANCE_TO})"));
+    let store = registrar::config::default_projections_path(db);
+    let (floor_rows, floor) = storage::payments_floor(&store, FINANCE_FROM, FINANCE_TO)?;
+    let floor_rate = floor_rows as f64 / floor.as_secs_f64();
+    eprintln!(
+        "   floor: {floor_rows} payment rows in {:.0} ms",
+        floor.as_secs_f64() * 1e3
+    );
+    report.rate(
+        "payments floor (bare SELECT of the year)",
+        floor_rate,
+        "rows/s",
+    );
+    for (name, format) in [("day-book", "json"), ("payments", "csv")] {
+        let out = dir.join(format!("{name}.{format}"));
+        let mut cmd = process::registrar();
+        cmd.args(["report", name, "--from", FINANCE_FROM, "--to", FINANCE_TO])
+            .args(["--format", format, "--db"])
+            .arg(db)
+            .arg("--out")
+            .arg(&out);
+        let m = process::run_measured(cmd)?;
+        if !m.status.success() {
+            eprintln!("   {name}: {}{}", m.stdout, m.stderr);
+        }
+        let ms = m.wall.as_secs_f64() * 1e3;
+        let peak_mb = m.peak_kib as f64 * 1024.0 / 1e6;
+        let bytes = std::fs::metadata(&out).map_or(0, |m| m.len());
+        eprintln!("   {name} ({format}): {ms:.0} ms, peak {peak_mb:.1} MB, {bytes} bytes");
+        if name == "day-book" {
+            let row = report.ms("a year's day book (CLI, JSON)", ms);
+            row.target = format!("< {DAY_BOOK_MS} ms");
+            row.pass = Some(m.status.success() && ms < DAY_BOOK_MS);
+        } else {
+            let rows = std::fs::read(&out)
+                .map(|b| b.iter().filter(|c| **c == b'\n').count().saturating_sub(1))
+                .unwrap_or(0);
+            let rate = rows as f64 / m.wall.as_secs_f64();
+            let row = report.rate("the year's payment register as CSV (CLI)", rate, "rows/s");
+            row.floor = Some(floor_rate);
+            row.ratio = Some(rate / floor_rate);
+            row.target = format!(">= {REGISTER_VS_FLOOR}x the floor");
+            row.pass = Some(m.status.success() && rate >= REGISTER_VS_FLOOR * floor_rate);
+        }
+        let row = report.text(
+            &format!("{name} report peak memory"),
+            format!("{peak_mb:.1} MB"),
+        );
+        row.number = Some(peak_mb);
+        row.unit = "MB";
     }
     done(t, report);
     Ok(())

@@ -309,3 +309,30 @@ fn note(check: &mut IngestCheck, msg: String) {
         check.problems.push(msg);
     }
 }
+
+/// The finance floor: a bare SELECT of the current payment rows whose
+/// paid_at falls in [from, to] (business dates read as UTC days), reading
+/// each document. Returns (rows, elapsed).
+pub fn payments_floor(store: &Path, from: &str, to: &str) -> Result<(u64, Duration)> {
+    let conn = registrar::projection::store::open_reader(store)?;
+    let day = |d: &str, end: bool| -> Result<i64> {
+        let date = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")?;
+        let t = if end {
+            date.and_hms_opt(23, 59, 59)
+        } else {
+            date.and_hms_opt(0, 0, 0)
+        };
+        Ok(t.context("a time of day")?.and_utc().timestamp())
+    };
+    let (from, to) = (day(from, false)?, day(to, true)?);
+    let started = Instant::now();
+    let mut stmt = conn.prepare("SELECT doc FROM payments WHERE paid_at BETWEEN ?1 AND ?2")?;
+    let mut rows = stmt.query((from, to))?;
+    let (mut n, mut bytes) = (0u64, 0usize);
+    while let Some(r) = rows.next()? {
+        bytes += r.get_ref(0)?.as_bytes()?.len();
+        n += 1;
+    }
+    std::hint::black_box(bytes);
+    Ok((n, started.elapsed()))
+}
