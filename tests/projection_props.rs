@@ -27,26 +27,25 @@
 //! The deterministic tests at the end pin a few cases by name.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::path::PathBuf;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::Config as ProptestConfig;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 use serde_json::json;
-use tempfile::TempDir;
 
 use registrar::event::{Event, Sequenced, Source};
-use registrar::log::LogReader;
-use registrar::log::{self, AppendOutcome};
+use registrar::log::AppendOutcome;
 use registrar::projection::store;
 use registrar::projection::{projector, rebuild};
-use registrar::sources::{self, ParseContext, Parsed};
-use registrar::{db, ledger};
+use registrar::sources::ParseContext;
 
 #[path = "support/dump.rs"]
 mod support;
 use support::{dump, Dump};
+#[path = "support/store.rs"]
+mod test_store;
+use test_store::{append, fresh_db, parse, TestDb};
 
 /// Jodo `timestamp` of provider time 0: 2023-11-14 22:13:20 UTC.
 const EPOCH: i64 = 1_700_000_000;
@@ -417,83 +416,6 @@ fn case() -> impl Strategy<Value = Case> {
 // ---------------------------------------------------------------------------
 // Databases
 
-/// A log file and its projection store, as the server opens them; the
-/// projector's work is done by the same function it runs
-/// ([`projector::apply_batch`]), called after every delivery.
-struct TestDb {
-    dir: TempDir,
-    log: Connection,
-    reader: LogReader,
-    /// The projection store's write connection (its tables are what the
-    /// tests compare).
-    conn: Connection,
-}
-
-impl TestDb {
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("registrar.db")
-    }
-
-    fn store_path(&self) -> PathBuf {
-        self.dir.path().join("registrar.projections.db")
-    }
-
-    /// Applies every logged event the store lacks, as the projector does.
-    fn catch_up(&mut self) {
-        let head = self.reader.head().expect("head");
-        while store::position(&self.conn).expect("position") < head {
-            projector::apply_batch(
-                &mut self.conn,
-                &self.reader,
-                &ParseContext::default(),
-                head,
-                &mut VecDeque::new(),
-            )
-            .expect("apply");
-        }
-    }
-
-    /// Closes the store and opens it again, as a restarted server does.
-    fn restart_projector(&mut self) {
-        let head = self.reader.head().expect("head");
-        let placeholder = Connection::open_in_memory().expect("placeholder");
-        drop(std::mem::replace(&mut self.conn, placeholder));
-        let opened = projector::open_store(&self.store_path(), head).expect("reopen");
-        assert!(opened.file.is_some(), "the store survives a restart");
-        self.conn = opened.writer.expect("a writer");
-    }
-
-    /// Builds a fresh store file from the log (as a rebuild does) and
-    /// returns a connection on it.
-    fn rebuilt(&self) -> (Connection, rebuild::RebuildReport) {
-        let path = self.dir.path().join("rebuilt.db");
-        let report = rebuild::build(&path, &self.log_path(), ParseContext::default(), 1, |_| {})
-            .expect("rebuild");
-        (store::open_writer(&path).expect("open rebuilt"), report)
-    }
-}
-
-fn fresh_db() -> TestDb {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let log_path = dir.path().join("registrar.db");
-    let mut log = db::open_rw(&log_path).expect("open");
-    // Only for speed: durability across power loss is not under test here.
-    log.pragma_update(None, "synchronous", "OFF")
-        .expect("synchronous");
-    db::migrate(&mut log).expect("migrate");
-    let opened = projector::open_store(&dir.path().join("registrar.projections.db"), 0)
-        .expect("a projection store");
-    let conn = opened.writer.expect("an empty log gets a store at once");
-    conn.pragma_update(None, "synchronous", "OFF")
-        .expect("synchronous");
-    TestDb {
-        reader: LogReader::open(&log_path).expect("log reader"),
-        dir,
-        log,
-        conn,
-    }
-}
-
 /// A body that parsed, with what the test needs from its delivery.
 struct Prepared {
     source: Source,
@@ -501,13 +423,6 @@ struct Prepared {
     occurred_at: i64,
     /// The projected entity the event touches (None: certificate, unknown).
     entity: Option<String>,
-}
-
-fn parse(source: Source, body: &str) -> registrar::event::Delivery {
-    match sources::parse(source, body.as_bytes(), &ParseContext::default()) {
-        Ok(Parsed::Delivery(d)) => d,
-        other => panic!("generated body did not parse ({other:?}): {body}"),
-    }
 }
 
 fn prepare(spec: &Spec, uid: usize) -> Prepared {
@@ -528,36 +443,6 @@ fn prepare(spec: &Spec, uid: usize) -> Prepared {
         occurred_at: d.occurred_at,
         entity,
     }
-}
-
-/// The writer's path for one delivery (parse, then append, reading the head
-/// inside the transaction), without the projector. Returns what the writer
-/// hands the projector when it appended.
-fn append(
-    db: &mut TestDb,
-    source: Source,
-    body: &str,
-    received_at: i64,
-) -> (AppendOutcome, Option<Sequenced>) {
-    let delivery = parse(source, body);
-    let tx = db
-        .log
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .expect("begin");
-    let mut head = log::head(&tx).expect("head");
-    let outcome = ledger::append_delivery(&tx, &mut head, &delivery, body.as_bytes(), received_at)
-        .expect("append_delivery");
-    tx.commit().expect("commit");
-    let handed = match outcome {
-        AppendOutcome::Appended { seq } => Some(Sequenced {
-            seq,
-            occurred_at: delivery.occurred_at,
-            received_at,
-            event: delivery.event,
-        }),
-        _ => None,
-    };
-    (outcome, handed)
 }
 
 /// One delivery, then the projector applies it as the writer hands it over

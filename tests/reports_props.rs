@@ -7,21 +7,20 @@
 //! Random payment histories: adds, updates and cancellations of a few
 //! payments, amounts, days and modes drawn at random, provider times out of
 //! order, each delivery received at its own time; the projector's own path
-//! ([`projector::apply_batch`]) builds the store.
+//! (`projector::apply_batch`, through `support/store.rs`) builds the store.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
-use rusqlite::{Connection, TransactionBehavior};
 
 use registrar::event::Source;
-use registrar::log::{self, LogReader};
 use registrar::projection::entities::{PaymentState, PaymentStatus};
-use registrar::projection::projector;
 use registrar::projection::query::reports::{self, DayKey, Times};
-use registrar::sources::{self, ParseContext, Parsed};
-use registrar::{db, ledger};
+
+#[path = "support/store.rs"]
+mod test_store;
+use test_store::{append, fresh_db, TestDb};
 
 /// Provider time of the first delivery: 2025-03-03 10:40 UTC.
 const EPOCH: i64 = 1_741_000_000;
@@ -83,71 +82,23 @@ fn after(n: usize) -> i64 {
     n as i64 * 1_000 + 500
 }
 
-struct Store {
-    _dir: tempfile::TempDir,
-    log: Connection,
-    reader: LogReader,
-    conn: Connection,
-}
-
-fn fresh() -> Store {
-    let dir = tempfile::tempdir().unwrap();
-    let log_path = dir.path().join("registrar.db");
-    let mut log = db::open_rw(&log_path).unwrap();
-    log.pragma_update(None, "synchronous", "OFF").unwrap();
-    db::migrate(&mut log).unwrap();
-    let opened = projector::open_store(&dir.path().join("registrar.projections.db"), 0).unwrap();
-    Store {
-        reader: LogReader::open(&log_path).unwrap(),
-        conn: opened.writer.unwrap(),
-        log,
-        _dir: dir,
+/// The day book known at `known_at`, as signed figures per key.
+fn day_book(db: &TestDb, known_at: i64) -> Book {
+    let times = Times {
+        as_of: AS_OF_ALL,
+        known_at,
+    };
+    let pays = reports::payments_known(&db.conn, times, 0, AS_OF_ALL).unwrap();
+    let mut book = Book::new();
+    for (key, f) in reports::day_book(&pays, chrono_tz::Asia::Kolkata, None, None) {
+        let e = book.entry(key).or_default();
+        e[0] += f.recorded_count as i128;
+        e[1] += f.recorded_total;
+        e[2] += f.cancelled_count as i128;
+        e[3] += f.cancelled_total;
     }
+    book
 }
-
-impl Store {
-    fn deliver(&mut self, text: &str, received_at: i64) {
-        let d = match sources::parse(Source::Jodo, text.as_bytes(), &ParseContext::default()) {
-            Ok(Parsed::Delivery(d)) => d,
-            other => panic!("a generated body does not parse: {other:?}"),
-        };
-        let tx = self
-            .log
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .unwrap();
-        let mut head = log::head(&tx).unwrap();
-        ledger::append_delivery(&tx, &mut head, &d, text.as_bytes(), received_at).unwrap();
-        tx.commit().unwrap();
-        let head = self.reader.head().unwrap();
-        projector::apply_batch(
-            &mut self.conn,
-            &self.reader,
-            &ParseContext::default(),
-            head,
-            &mut VecDeque::new(),
-        )
-        .unwrap();
-    }
-
-    /// The day book known at `known_at`, as signed figures per key.
-    fn day_book(&self, known_at: i64) -> Book {
-        let times = Times {
-            as_of: AS_OF_ALL,
-            known_at,
-        };
-        let pays = reports::payments_known(&self.conn, times, 0, AS_OF_ALL).unwrap();
-        let mut book = Book::new();
-        for (key, f) in reports::day_book(&pays, chrono_tz::Asia::Kolkata, None, None) {
-            let e = book.entry(key).or_default();
-            e[0] += f.recorded_count as i128;
-            e[1] += f.recorded_total;
-            e[2] += f.cancelled_count as i128;
-            e[3] += f.cancelled_total;
-        }
-        book
-    }
-}
-
 /// recorded count and total, cancelled count and total, per key.
 type Book = BTreeMap<DayKey, [i128; 4]>;
 
@@ -181,25 +132,26 @@ fn nonzero(book: Book) -> Book {
 
 fn check(deliveries: &[Delivery], k: usize, l: usize) -> Result<(), TestCaseError> {
     let (k, l) = (k.min(l), k.max(l));
-    let mut store = fresh();
+    let mut db = fresh_db();
     let mut book_k_then = None;
     for (i, d) in deliveries.iter().enumerate() {
         if i == k {
-            book_k_then = Some(store.day_book(after(k)));
+            book_k_then = Some(day_book(&db, after(k)));
         }
-        store.deliver(&body(d, i), received_at(i));
+        append(&mut db, Source::Jodo, &body(d, i), received_at(i));
+        db.catch_up();
     }
-    let book_k = store.day_book(after(k));
+    let book_k = day_book(&db, after(k));
     if let Some(then) = book_k_then {
         prop_assert_eq!(&then, &book_k, "the day book known at K moved");
     }
-    let book_l = store.day_book(after(l));
+    let book_l = day_book(&db, after(l));
     // The day book at K plus every change received in (K, L].
     let times = Times {
         as_of: AS_OF_ALL,
         known_at: after(l),
     };
-    let changes = reports::changes(&store.conn, times, after(k) + 1, after(l)).unwrap();
+    let changes = reports::changes(&db.conn, times, after(k) + 1, after(l)).unwrap();
     let mut expected = book_k;
     for c in &changes {
         if let Some(old) = &c.old {
