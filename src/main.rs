@@ -531,6 +531,9 @@ fn rebuild_cmd(db: &Path, projections: &Path, zone: chrono_tz::Tz) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+/// The buffer a report is written through to its file or stdout.
+const REPORT_BUFFER: usize = 256 * 1024;
+
 fn report_cmd(args: ReportArgs) -> Result<ExitCode> {
     use registrar::projection::entities::PaymentStatus;
     use registrar::projection::query::{self, Lookup};
@@ -589,25 +592,33 @@ fn report_cmd(args: ReportArgs) -> Result<ExitCode> {
         ReportName::Changes => Report::Changes,
         ReportName::StatusChanges => Report::StatusChanges { grade: args.grade },
     };
-    let rendered = report::run(
-        &conn,
-        &Request {
-            report,
-            range,
-            times,
-            zone,
-        },
-        args.format,
-    )?;
-    conn.execute_batch("COMMIT")?;
+    let req = Request {
+        report,
+        range,
+        times,
+        zone,
+    };
+    // Written as the rows are read: a year's register never sits in memory.
     match args.out {
-        Some(file) => std::fs::write(&file, &rendered.body)
-            .with_context(|| format!("writing {}", file.display()))?,
-        None => {
+        Some(file) => {
+            let f = std::fs::File::create(&file)
+                .with_context(|| format!("creating {}", file.display()))?;
+            let mut out = std::io::BufWriter::with_capacity(REPORT_BUFFER, f);
+            report::write(&conn, &req, args.format, &mut out)
+                .with_context(|| format!("writing {}", file.display()))?;
             use std::io::Write;
-            std::io::stdout().write_all(&rendered.body)?;
+            out.flush()
+                .with_context(|| format!("writing {}", file.display()))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(REPORT_BUFFER, stdout.lock());
+            report::write(&conn, &req, args.format, &mut out)?;
+            use std::io::Write;
+            out.flush()?;
         }
     }
+    conn.execute_batch("COMMIT")?;
     Ok(ExitCode::SUCCESS)
 }
 

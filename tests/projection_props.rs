@@ -611,8 +611,17 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
 
     // 2. Incremental = time-sorted, ties in A's seq order (tie-aware, see the
     // header), compared without seq numbers.
-    // received_at is the arrival index, which differs between the logs too.
-    let seq_free: &[&str] = &["seq", "head_seq", "generation", "complete", "received_at"];
+    // received_at is the arrival index, which differs between the logs too,
+    // and so do the tallies' receipt times taken from it.
+    let seq_free: &[&str] = &[
+        "seq",
+        "head_seq",
+        "generation",
+        "complete",
+        "received_at",
+        "first_received_at",
+        "last_received_at",
+    ];
     let incremental = dump(&a.conn, seq_free);
     let mut by_time: Vec<&Prepared> = first_arrival.iter().map(|&e| &prepared[e]).collect();
     by_time.sort_by_key(|b| b.occurred_at); // stable: ties keep A's seq order

@@ -16,6 +16,7 @@ use proptest::test_runner::Config as ProptestConfig;
 
 use registrar::event::Source;
 use registrar::projection::entities::{PaymentState, PaymentStatus};
+use registrar::projection::query::payments;
 use registrar::projection::query::reports::{self, DayKey, Times};
 
 #[path = "support/store.rs"]
@@ -27,6 +28,12 @@ const EPOCH: i64 = 1_741_000_000;
 /// Far enough ahead that `as_of` leaves nothing out.
 const AS_OF_ALL: i64 = 4_102_444_800;
 const MODES: [&str; 3] = ["cash", "cheque", "upi"];
+/// Payments P0.. the deliveries name.
+const PAYMENTS: usize = 4;
+/// 2025-03-02T00:00:00Z and 2025-03-04T10:00:00Z: a range some paid_at
+/// values fall in and some do not.
+const MARCH_2: i64 = 1_740_873_600;
+const MARCH_4: i64 = 1_741_082_400;
 
 #[derive(Debug, Clone)]
 struct Delivery {
@@ -42,7 +49,7 @@ struct Delivery {
 
 fn delivery() -> impl Strategy<Value = Delivery> {
     (
-        0usize..4,
+        0usize..PAYMENTS,
         0usize..3,
         0u32..500_000,
         1u32..6,
@@ -88,9 +95,14 @@ fn day_book(db: &TestDb, known_at: i64) -> Book {
         as_of: AS_OF_ALL,
         known_at,
     };
-    let pays = reports::payments_known(&db.conn, times, 0, AS_OF_ALL).unwrap();
+    let mut day_book = reports::DayBook::new(chrono_tz::Asia::Kolkata, None, None);
+    reports::lines(&db.conn, times, 0, AS_OF_ALL, |line| {
+        day_book.add(line);
+        Ok::<_, registrar::projection::ProjectionError>(())
+    })
+    .unwrap();
     let mut book = Book::new();
-    for (key, f) in reports::day_book(&pays, chrono_tz::Asia::Kolkata, None, None) {
+    for (key, f) in day_book.figures {
         let e = book.entry(key).or_default();
         e[0] += f.recorded_count as i128;
         e[1] += f.recorded_total;
@@ -130,6 +142,70 @@ fn nonzero(book: Book) -> Book {
         .collect()
 }
 
+/// What a report line says of a payment, compared field by field.
+type LineFields = (
+    String,
+    i64,
+    i64,
+    PaymentStatus,
+    String,
+    Option<i64>,
+    u64,
+    i64,
+    i64,
+);
+
+/// The lines of payments paid in [from, to] as the reports read them
+/// (current rows where they are the fold, refolds where not).
+fn lines(db: &TestDb, times: Times, from: i64, to: i64) -> Vec<LineFields> {
+    let mut out = Vec::new();
+    reports::lines(&db.conn, times, from, to, |l| {
+        out.push((
+            l.payment_id.clone(),
+            l.paid_at,
+            l.amount.minor(),
+            l.status,
+            l.mode.clone(),
+            l.cancelled_at,
+            l.revisions,
+            l.first_received_at,
+            l.last_received_at,
+        ));
+        Ok::<_, registrar::projection::ProjectionError>(())
+    })
+    .unwrap();
+    out
+}
+
+/// The same, each payment folded from its revisions: the definition.
+fn folded_lines(db: &TestDb, times: Times, from: i64, to: i64) -> Vec<LineFields> {
+    let mut out = Vec::new();
+    for p in 0..PAYMENTS {
+        let revs = payments::revisions(&db.conn, &format!("P{p}")).unwrap();
+        let Some((s, revs)) = reports::fold_known(revs, times) else {
+            continue;
+        };
+        let r = &s.record;
+        if !(from..=to).contains(&r.paid_at) {
+            continue;
+        }
+        let received = revs.iter().map(|v| v.received_at);
+        out.push((
+            r.payment_id.clone(),
+            r.paid_at,
+            r.amount.minor(),
+            s.status,
+            r.mode.clone(),
+            s.cancelled_at,
+            revs.len() as u64,
+            received.clone().min().unwrap(),
+            received.max().unwrap(),
+        ));
+    }
+    out.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    out
+}
+
 fn check(deliveries: &[Delivery], k: usize, l: usize) -> Result<(), TestCaseError> {
     let (k, l) = (k.min(l), k.max(l));
     let mut db = fresh_db();
@@ -162,6 +238,39 @@ fn check(deliveries: &[Delivery], k: usize, l: usize) -> Result<(), TestCaseErro
         }
     }
     prop_assert_eq!(nonzero(expected), nonzero(book_l));
+    // The lines the reports stream are each payment's fold, whether read
+    // from its current row or refolded: known at K, at L, now, and as of a
+    // provider time in the middle of the deliveries'.
+    let n = deliveries.len();
+    for times in [
+        Times {
+            as_of: AS_OF_ALL,
+            known_at: after(k),
+        },
+        Times {
+            as_of: AS_OF_ALL,
+            known_at: after(l),
+        },
+        Times {
+            as_of: AS_OF_ALL,
+            known_at: after(n),
+        },
+        Times {
+            as_of: EPOCH + 24 * 3600,
+            known_at: after(n),
+        },
+    ] {
+        for (from, to) in [(0, AS_OF_ALL), (MARCH_2, MARCH_4)] {
+            prop_assert_eq!(
+                lines(&db, times, from, to),
+                folded_lines(&db, times, from, to),
+                "times {:?}, paid in [{}, {}]",
+                times,
+                from,
+                to
+            );
+        }
+    }
     Ok(())
 }
 

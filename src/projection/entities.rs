@@ -126,6 +126,13 @@ impl PaymentStatus {
             PaymentStatus::Cancelled => "cancelled",
         }
     }
+
+    /// The status [`PaymentStatus::as_str`] stored.
+    pub fn parse(text: &str) -> Option<PaymentStatus> {
+        [PaymentStatus::Recorded, PaymentStatus::Cancelled]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
 }
 
 /// A payment's current state.

@@ -36,7 +36,10 @@ use serde::Serialize;
 /// 2: a student's payments indexed in (paid_at, payment_id) order.
 /// 3: the student history index covers the history route.
 /// 4: the projections move to their own file; history rows keep `received_at`.
-pub const PROJECTION_VERSION: i64 = 4;
+/// 5: current rows keep a tally (events, first and last received); payments
+///    keep transaction_id and cancelled_at; revisions indexed by receipt and
+///    provider time (the finance reports read current rows, not history).
+pub const PROJECTION_VERSION: i64 = 5;
 
 /// Errors while projecting.
 #[derive(Debug, thiserror::Error)]

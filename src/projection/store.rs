@@ -111,6 +111,43 @@ impl<'a> Projectable<'a> {
     }
 }
 
+/// What the store keeps of an entity's events beside its folded state: the
+/// newest by provider time (its head), how many there were, and when the
+/// first and the last were received. Counts and receipt times do not depend
+/// on the order events are folded in, so a late delivery adds to them like
+/// any other; a report reads them off the current row instead of its history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Provider time (unix seconds) and seq of the newest event.
+    pub head: (i64, i64),
+    pub revisions: i64,
+    /// Unix microseconds.
+    pub first_received_at: i64,
+    pub last_received_at: i64,
+}
+
+impl Tally {
+    /// The tally of one event.
+    fn of(at: i64, seq: i64, received_at: i64) -> Tally {
+        Tally {
+            head: (at, seq),
+            revisions: 1,
+            first_received_at: received_at,
+            last_received_at: received_at,
+        }
+    }
+
+    /// This tally with one more event.
+    fn with(self, at: i64, seq: i64, received_at: i64) -> Tally {
+        Tally {
+            head: self.head.max((at, seq)),
+            revisions: self.revisions + 1,
+            first_received_at: self.first_received_at.min(received_at),
+            last_received_at: self.last_received_at.max(received_at),
+        }
+    }
+}
+
 /// The store's companion files, which SQLite names after it.
 pub fn companions(path: &Path) -> [PathBuf; 3] {
     let with = |suffix: &str| {
@@ -410,34 +447,46 @@ pub trait Stored: Entity {
         stmt: &mut rusqlite::CachedStatement,
         key: &str,
         state: &Self::State,
-        head: (i64, i64),
+        tally: &Tally,
         doc: &str,
     ) -> rusqlite::Result<usize>;
+}
+
+/// The tally's columns, the same in every current table (see [`Tally`]).
+macro_rules! tally_set {
+    () => {
+        "head_at = excluded.head_at, head_seq = excluded.head_seq,
+            revisions = excluded.revisions, first_received_at = excluded.first_received_at,
+            last_received_at = excluded.last_received_at, doc = excluded.doc"
+    };
 }
 
 impl Stored for Students {
     fn statements(all: &Sql) -> &EntitySql {
         &all.students
     }
-    const UPSERT: &'static str =
+    const UPSERT: &'static str = concat!(
         "INSERT INTO students (jodo_student_id, identifier, custom_identifier, grade_code,
-                                  collector_code, status, search, head_at, head_seq, doc)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                                  collector_code, status, search, head_at, head_seq,
+                                  revisions, first_received_at, last_received_at, doc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (jodo_student_id) DO UPDATE SET
             identifier = excluded.identifier, custom_identifier = excluded.custom_identifier,
             grade_code = excluded.grade_code, collector_code = excluded.collector_code,
-            status = excluded.status, search = excluded.search,
-            head_at = excluded.head_at, head_seq = excluded.head_seq, doc = excluded.doc";
+            status = excluded.status, search = excluded.search, ",
+        tally_set!()
+    );
     const UPDATE: &'static str =
         "UPDATE students SET grade_code = ?4, collector_code = ?5, status = ?6,
-            search = ?7, head_at = ?8, head_seq = ?9, doc = ?10
+            search = ?7, head_at = ?8, head_seq = ?9, revisions = ?10,
+            first_received_at = ?11, last_received_at = ?12, doc = ?13
          WHERE jodo_student_id = ?1";
 
     fn bind(
         stmt: &mut rusqlite::CachedStatement,
         key: &str,
         s: &StudentState,
-        head: (i64, i64),
+        t: &Tally,
         doc: &str,
     ) -> rusqlite::Result<usize> {
         let p = &s.profile;
@@ -449,8 +498,11 @@ impl Stored for Students {
             p.collector_code,
             s.status.as_str(),
             s.search_text(),
-            head.0,
-            head.1,
+            t.head.0,
+            t.head.1,
+            t.revisions,
+            t.first_received_at,
+            t.last_received_at,
             doc
         ])
     }
@@ -460,24 +512,29 @@ impl Stored for Payments {
     fn statements(all: &Sql) -> &EntitySql {
         &all.payments
     }
-    const UPSERT: &'static str = "INSERT INTO payments (payment_id, status, mode, paid_at, amount_minor, jodo_student_id,
-                                  student_identifier, collector_code, head_at, head_seq, doc)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+    const UPSERT: &'static str = concat!(
+        "INSERT INTO payments (payment_id, status, mode, paid_at, amount_minor, jodo_student_id,
+                                  student_identifier, collector_code, transaction_id, cancelled_at,
+                                  head_at, head_seq, revisions, first_received_at, last_received_at, doc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
          ON CONFLICT (payment_id) DO UPDATE SET
             status = excluded.status, mode = excluded.mode, paid_at = excluded.paid_at,
             amount_minor = excluded.amount_minor, jodo_student_id = excluded.jodo_student_id,
             student_identifier = excluded.student_identifier, collector_code = excluded.collector_code,
-            head_at = excluded.head_at, head_seq = excluded.head_seq, doc = excluded.doc";
+            transaction_id = excluded.transaction_id, cancelled_at = excluded.cancelled_at, ",
+        tally_set!()
+    );
     const UPDATE: &'static str =
         "UPDATE payments SET status = ?2, mode = ?3, amount_minor = ?5, collector_code = ?8,
-            head_at = ?9, head_seq = ?10, doc = ?11
+            transaction_id = ?9, cancelled_at = ?10, head_at = ?11, head_seq = ?12,
+            revisions = ?13, first_received_at = ?14, last_received_at = ?15, doc = ?16
          WHERE payment_id = ?1";
 
     fn bind(
         stmt: &mut rusqlite::CachedStatement,
         key: &str,
         s: &PaymentState,
-        head: (i64, i64),
+        t: &Tally,
         doc: &str,
     ) -> rusqlite::Result<usize> {
         let r = &s.record;
@@ -490,8 +547,13 @@ impl Stored for Payments {
             r.jodo_student_id,
             r.student_identifier,
             r.collector_code,
-            head.0,
-            head.1,
+            r.transaction_id,
+            s.cancelled_at,
+            t.head.0,
+            t.head.1,
+            t.revisions,
+            t.first_received_at,
+            t.last_received_at,
             doc
         ])
     }
@@ -501,10 +563,13 @@ impl Stored for Learners {
     fn statements(all: &Sql) -> &EntitySql {
         &all.learners
     }
-    const UPSERT: &'static str =
-        "INSERT INTO learners (user_id, head_at, head_seq, doc) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (user_id) DO UPDATE SET
-            head_at = excluded.head_at, head_seq = excluded.head_seq, doc = excluded.doc";
+    const UPSERT: &'static str = concat!(
+        "INSERT INTO learners (user_id, head_at, head_seq, revisions, first_received_at,
+                               last_received_at, doc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (user_id) DO UPDATE SET ",
+        tally_set!()
+    );
     // No indexed column besides the key.
     const UPDATE: &'static str = Self::UPSERT;
 
@@ -512,10 +577,18 @@ impl Stored for Learners {
         stmt: &mut rusqlite::CachedStatement,
         key: &str,
         _s: &LearnerState,
-        head: (i64, i64),
+        t: &Tally,
         doc: &str,
     ) -> rusqlite::Result<usize> {
-        stmt.execute(rusqlite::params![key, head.0, head.1, doc])
+        stmt.execute(rusqlite::params![
+            key,
+            t.head.0,
+            t.head.1,
+            t.revisions,
+            t.first_received_at,
+            t.last_received_at,
+            doc
+        ])
     }
 }
 
@@ -523,20 +596,24 @@ impl Stored for Enrollments {
     fn statements(all: &Sql) -> &EntitySql {
         &all.enrollments
     }
-    const UPSERT: &'static str = "INSERT INTO enrollments (enrollment_id, user_id, course_id, status, head_at, head_seq, doc)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+    const UPSERT: &'static str = concat!(
+        "INSERT INTO enrollments (enrollment_id, user_id, course_id, status, head_at, head_seq,
+                                  revisions, first_received_at, last_received_at, doc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (enrollment_id) DO UPDATE SET
-            user_id = excluded.user_id, course_id = excluded.course_id, status = excluded.status,
-            head_at = excluded.head_at, head_seq = excluded.head_seq, doc = excluded.doc";
+            user_id = excluded.user_id, course_id = excluded.course_id, status = excluded.status, ",
+        tally_set!()
+    );
     const UPDATE: &'static str =
-        "UPDATE enrollments SET status = ?4, head_at = ?5, head_seq = ?6, doc = ?7
+        "UPDATE enrollments SET status = ?4, head_at = ?5, head_seq = ?6, revisions = ?7,
+            first_received_at = ?8, last_received_at = ?9, doc = ?10
          WHERE enrollment_id = ?1";
 
     fn bind(
         stmt: &mut rusqlite::CachedStatement,
         key: &str,
         s: &EnrollmentState,
-        head: (i64, i64),
+        t: &Tally,
         doc: &str,
     ) -> rusqlite::Result<usize> {
         stmt.execute(rusqlite::params![
@@ -544,8 +621,11 @@ impl Stored for Enrollments {
             s.record.user_id,
             s.record.course_id,
             s.status.as_str(),
-            head.0,
-            head.1,
+            t.head.0,
+            t.head.1,
+            t.revisions,
+            t.first_received_at,
+            t.last_received_at,
             doc
         ])
     }
@@ -567,12 +647,15 @@ impl EntitySql {
                 "INSERT INTO {hist} (seq, entity, kind, at, received_at, event_id, doc)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
             ),
-            head: format!("SELECT head_at, head_seq, doc FROM {cur} WHERE {key} = ?1"),
+            head: format!(
+                "SELECT head_at, head_seq, revisions, first_received_at, last_received_at, doc
+                 FROM {cur} WHERE {key} = ?1"
+            ),
             history: format!(
                 "SELECT seq, kind, at, received_at, doc FROM {hist} WHERE entity = ?1 ORDER BY at, seq"
             ),
             scan: format!(
-                "SELECT entity, seq, kind, at, NULL, doc FROM {hist} ORDER BY entity, at, seq"
+                "SELECT entity, seq, kind, at, received_at, doc FROM {hist} ORDER BY entity, at, seq"
             ),
         }
     }
@@ -667,19 +750,26 @@ fn apply_entity<E: Stored>(
     if mode == Mode::HistoryOnly {
         return Ok(());
     }
-    let head: Option<(i64, i64, String)> = conn
+    let stored: Option<(Tally, String)> = conn
         .prepare_cached(&sql.head)?
-        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row([key], |r| {
+            let tally = Tally {
+                head: (r.get(0)?, r.get(1)?),
+                revisions: r.get(2)?,
+                first_received_at: r.get(3)?,
+                last_received_at: r.get(4)?,
+            };
+            Ok((tally, r.get(5)?))
+        })
         .optional()?;
-    // The entity's head after this event: the later of the two.
-    let new_head = match &head {
-        Some((h_at, h_seq, _)) if (*h_at, *h_seq) > (at, seq) => (*h_at, *h_seq),
-        _ => (at, seq),
+    let tally = match &stored {
+        Some((t, _)) => t.with(at, seq, ev.received_at),
+        None => Tally::of(at, seq, ev.received_at),
     };
     // The state, and whether the row's indexed columns keep their values.
-    let (state, index_unchanged) = match head {
+    let (state, index_unchanged) = match stored {
         None => (E::step(None, change, data.clone(), at), false),
-        Some((head_at, head_seq, doc)) if (at, seq) > (head_at, head_seq) => {
+        Some((t, doc)) if (at, seq) > t.head => {
             let prev: E::State = serde_json::from_str(&doc)?;
             let before = E::index_key(&prev);
             let state = E::step(Some(prev), change, data.clone(), at);
@@ -700,13 +790,7 @@ fn apply_entity<E: Stored>(
     } else {
         E::UPSERT
     };
-    let changed = E::bind(
-        &mut conn.prepare_cached(write)?,
-        key,
-        &state,
-        new_head,
-        &doc,
-    )?;
+    let changed = E::bind(&mut conn.prepare_cached(write)?, key, &state, &tally, &doc)?;
     // An update of a row that is not there would lose the event silently.
     if changed != 1 {
         return Err(ProjectionError::Invariant(format!(
@@ -732,11 +816,11 @@ fn fold_entities<E: Stored>(conn: &Connection, sql: &EntitySql) -> Result<u64, P
     let mut rows = stmt.query([])?;
     let mut upsert = conn.prepare_cached(E::UPSERT)?;
     let mut read = 0u64;
-    // The entity being folded: key, state so far, head (at, seq).
-    let mut current: Option<(String, E::State, (i64, i64))> = None;
-    let mut flush = |entity: &str, state: &E::State, head: (i64, i64)| {
+    // The entity being folded: key, state so far, tally.
+    let mut current: Option<(String, E::State, Tally)> = None;
+    let mut flush = |entity: &str, state: &E::State, tally: &Tally| {
         let doc = serde_json::to_string(state)?;
-        let changed = E::bind(&mut upsert, entity, state, head, &doc)?;
+        let changed = E::bind(&mut upsert, entity, state, tally, &doc)?;
         debug_assert_eq!(changed, 1, "folded {entity} written once");
         Ok::<_, ProjectionError>(())
     };
@@ -745,26 +829,27 @@ fn fold_entities<E: Stored>(conn: &Connection, sql: &EntitySql) -> Result<u64, P
         let seq: i64 = r.get(1)?;
         let change = kind::<E>(r.get_ref(2)?)?;
         let at: i64 = r.get(3)?;
+        let received_at: i64 = r.get(4)?;
         // serde_json checks the UTF-8 of what it reads: no second pass.
         let data: E::Data = serde_json::from_slice(r.get_ref(5)?.as_bytes()?)?;
-        let (key, prev) = match current.take() {
-            Some((e, state, head)) if e == entity => {
+        let (key, prev, tally) = match current.take() {
+            Some((e, state, t)) if e == entity => {
                 // Rows come in (at, seq) order: each is the newest so far.
-                debug_assert!((at, seq) > head, "history of {e} out of order");
-                (e, Some(state))
+                debug_assert!((at, seq) > t.head, "history of {e} out of order");
+                (e, Some(state), t.with(at, seq, received_at))
             }
-            Some((e, state, head)) => {
-                flush(&e, &state, head)?;
-                (entity.to_string(), None)
+            Some((e, state, t)) => {
+                flush(&e, &state, &t)?;
+                (entity.to_string(), None, Tally::of(at, seq, received_at))
             }
-            None => (entity.to_string(), None),
+            None => (entity.to_string(), None, Tally::of(at, seq, received_at)),
         };
         let state = E::step(prev, change, data, at);
-        current = Some((key, state, (at, seq)));
+        current = Some((key, state, tally));
         read += 1;
     }
-    if let Some((e, state, head)) = current.take() {
-        flush(&e, &state, head)?;
+    if let Some((e, state, t)) = current.take() {
+        flush(&e, &state, &t)?;
     }
     Ok(read)
 }

@@ -486,3 +486,64 @@ async fn a_report_known_at_a_close_is_identical_before_and_after_later_deliverie
     assert_eq!(now["totals"]["recorded_total"], "80.00", "{now}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_register_of_many_chunks_streams_whole_and_its_csv_json_and_cli_agree() {
+    let app = spawn_app().await;
+    // Enough payments that the CSV spans several of the route's chunks.
+    const PAYMENTS: usize = 1_000;
+    for i in 0..PAYMENTS {
+        app.accept_jodo(&payment(
+            "added",
+            &format!("e{i}"),
+            &format!("P{i:04}"),
+            "1500.25",
+            &format!("2025-03-{:02}T06:00:00Z", 1 + i % 28),
+            ["cash", "upi", "=cmd"][i % 3],
+            "BR1",
+            1_741_000_000 + i as i64,
+        ))
+        .await;
+    }
+    let path = "/v1/reports/payments?from=2025-03-01&to=2025-03-31";
+    let r = app.get(&format!("{path}&format=csv")).await;
+    assert_eq!(r.status(), 200);
+    let csv_body = r.bytes().await.unwrap();
+    assert!(csv_body.len() > 64 * 1024, "{} bytes", csv_body.len());
+    let mut rd = csv::Reader::from_reader(&csv_body[..]);
+    let ids: Vec<String> = rd.records().map(|r| r.unwrap()[0].to_string()).collect();
+    let json: Value = app.get(path).await.json().await.unwrap();
+    let items = json["items"].as_array().unwrap();
+    assert_eq!(ids.len(), PAYMENTS);
+    assert_eq!(items.len(), PAYMENTS);
+    for (id, item) in ids.iter().zip(items) {
+        assert_eq!(id, item["payment_id"].as_str().unwrap());
+    }
+    let out = app.config.db_path.with_file_name("register.csv");
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args([
+            "report",
+            "payments",
+            "--from",
+            "2025-03-01",
+            "--to",
+            "2025-03-31",
+        ])
+        .args(["--as-of", json["as_of"].as_str().unwrap()])
+        .args(["--known-at", json["known_at"].as_str().unwrap()])
+        .args(["--format", "csv", "--db"])
+        .arg(&app.config.db_path)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let mut rd = csv::Reader::from_path(&out).unwrap();
+    let cli_ids: Vec<String> = rd.records().map(|r| r.unwrap()[0].to_string()).collect();
+    assert_eq!(cli_ids, ids);
+    app.stop().await;
+}

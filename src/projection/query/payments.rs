@@ -6,6 +6,8 @@
 //! names (the lowest jodo_student_id if several share it). Its collector
 //! code is its own, else that student's.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension};
 
 use super::doc;
@@ -126,9 +128,18 @@ pub fn linked_student(
     if let Some(id) = &record.jodo_student_id {
         return Ok(Some(id.clone()));
     }
-    let Some(identifier) = &record.student_identifier else {
-        return Ok(None);
-    };
+    match &record.student_identifier {
+        Some(identifier) => student_by_identifier(conn, identifier),
+        None => Ok(None),
+    }
+}
+
+/// The student whose identifier a payment names: the lowest
+/// jodo_student_id if several share it.
+fn student_by_identifier(
+    conn: &Connection,
+    identifier: &str,
+) -> Result<Option<String>, ProjectionError> {
     Ok(conn
         .prepare_cached(
             "SELECT jodo_student_id FROM students WHERE identifier = ?1 ORDER BY jodo_student_id LIMIT 1",
@@ -148,6 +159,73 @@ pub fn student_collector(
         .query_row([jodo_student_id], |r| r.get(0))
         .optional()?
         .flatten())
+}
+
+/// [`linked_student`] and [`student_collector`] for a report over many
+/// payments, remembered per student: most payments carry their student's id
+/// and collector code and need neither; the others repeat a few students.
+/// Holds what it looked up, never the payments.
+#[derive(Default)]
+pub struct Links {
+    /// identifier → the student it links to.
+    by_identifier: HashMap<String, Option<String>>,
+    /// jodo_student_id → collector code.
+    collector: HashMap<String, Option<String>>,
+}
+
+impl Links {
+    /// The student whose identifier a payment names ([`linked_student`]).
+    pub fn student_of(
+        &mut self,
+        conn: &Connection,
+        identifier: &str,
+    ) -> Result<Option<&str>, ProjectionError> {
+        if !self.by_identifier.contains_key(identifier) {
+            let found = student_by_identifier(conn, identifier)?;
+            self.by_identifier.insert(identifier.to_string(), found);
+        }
+        Ok(self.by_identifier[identifier].as_deref())
+    }
+
+    /// A student's collector code ([`student_collector`]).
+    pub fn collector_of(
+        &mut self,
+        conn: &Connection,
+        jodo_student_id: &str,
+    ) -> Result<Option<&str>, ProjectionError> {
+        if !self.collector.contains_key(jodo_student_id) {
+            let found = student_collector(conn, jodo_student_id)?;
+            self.collector.insert(jodo_student_id.to_string(), found);
+        }
+        Ok(self.collector[jodo_student_id].as_deref())
+    }
+
+    /// The student a payment record links to.
+    pub fn linked(
+        &mut self,
+        conn: &Connection,
+        record: &PaymentRecord,
+    ) -> Result<Option<String>, ProjectionError> {
+        match (&record.jodo_student_id, &record.student_identifier) {
+            (Some(id), _) => Ok(Some(id.clone())),
+            (None, Some(identifier)) => Ok(self.student_of(conn, identifier)?.map(str::to_string)),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// A payment record's collector code: its own, else its student's.
+    pub fn collector(
+        &mut self,
+        conn: &Connection,
+        record: &PaymentRecord,
+        linked: Option<&str>,
+    ) -> Result<Option<String>, ProjectionError> {
+        match (&record.collector_code, linked) {
+            (Some(own), _) => Ok(Some(own.clone())),
+            (None, Some(student)) => Ok(self.collector_of(conn, student)?.map(str::to_string)),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// One revision of a payment, with the event that made it.
@@ -224,6 +302,21 @@ const STUDENT_PAYMENTS_TOTAL: &str = concat!(
     " SELECT COALESCE(SUM(amount_minor >> 32), 0), COALESCE(SUM(amount_minor & 4294967295), 0)
        FROM linked WHERE status = 'recorded'"
 );
+
+/// The ids of a student's payments, current links.
+const STUDENT_PAYMENT_IDS: &str = concat!(linked_payments!(), " SELECT payment_id FROM linked");
+
+/// The ids of the payments linked to a student now.
+pub fn ids_of_student(
+    conn: &Connection,
+    jodo_student_id: &str,
+    identifier: Option<&str>,
+) -> Result<Vec<String>, ProjectionError> {
+    Ok(conn
+        .prepare_cached(STUDENT_PAYMENT_IDS)?
+        .query_map((jodo_student_id, identifier), |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
 
 /// Up to `limit` of a student's payments after (paid_at, payment_id)
 /// `after`, in that order.

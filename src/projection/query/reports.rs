@@ -6,12 +6,13 @@
 //! before K whose provider time is at or before T. What counts as recorded
 //! is the fold's status ([`PaymentStatus`]): recorded until a cancellation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::Connection;
 
-use super::payments::{self, revision, Revision};
+use super::payments::{self, Links, Revision};
 use crate::event::{StudentChange, StudentProfile};
+use crate::money::Money;
 use crate::projection::entities::{PaymentState, PaymentStatus, Payments, StudentState};
 use crate::projection::{store, Entity, Kind, ProjectionError};
 
@@ -35,29 +36,6 @@ pub fn position(conn: &Connection) -> Result<u64, ProjectionError> {
     Ok(store::position(conn)?)
 }
 
-/// A payment as known at and as of [`Times`].
-#[derive(Debug, Clone)]
-pub struct KnownPayment {
-    pub state: PaymentState,
-    /// The revisions folded, in (provider time, seq) order.
-    pub revisions: Vec<Revision>,
-    /// The student it links to ([`payments::linked_student`]).
-    pub linked: Option<String>,
-    /// Its collector code: its own, else its student's.
-    pub collector_code: Option<String>,
-}
-
-impl KnownPayment {
-    /// When registrar first received any revision of it, microseconds.
-    pub fn first_received(&self) -> i64 {
-        self.revisions
-            .iter()
-            .map(|r| r.received_at)
-            .min()
-            .unwrap_or(i64::MAX)
-    }
-}
-
 /// Folds revisions (any order) that `times` includes.
 pub fn fold_known(mut revs: Vec<Revision>, times: Times) -> Option<(PaymentState, Vec<Revision>)> {
     revs.retain(|r| times.includes(r));
@@ -69,68 +47,242 @@ pub fn fold_known(mut revs: Vec<Revision>, times: Times) -> Option<(PaymentState
     state.map(|s| (s, revs))
 }
 
-const REVISIONS_KNOWN: &str =
-    "SELECT seq, kind, at, received_at, event_id, doc FROM payment_revisions
-     WHERE received_at <= ?1 AND at <= ?2 ORDER BY entity, at, seq";
+/// The payments whose current row is not their fold as known at and as of
+/// `times`: those with a revision received after `known_at` or happening
+/// after `as_of`. Two range scans of the revisions' indexes: empty for the
+/// present, and for a close a month ago what was received or changed since.
+const REFOLDED: &str = "SELECT entity FROM payment_revisions WHERE received_at > ?1
+     UNION SELECT entity FROM payment_revisions WHERE at > ?2";
 
-/// Every payment as known at and as of `times`, whose paid_at falls in
-/// [from, to] (unix seconds, inclusive), in (paid_at, payment_id) order.
-pub fn payments_known(
+fn refolded(conn: &Connection, times: Times) -> Result<BTreeSet<String>, ProjectionError> {
+    Ok(conn
+        .prepare_cached(REFOLDED)?
+        .query_map((times.known_at, times.as_of), |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
+/// One payment as a report line: its fields as known at and as of [`Times`],
+/// the student it links to, and its tally (how many revisions, when the
+/// first and last were received).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub payment_id: String,
+    /// Unix seconds.
+    pub paid_at: i64,
+    pub amount: Money,
+    pub status: PaymentStatus,
+    pub mode: String,
+    /// Its own, else its student's.
+    pub collector_code: Option<String>,
+    /// The student it links to ([`payments::linked_student`]).
+    pub linked: Option<String>,
+    pub student_identifier: Option<String>,
+    pub transaction_id: Option<String>,
+    /// Provider time of the first cancellation, unix seconds.
+    pub cancelled_at: Option<i64>,
+    pub revisions: u64,
+    /// Unix microseconds.
+    pub first_received_at: i64,
+    pub last_received_at: i64,
+}
+
+impl Line {
+    fn empty() -> Line {
+        Line {
+            payment_id: String::new(),
+            paid_at: 0,
+            amount: Money::from_minor(0),
+            status: PaymentStatus::Recorded,
+            mode: String::new(),
+            collector_code: None,
+            linked: None,
+            student_identifier: None,
+            transaction_id: None,
+            cancelled_at: None,
+            revisions: 0,
+            first_received_at: 0,
+            last_received_at: 0,
+        }
+    }
+
+    fn known(
+        conn: &Connection,
+        state: &PaymentState,
+        revisions: &[Revision],
+        links: &mut Links,
+    ) -> Result<Line, ProjectionError> {
+        let r = &state.record;
+        let linked = links.linked(conn, r)?;
+        Ok(Line {
+            payment_id: r.payment_id.clone(),
+            paid_at: r.paid_at,
+            amount: r.amount,
+            status: state.status,
+            mode: r.mode.clone(),
+            collector_code: links.collector(conn, r, linked.as_deref())?,
+            linked,
+            student_identifier: r.student_identifier.clone(),
+            transaction_id: r.transaction_id.clone(),
+            cancelled_at: state.cancelled_at,
+            revisions: revisions.len() as u64,
+            first_received_at: revisions.iter().map(|v| v.received_at).min().unwrap_or(0),
+            last_received_at: revisions.iter().map(|v| v.received_at).max().unwrap_or(0),
+        })
+    }
+}
+
+/// The current rows of the payments paid in [?1, ?2], in (paid_at,
+/// payment_id) order: a walk of `payments_paid_at`.
+const CURRENT_LINES: &str =
+    "SELECT payment_id, paid_at, amount_minor, status, mode, collector_code,
+        jodo_student_id, student_identifier, transaction_id, cancelled_at, revisions,
+        first_received_at, last_received_at
+   FROM payments WHERE paid_at >= ?1 AND paid_at <= ?2 ORDER BY paid_at, payment_id";
+
+/// Calls `each` with every payment as known at and as of `times` whose
+/// paid_at falls in [from, to] (unix seconds, inclusive), in (paid_at,
+/// payment_id) order.
+///
+/// A payment with no revision after either time is its current row, read
+/// as it is; only the others ([`REFOLDED`]) are folded from their revisions,
+/// held, sorted and merged in. So memory holds the students' links and the
+/// refolded payments, never the range's payments: a year's register for
+/// today streams in constant memory.
+pub fn lines<E: From<ProjectionError>>(
     conn: &Connection,
     times: Times,
     from: i64,
     to: i64,
-) -> Result<Vec<KnownPayment>, ProjectionError> {
-    let mut stmt = conn.prepare_cached(REVISIONS_KNOWN)?;
-    let mut rows = stmt.query((times.known_at, times.as_of))?;
-    let mut out = Vec::new();
-    let mut current: Vec<Revision> = Vec::new();
-    let flush = |revs: &mut Vec<Revision>, out: &mut Vec<(PaymentState, Vec<Revision>)>| {
-        if let Some(k) = fold_known(std::mem::take(revs), times) {
-            if (from..=to).contains(&k.0.record.paid_at) {
-                out.push(k);
+    mut each: impl FnMut(&Line) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut links = Links::default();
+    let skip = refolded(conn, times)?;
+    let mut late = Vec::new();
+    for id in &skip {
+        if let Some((state, revs)) = fold_known(payments::revisions(conn, id)?, times) {
+            if (from..=to).contains(&state.record.paid_at) {
+                late.push(Line::known(conn, &state, &revs, &mut links)?);
             }
         }
-    };
-    let mut folded = Vec::new();
-    while let Some(r) = rows.next()? {
-        let rev = revision(r)?;
-        if current
-            .last()
-            .is_some_and(|l| l.record.payment_id != rev.record.payment_id)
-        {
-            flush(&mut current, &mut folded);
+    }
+    late.sort_by(|a, b| (a.paid_at, &a.payment_id).cmp(&(b.paid_at, &b.payment_id)));
+    let mut late = late.into_iter().peekable();
+    let mut stmt = conn
+        .prepare_cached(CURRENT_LINES)
+        .map_err(ProjectionError::from)?;
+    let mut rows = stmt.query((from, to)).map_err(ProjectionError::from)?;
+    // One line, refilled for each row: its strings keep their buffers.
+    let mut line = Line::empty();
+    while let Some(r) = rows.next().map_err(ProjectionError::from)? {
+        fill_line(conn, r, &mut links, &mut line)?;
+        if skip.contains(&line.payment_id) {
+            continue;
         }
-        current.push(rev);
+        while let Some(l) =
+            late.next_if(|l| (l.paid_at, &l.payment_id) < (line.paid_at, &line.payment_id))
+        {
+            each(&l)?;
+        }
+        each(&line)?;
     }
-    flush(&mut current, &mut folded);
-    for (state, revisions) in folded {
-        out.push(known(conn, state, revisions)?);
+    for l in late {
+        each(&l)?;
     }
-    out.sort_by(|a, b| {
-        (a.state.record.paid_at, &a.state.record.payment_id)
-            .cmp(&(b.state.record.paid_at, &b.state.record.payment_id))
-    });
-    Ok(out)
+    Ok(())
 }
 
-fn known(
+fn set(to: &mut String, from: &str) {
+    to.clear();
+    to.push_str(from);
+}
+
+fn set_opt(to: &mut Option<String>, from: Option<&str>) {
+    match (to.as_mut(), from) {
+        (Some(t), Some(f)) => set(t, f),
+        (_, f) => *to = f.map(str::to_string),
+    }
+}
+
+/// Reads a row of [`CURRENT_LINES`] into `line`.
+fn fill_line(
     conn: &Connection,
-    state: PaymentState,
-    revisions: Vec<Revision>,
-) -> Result<KnownPayment, ProjectionError> {
-    let linked = payments::linked_student(conn, &state.record)?;
-    let collector_code = match (&state.record.collector_code, &linked) {
-        (Some(c), _) => Some(c.clone()),
-        (None, Some(s)) => payments::student_collector(conn, s)?,
+    r: &rusqlite::Row,
+    links: &mut Links,
+    line: &mut Line,
+) -> Result<(), ProjectionError> {
+    let text =
+        |i: usize| -> Result<Option<&str>, ProjectionError> { Ok(r.get_ref(i)?.as_str_or_null()?) };
+    let status = text(3)?.unwrap_or_default();
+    line.status = PaymentStatus::parse(status).ok_or_else(|| {
+        ProjectionError::Invariant(format!("payments holds an unknown status {status:?}"))
+    })?;
+    set(&mut line.payment_id, text(0)?.unwrap_or_default());
+    line.paid_at = r.get(1)?;
+    line.amount = Money::from_minor(r.get(2)?);
+    set(&mut line.mode, text(4)?.unwrap_or_default());
+    let (jodo_student_id, identifier) = (text(6)?, text(7)?);
+    let linked = match (jodo_student_id, identifier) {
+        (Some(id), _) => Some(id),
+        (None, Some(identifier)) => links.student_of(conn, identifier)?,
         (None, None) => None,
     };
-    Ok(KnownPayment {
-        state,
-        revisions,
-        linked,
-        collector_code,
-    })
+    set_opt(&mut line.linked, linked);
+    let collector = match (text(5)?, linked) {
+        (Some(own), _) => Some(own),
+        (None, Some(student)) => {
+            let student = student.to_string();
+            links.collector_of(conn, &student)?
+        }
+        (None, None) => None,
+    };
+    set_opt(&mut line.collector_code, collector);
+    set_opt(&mut line.student_identifier, identifier);
+    set_opt(&mut line.transaction_id, text(8)?);
+    line.cancelled_at = r.get(9)?;
+    line.revisions = r.get(10)?;
+    line.first_received_at = r.get(11)?;
+    line.last_received_at = r.get(12)?;
+    Ok(())
+}
+
+/// A payment as known at and as of [`Times`], with its revisions.
+#[derive(Debug, Clone)]
+pub struct KnownPayment {
+    pub state: PaymentState,
+    /// The revisions folded, in (provider time, seq) order.
+    pub revisions: Vec<Revision>,
+    pub line: Line,
+}
+
+/// A student's payments as known at and as of `times`, with their
+/// revisions, in (paid_at, payment_id) order: those linked to the student
+/// now, and those refolded ([`REFOLDED`]) that linked to them then.
+pub fn student_payments_known(
+    conn: &Connection,
+    times: Times,
+    jodo_student_id: &str,
+    identifier: Option<&str>,
+) -> Result<Vec<KnownPayment>, ProjectionError> {
+    let mut links = Links::default();
+    let mut ids = refolded(conn, times)?;
+    ids.extend(payments::ids_of_student(conn, jodo_student_id, identifier)?);
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some((state, revisions)) = fold_known(payments::revisions(conn, &id)?, times) {
+            let line = Line::known(conn, &state, &revisions, &mut links)?;
+            if line.linked.as_deref() == Some(jodo_student_id) {
+                out.push(KnownPayment {
+                    state,
+                    revisions,
+                    line,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.line.paid_at, &a.line.payment_id).cmp(&(b.line.paid_at, &b.line.payment_id))
+    });
+    Ok(out)
 }
 
 /// One changed field of a payment revision.
@@ -327,10 +479,12 @@ pub fn statement(
             profile: h.data,
         })
         .collect();
-    let payments = payments_known(conn, times, i64::MIN, i64::MAX)?
-        .into_iter()
-        .filter(|p| p.linked.as_deref() == Some(jodo_student_id))
-        .collect();
+    let payments = student_payments_known(
+        conn,
+        times,
+        jodo_student_id,
+        Some(&student.profile.identifier),
+    )?;
     Ok(Some(Statement {
         student,
         timeline,
@@ -348,9 +502,9 @@ pub struct Figures {
 }
 
 impl Figures {
-    pub fn add(&mut self, p: &PaymentState) {
-        let minor = i128::from(p.record.amount.minor());
-        match p.status {
+    pub fn add(&mut self, status: PaymentStatus, amount: Money) {
+        let minor = i128::from(amount.minor());
+        match status {
             PaymentStatus::Recorded => {
                 self.recorded_count += 1;
                 self.recorded_total += minor;
@@ -373,28 +527,56 @@ impl Figures {
 /// A day book key: business date, mode, collector code.
 pub type DayKey = (chrono::NaiveDate, String, Option<String>);
 
-/// The day book: figures per (business date, mode, collector code).
-pub fn day_book(
-    payments: &[KnownPayment],
-    zone: chrono_tz::Tz,
-    mode: Option<&str>,
-    collector_code: Option<&str>,
-) -> BTreeMap<DayKey, Figures> {
-    let mut out: BTreeMap<DayKey, Figures> = BTreeMap::new();
-    for p in payments {
-        let r = &p.state.record;
-        if mode.is_some_and(|m| m != r.mode) {
-            continue;
+/// The day book: figures per (business date, mode, collector code), added
+/// up one [`Line`] at a time.
+pub struct DayBook<'f> {
+    days: BusinessDays,
+    mode: Option<&'f str>,
+    collector_code: Option<&'f str>,
+    pub figures: BTreeMap<DayKey, Figures>,
+}
+
+impl<'f> DayBook<'f> {
+    pub fn new(
+        zone: chrono_tz::Tz,
+        mode: Option<&'f str>,
+        collector_code: Option<&'f str>,
+    ) -> Self {
+        DayBook {
+            days: BusinessDays::new(zone),
+            mode,
+            collector_code,
+            figures: BTreeMap::new(),
         }
-        if collector_code.is_some_and(|c| Some(c) != p.collector_code.as_deref()) {
-            continue;
-        }
-        let date = business_date(r.paid_at, zone);
-        out.entry((date, r.mode.clone(), p.collector_code.clone()))
-            .or_default()
-            .add(&p.state);
     }
-    out
+
+    pub fn add(&mut self, line: &Line) {
+        if self.mode.is_some_and(|m| m != line.mode) {
+            return;
+        }
+        if self
+            .collector_code
+            .is_some_and(|c| Some(c) != line.collector_code.as_deref())
+        {
+            return;
+        }
+        let date = self.days.date(line.paid_at);
+        // Lines come in paid_at order: most land on the key added last.
+        let figures = match self.figures.last_entry() {
+            Some(e)
+                if e.key().0 == date
+                    && e.key().1 == line.mode
+                    && e.key().2 == line.collector_code =>
+            {
+                e.into_mut()
+            }
+            _ => self
+                .figures
+                .entry((date, line.mode.clone(), line.collector_code.clone()))
+                .or_default(),
+        };
+        figures.add(line.status, line.amount);
+    }
 }
 
 /// The business date of a unix time.
@@ -403,4 +585,75 @@ pub fn business_date(secs: i64, zone: chrono_tz::Tz) -> chrono::NaiveDate {
         .unwrap_or_default()
         .with_timezone(&zone)
         .date_naive()
+}
+
+/// Business dates of times that mostly come in order: the day last found
+/// answers the next time in it without asking the zone's rules again.
+pub struct BusinessDays {
+    zone: chrono_tz::Tz,
+    /// [start, end) in unix seconds, and its date.
+    last: Option<(i64, i64, chrono::NaiveDate)>,
+}
+
+impl BusinessDays {
+    pub fn new(zone: chrono_tz::Tz) -> BusinessDays {
+        BusinessDays { zone, last: None }
+    }
+
+    pub fn date(&mut self, secs: i64) -> chrono::NaiveDate {
+        if let Some((start, end, date)) = self.last {
+            if (start..end).contains(&secs) {
+                return date;
+            }
+        }
+        let date = business_date(secs, self.zone);
+        self.last = day_bounds(date, self.zone).map(|(s, e)| (s, e, date));
+        date
+    }
+}
+
+/// [start, end) of a business date in unix seconds; `None` where the zone's
+/// rules make it ambiguous (then nothing is cached).
+fn day_bounds(date: chrono::NaiveDate, zone: chrono_tz::Tz) -> Option<(i64, i64)> {
+    use chrono::TimeZone;
+    let start = |d: chrono::NaiveDate| {
+        zone.from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
+            .single()
+            .map(|t| t.timestamp())
+    };
+    Some((start(date)?, start(date.succ_opt()?)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::projection::store;
+
+    fn plan(sql: &str, params: impl rusqlite::Params) -> String {
+        let conn = Connection::open_in_memory().unwrap();
+        store::create_schema(&conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(params, |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        plan.join("\n")
+    }
+
+    #[test]
+    fn the_reports_read_a_years_payments_from_the_covering_index_alone_in_order() {
+        let plan = plan(CURRENT_LINES, (0, 1));
+        assert!(plan.contains("COVERING INDEX payments_paid_at"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    #[test]
+    fn the_payments_to_refold_are_found_by_two_index_range_scans() {
+        let plan = plan(REFOLDED, (0, 1));
+        assert!(plan.contains("payment_revisions_received"), "{plan}");
+        assert!(plan.contains("payment_revisions_at"), "{plan}");
+        assert!(!plan.contains("SCAN payment_revisions"), "{plan}");
+    }
 }
