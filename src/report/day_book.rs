@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::sink::{money, Sink, Text};
 use super::{Range, ReportError};
-use crate::projection::query::reports::{self as data, DayBook, Figures, Times};
+use crate::projection::query::reports::{self as data, Figures, Times};
 
 const HEADER: &[&str] = &[
     "date",
@@ -67,15 +67,19 @@ pub(super) fn write(
     collector_code: Option<&str>,
     mut sink: Sink,
 ) -> Result<(), ReportError> {
-    let mut book = DayBook::new(zone, mode, collector_code);
-    data::lines(conn, times, range.from, range.to, |line| {
-        book.add(line);
-        Ok::<_, ReportError>(())
-    })?;
+    let book = data::day_book(
+        conn,
+        times,
+        range.from,
+        range.to,
+        zone,
+        mode,
+        collector_code,
+    )?;
     sink.begin("items", HEADER)?;
     let mut days: BTreeMap<NaiveDate, Figures> = BTreeMap::new();
     let mut totals = Figures::default();
-    for ((date, mode, collector), f) in &book.figures {
+    for ((date, mode, collector), f) in &book {
         days.entry(*date).or_default().merge(f);
         totals.merge(f);
         sink.item(&Item {

@@ -16,6 +16,25 @@ use crate::money::Total;
 use crate::projection::entities::{PaymentState, PaymentStatus};
 use crate::projection::{Kind, ProjectionError};
 
+/// The collector code of payment row `p`: its own, else that of the student
+/// it links to (by its jodo_student_id, else the lowest jodo_student_id
+/// whose identifier it names). The rule of [`linked_student`] and
+/// [`student_collector`] for SQL that aggregates many payments; SQLite's
+/// COALESCE runs a lookup only for a payment without a code of its own.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! payment_collector {
+    () => {
+        "COALESCE(p.collector_code, CASE
+            WHEN p.jodo_student_id IS NOT NULL THEN
+                (SELECT s.collector_code FROM students s WHERE s.jodo_student_id = p.jodo_student_id)
+            ELSE
+                (SELECT s.collector_code FROM students s WHERE s.identifier = p.student_identifier
+                  ORDER BY s.jodo_student_id LIMIT 1)
+            END)"
+    };
+}
+
 /// Whether payment row `p` has collector code ?N: its own, else its
 /// student's. Each EXISTS is one indexed lookup.
 macro_rules! collector_is {

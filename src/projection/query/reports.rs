@@ -6,7 +6,7 @@
 //! before K whose provider time is at or before T. What counts as recorded
 //! is the fold's status ([`PaymentStatus`]): recorded until a cancellation.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rusqlite::Connection;
 
@@ -516,6 +516,23 @@ impl Figures {
         }
     }
 
+    /// Takes out one payment [`Figures::add`] put in; `None` if there was
+    /// none of that status.
+    fn take(&mut self, status: PaymentStatus, amount: Money) -> Option<()> {
+        let minor = i128::from(amount.minor());
+        let (count, total) = match status {
+            PaymentStatus::Recorded => (&mut self.recorded_count, &mut self.recorded_total),
+            PaymentStatus::Cancelled => (&mut self.cancelled_count, &mut self.cancelled_total),
+        };
+        *count = count.checked_sub(1)?;
+        *total -= minor;
+        Some(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.recorded_count == 0 && self.cancelled_count == 0
+    }
+
     pub fn merge(&mut self, o: &Figures) {
         self.recorded_count += o.recorded_count;
         self.recorded_total += o.recorded_total;
@@ -527,56 +544,177 @@ impl Figures {
 /// A day book key: business date, mode, collector code.
 pub type DayKey = (chrono::NaiveDate, String, Option<String>);
 
-/// The day book: figures per (business date, mode, collector code), added
-/// up one [`Line`] at a time.
-pub struct DayBook<'f> {
-    days: BusinessDays,
-    mode: Option<&'f str>,
-    collector_code: Option<&'f str>,
-    pub figures: BTreeMap<DayKey, Figures>,
+/// A business day's payments, what the day book adds up of them: read off
+/// the covering index, with the collector code resolved in SQLite.
+const DAY_PAYMENTS: &str = concat!(
+    "SELECT p.mode, ",
+    crate::payment_collector!(),
+    ", p.status, p.amount_minor FROM payments p WHERE p.paid_at >= ?1 AND p.paid_at < ?2"
+);
+
+/// One business day's figures, keyed by mode and collector code as the
+/// bytes SQLite hands over: a payment is added without a string allocated
+/// or checked (they are, once per key, when the day is done).
+#[derive(Default)]
+struct DayFigures {
+    by_key: HashMap<Vec<u8>, Figures>,
+    scratch: Vec<u8>,
 }
 
-impl<'f> DayBook<'f> {
-    pub fn new(
-        zone: chrono_tz::Tz,
-        mode: Option<&'f str>,
-        collector_code: Option<&'f str>,
-    ) -> Self {
-        DayBook {
-            days: BusinessDays::new(zone),
-            mode,
-            collector_code,
-            figures: BTreeMap::new(),
+/// Separates a key's mode from its collector code; marks a missing one.
+/// Neither byte occurs in UTF-8 text.
+const KEY_SEPARATOR: u8 = 0xFF;
+const NO_COLLECTOR: u8 = 0xFE;
+
+impl DayFigures {
+    fn add(&mut self, mode: &[u8], collector: Option<&[u8]>, status: PaymentStatus, amount: i64) {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(mode);
+        self.scratch.push(KEY_SEPARATOR);
+        match collector {
+            Some(c) => self.scratch.extend_from_slice(c),
+            None => self.scratch.push(NO_COLLECTOR),
         }
+        let figures = match self.by_key.get_mut(self.scratch.as_slice()) {
+            Some(f) => f,
+            None => self.by_key.entry(self.scratch.clone()).or_default(),
+        };
+        figures.add(status, Money::from_minor(amount));
     }
 
-    pub fn add(&mut self, line: &Line) {
-        if self.mode.is_some_and(|m| m != line.mode) {
-            return;
-        }
-        if self
-            .collector_code
-            .is_some_and(|c| Some(c) != line.collector_code.as_deref())
-        {
-            return;
-        }
-        let date = self.days.date(line.paid_at);
-        // Lines come in paid_at order: most land on the key added last.
-        let figures = match self.figures.last_entry() {
-            Some(e)
-                if e.key().0 == date
-                    && e.key().1 == line.mode
-                    && e.key().2 == line.collector_code =>
-            {
-                e.into_mut()
-            }
-            _ => self
-                .figures
-                .entry((date, line.mode.clone(), line.collector_code.clone()))
-                .or_default(),
-        };
-        figures.add(line.status, line.amount);
+    /// The day's figures under their (mode, collector code).
+    fn drain(
+        &mut self,
+    ) -> impl Iterator<Item = Result<((String, Option<String>), Figures), ProjectionError>> + '_
+    {
+        self.by_key.drain().map(|(key, f)| {
+            let text = |b: &[u8]| {
+                String::from_utf8(b.to_vec()).map_err(|e| {
+                    ProjectionError::Invariant(format!(
+                        "payments holds text that is not UTF-8: {e}"
+                    ))
+                })
+            };
+            let at = key
+                .iter()
+                .position(|b| *b == KEY_SEPARATOR)
+                .ok_or_else(|| {
+                    ProjectionError::Invariant("a day book key without its separator".into())
+                })?;
+            let (mode, collector) = (&key[..at], &key[at + 1..]);
+            let collector = match collector {
+                [NO_COLLECTOR] => None,
+                c => Some(text(c)?),
+            };
+            Ok(((text(mode)?, collector), f))
+        })
     }
+}
+
+/// One payment's current row, as [`CURRENT_LINES`] reads it.
+const CURRENT_LINE: &str = "SELECT payment_id, paid_at, amount_minor, status, mode, collector_code,
+        jodo_student_id, student_identifier, transaction_id, cancelled_at, revisions,
+        first_received_at, last_received_at
+   FROM payments WHERE payment_id = ?1";
+
+/// The day book: figures per (business date, mode, collector code) of the
+/// payments paid in [from, to] (unix seconds) as known at and as of `times`,
+/// filtered by mode and collector code when given.
+///
+/// Today's figures are added up a business day at a time. The
+/// payments whose current row is not their fold at `times` ([`REFOLDED`])
+/// are then taken out as they stand and put back as folded.
+pub fn day_book(
+    conn: &Connection,
+    times: Times,
+    from: i64,
+    to: i64,
+    zone: chrono_tz::Tz,
+    mode: Option<&str>,
+    collector_code: Option<&str>,
+) -> Result<BTreeMap<DayKey, Figures>, ProjectionError> {
+    let keep = |m: &str, c: Option<&str>| {
+        mode.is_none_or(|x| x == m) && collector_code.is_none_or(|x| Some(x) == c)
+    };
+    let mut book: BTreeMap<DayKey, Figures> = BTreeMap::new();
+    let mut stmt = conn.prepare_cached(DAY_PAYMENTS)?;
+    let mut day = DayFigures::default();
+    let mut start = from;
+    while start <= to {
+        let date = business_date(start, zone);
+        let (_, end) = day_bounds(date, zone);
+        // The next business day's start, or just past `to`.
+        let stop = end.max(start.saturating_add(1)).min(to.saturating_add(1));
+        let mut rows = stmt.query((start, stop))?;
+        while let Some(r) = rows.next()? {
+            let status = r.get_ref(2)?.as_str()?;
+            let status = PaymentStatus::parse(status).ok_or_else(|| {
+                ProjectionError::Invariant(format!("payments holds an unknown status {status:?}"))
+            })?;
+            day.add(
+                r.get_ref(0)?.as_bytes()?,
+                r.get_ref(1)?.as_bytes_or_null()?,
+                status,
+                r.get(3)?,
+            );
+        }
+        for entry in day.drain() {
+            let ((m, c), f) = entry?;
+            if keep(&m, c.as_deref()) {
+                book.insert((date, m, c), f);
+            }
+        }
+        if stop == i64::MAX {
+            break;
+        }
+        start = stop;
+    }
+    let mut links = Links::default();
+    let mut stmt = conn.prepare_cached(CURRENT_LINE)?;
+    let mut current = Line::empty();
+    for id in refolded(conn, times)? {
+        let mut rows = stmt.query([&id])?;
+        if let Some(r) = rows.next()? {
+            fill_line(conn, r, &mut links, &mut current)?;
+            if (from..=to).contains(&current.paid_at)
+                && keep(&current.mode, current.collector_code.as_deref())
+            {
+                let key = (
+                    business_date(current.paid_at, zone),
+                    current.mode.clone(),
+                    current.collector_code.clone(),
+                );
+                let f = book.get_mut(&key).ok_or_else(|| {
+                    ProjectionError::Invariant(format!(
+                        "payment {id} is not in the day book it was summed in"
+                    ))
+                })?;
+                f.take(current.status, current.amount).ok_or_else(|| {
+                    ProjectionError::Invariant(format!(
+                        "payment {id} is not in the day book it was summed in"
+                    ))
+                })?;
+                if f.is_empty() {
+                    book.remove(&key);
+                }
+            }
+        }
+        if let Some((state, revs)) = fold_known(payments::revisions(conn, &id)?, times) {
+            let line = Line::known(conn, &state, &revs, &mut links)?;
+            if (from..=to).contains(&line.paid_at)
+                && keep(&line.mode, line.collector_code.as_deref())
+            {
+                book.entry((
+                    business_date(line.paid_at, zone),
+                    line.mode.clone(),
+                    line.collector_code.clone(),
+                ))
+                .or_default()
+                .add(line.status, line.amount);
+            }
+        }
+    }
+    Ok(book)
 }
 
 /// The business date of a unix time.
@@ -607,21 +745,29 @@ impl BusinessDays {
             }
         }
         let date = business_date(secs, self.zone);
-        self.last = day_bounds(date, self.zone).map(|(s, e)| (s, e, date));
+        let (start, end) = day_bounds(date, self.zone);
+        self.last = Some((start, end, date));
         date
     }
 }
 
-/// [start, end) of a business date in unix seconds; `None` where the zone's
-/// rules make it ambiguous (then nothing is cached).
-fn day_bounds(date: chrono::NaiveDate, zone: chrono_tz::Tz) -> Option<(i64, i64)> {
+/// [start, end) of a business date in unix seconds.
+fn day_bounds(date: chrono::NaiveDate, zone: chrono_tz::Tz) -> (i64, i64) {
+    let next = date.succ_opt().unwrap_or(date);
+    (day_start(date, zone), day_start(next, zone))
+}
+
+/// The first instant of a business date: local midnight, or where a zone's
+/// clock change skips midnight, the first hour that exists.
+fn day_start(date: chrono::NaiveDate, zone: chrono_tz::Tz) -> i64 {
     use chrono::TimeZone;
-    let start = |d: chrono::NaiveDate| {
-        zone.from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
-            .single()
-            .map(|t| t.timestamp())
-    };
-    Some((start(date)?, start(date.succ_opt()?)?))
+    (0..3)
+        .find_map(|h| {
+            let local = date.and_hms_opt(h, 0, 0)?;
+            zone.from_local_datetime(&local).earliest()
+        })
+        .map(|t| t.timestamp())
+        .unwrap_or_else(|| date.and_time(chrono::NaiveTime::MIN).and_utc().timestamp())
 }
 
 #[cfg(test)]
