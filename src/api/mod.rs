@@ -252,7 +252,8 @@ pub fn router(state: AppState) -> Router {
         .merge(read)
         .merge(admin)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .with_state(state);
+        .with_state(state.clone())
+        .merge(crate::console::router(state));
     with_error_layers(app)
 }
 
