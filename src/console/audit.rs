@@ -195,7 +195,7 @@ pub async fn event(
         pre.body tabindex="0" aria-label="Original body" { code { (text) } }
     };
     let title = format!("Event {}", e.seq);
-    Ok(ctx.render(&title, "/console/events", body))
+    Ok(ctx.render(&title, &format!("/console/events/{}", e.seq), body))
 }
 
 page_query!(QuarantineQuery {
@@ -337,7 +337,7 @@ pub async fn quarantined(
         pre.body tabindex="0" aria-label="Body as received" { code { (text) } }
     };
     let title = format!("Rejected delivery {}", e.id);
-    Ok(ctx.render(&title, "/console/quarantine", body))
+    Ok(ctx.render(&title, &format!("/console/quarantine/{}", e.id), body))
 }
 
 #[derive(Deserialize)]

@@ -336,7 +336,8 @@ pub async fn student(
         }
     };
     let title = format!("Student {}", p.identifier);
-    Ok(ctx.render(&title, "/console/students", body))
+    let path = format!("/console/students/{}", segment(&page.jodo_student_id));
+    Ok(ctx.render(&title, &path, body))
 }
 
 fn payments_table(ctx: &Ctx, pays: &[(PaymentState, usize)]) -> Markup {
@@ -498,5 +499,6 @@ pub async fn payment(
         @if revs.is_empty() { (empty("No revisions are recorded for this payment.")) }
     };
     let title = format!("Payment {pid}");
-    Ok(ctx.render(&title, "/console/payments", body))
+    let path = format!("/console/payments/{}", segment(pid));
+    Ok(ctx.render(&title, &path, body))
 }

@@ -314,7 +314,8 @@ impl<'a> Ctx<'a> {
         html::href(path, params, &self.times)
     }
 
-    /// The page: `body` in the frame.
+    /// The page: `body` in the frame; `path` is the page's own (the time
+    /// control submits to it; the navigation marks the section it is in).
     pub fn render(&self, title: &str, path: &str, body: Markup) -> Html {
         self.render_with(title, path, None, body)
     }

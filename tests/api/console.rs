@@ -259,6 +259,10 @@ async fn pages_show_what_the_ledger_holds() {
         "{payment}"
     );
     assert!(payment.contains(r#"href="/console/events/3""#));
+    assert!(
+        payment.contains(r#"<form class="times" method="get" action="/console/payments/p1""#),
+        "the time control stays on the page"
+    );
     // Known at a time before the update, the payment is the first revision.
     let (_, before) = get(&app, c, "/console/payments/p1?known_at=2000-01-01").await;
     assert!(before.contains("not known at the time set"), "{before}");
