@@ -1,5 +1,5 @@
 # registrar: the two commands a new user needs are `make run` and `make test`.
-.PHONY: run build test lint fmt bench bench-quick faults fuzz clean
+.PHONY: run build test lint fmt e2e bench bench-quick faults fuzz clean
 
 # Builds, then serves on 127.0.0.1:8080 with the database at ./data/registrar.db.
 run:
@@ -19,6 +19,12 @@ lint:
 
 fmt:
 	cargo fmt
+
+# The audit console in headless Chromium (README, The audit console): installs
+# chromium and chromium-driver with apt-get when missing, saves a screenshot
+# of every page under target/e2e/ and the README's four in docs/screenshots/.
+e2e:
+	scripts/e2e.sh
 
 # Fault scripts (README, Fault scripts): kill -9 under load, a full disk, a
 # read-only log. Some parts need root (CI runs as root); they say when skipped.

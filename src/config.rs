@@ -61,6 +61,12 @@ pub fn default_projections_path(db_path: &Path) -> PathBuf {
 /// still leaves a sample to diagnose; a flood leaves no more than this.
 pub const DEFAULT_UNAUTHENTICATED_RATE: u32 = 20;
 
+/// How long a console session lasts without a request, by default.
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// The longest `--session-idle-minutes` allowed (a working day): a
+/// forgotten browser must not stay signed in for days.
+pub const MAX_SESSION_IDLE: Duration = Duration::from_secs(12 * 60 * 60);
+
 /// Everything the server needs to run.
 #[derive(Clone)]
 pub struct Config {
@@ -97,6 +103,13 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// See [`DEFAULT_SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
+    /// The address people reach the console at (`--public-url`); when it is
+    /// https, the session cookie is marked `Secure`.
+    pub public_url: Option<String>,
+    /// How long a console session lasts without a request.
+    pub session_idle: Duration,
+    /// The zone the console shows times in; None: the business zone.
+    pub display_zone: Option<chrono_tz::Tz>,
 }
 
 impl Config {
@@ -123,6 +136,9 @@ impl Config {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            public_url: None,
+            session_idle: DEFAULT_SESSION_IDLE,
+            display_zone: None,
         }
     }
 
@@ -130,6 +146,18 @@ impl Config {
     /// server can write to the log.
     pub fn is_unsigned(&self) -> bool {
         self.jodo_secret.is_none() && self.jodo_header.is_none() && self.toolzz_token.is_none()
+    }
+
+    /// Whether the console is served over https (its cookie then `Secure`).
+    pub fn is_https(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+    }
+
+    /// The zone the console shows times in.
+    pub fn display_zone(&self) -> chrono_tz::Tz {
+        self.display_zone.unwrap_or(self.business_zone)
     }
 }
 
@@ -148,6 +176,9 @@ impl std::fmt::Debug for Config {
             .field("business_zone", &self.business_zone)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("quarantine_cap", &self.quarantine_cap)
+            .field("public_url", &self.public_url)
+            .field("session_idle", &self.session_idle)
+            .field("display_zone", &self.display_zone)
             .finish()
     }
 }

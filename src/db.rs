@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "002_quarantine.sql",
         include_str!("../schema/002_quarantine.sql"),
     ),
+    (3, "003_pins.sql", include_str!("../schema/003_pins.sql")),
 ];
 
 /// How long a connection waits for another's lock before answering busy.

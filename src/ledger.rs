@@ -16,6 +16,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::event::{Delivery, Event, Sequenced};
+use crate::log::pins::Pin;
 use crate::log::{self, AppendOutcome, Head, NewEntry};
 use crate::metrics::Metrics;
 use crate::quarantine::{self, Reject};
@@ -68,6 +69,19 @@ enum Command {
     Maintain {
         work: Maintenance,
         reply: Reply<()>,
+    },
+    /// Readmit a quarantined delivery ([`readmit`]) from the server (the
+    /// console), through this one writer rather than a second connection.
+    Readmit {
+        id: i64,
+        force: bool,
+        config: Arc<crate::config::Config>,
+        reply: oneshot::Sender<Result<Readmitted, ReadmitError>>,
+    },
+    /// Record the log's head as a pin ([`log::pins::record`]).
+    Pin {
+        note: String,
+        reply: Reply<Pin>,
     },
     Shutdown,
 }
@@ -202,6 +216,33 @@ impl Ledger {
         rx.await.map_err(|_| LedgerError::Closed)?
     }
 
+    /// Readmits quarantined delivery `id` ([`readmit`]) between batches. The
+    /// projector finds what it appended by itself (within
+    /// [`crate::projection::projector::IDLE_CHECK`]), as after a readmit by
+    /// the CLI.
+    pub async fn readmit(
+        &self,
+        id: i64,
+        force: bool,
+        config: Arc<crate::config::Config>,
+    ) -> Result<Readmitted, ReadmitError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Readmit {
+            id,
+            force,
+            config,
+            reply,
+        })?;
+        rx.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Records the log's head as a pin with `note`, between batches.
+    pub async fn pin(&self, note: String) -> Result<Pin, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Pin { note, reply })?;
+        rx.await.map_err(|_| LedgerError::Closed)?
+    }
+
     /// Whether the writer thread is still taking requests.
     pub fn is_running(&self) -> bool {
         !self.tx.is_closed()
@@ -273,6 +314,25 @@ fn run(
                         .and_then(|tx| {
                             work(&tx)?;
                             tx.commit()
+                        })
+                        .map_err(LedgerError::from);
+                    let _ = reply.send(done);
+                }
+                Command::Readmit {
+                    id,
+                    force,
+                    config,
+                    reply,
+                } => {
+                    let _ = reply.send(readmit(&mut conn, id, &config, force));
+                }
+                Command::Pin { note, reply } => {
+                    let done = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .and_then(|tx| {
+                            let pin = log::pins::record(&tx, &note, now_micros())?;
+                            tx.commit()?;
+                            Ok(pin)
                         })
                         .map_err(LedgerError::from);
                     let _ = reply.send(done);
@@ -436,7 +496,10 @@ fn run_in_transaction(
                     .map_err(|e| BatchFailure::Command(e.into()))?;
                 done.push(Done::Quarantine(Ok(kept)));
             }
-            Command::Maintain { .. } | Command::Shutdown => unreachable!("handled by run"),
+            Command::Maintain { .. }
+            | Command::Readmit { .. }
+            | Command::Pin { .. }
+            | Command::Shutdown => unreachable!("handled by run"),
         }
     }
     tx.commit().map_err(BatchFailure::Storage)?;

@@ -31,6 +31,9 @@
 //! - [`api`]: axum routers (ingest; the read resources students, payments,
 //!   learners, events, each with its `router()`; admin, health), read-your-writes
 //!   and the error type. Nothing below it knows HTTP.
+//! - [`console`]: the audit console, HTML pages at `/console` for finance
+//!   staff (sign-in and sessions, the pages, readmit, verify and pins);
+//!   reads through [`projection::query`], [`report`] and [`log`] like the API.
 //! - [`server`]: runs the API on a bound listener until a shutdown future.
 //! - [`connections`]: the accept loop, header and idle timeouts, and the
 //!   graceful shutdown bounded by a grace period.
@@ -44,6 +47,7 @@ pub mod auth;
 pub mod checkpoint;
 pub mod config;
 pub mod connections;
+pub mod console;
 pub mod db;
 pub mod event;
 pub mod ledger;

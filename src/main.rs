@@ -151,6 +151,16 @@ struct ServeArgs {
     business: BusinessZoneArg,
     #[command(flatten)]
     zone: ZoneArg,
+    /// The address people reach the console at (e.g. https://registrar.school.in);
+    /// when it is https the session cookie is marked Secure.
+    #[arg(long, env = "REGISTRAR_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// How long a console session lasts without a request, in minutes.
+    #[arg(long, env = "REGISTRAR_SESSION_IDLE_MINUTES", default_value_t = config::DEFAULT_SESSION_IDLE.as_secs() / 60)]
+    session_idle_minutes: u64,
+    /// The zone the console shows times in [default: the business zone].
+    #[arg(long, env = "REGISTRAR_DISPLAY_ZONE")]
+    display_zone: Option<chrono_tz::Tz>,
 }
 
 #[derive(Args)]
@@ -351,6 +361,21 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     cfg.max_lag = std::time::Duration::from_millis(args.max_lag_ms);
     cfg.unauthenticated_rate = args.unauthenticated_rate;
     cfg.business_zone = args.business.business_zone;
+    cfg.session_idle = std::time::Duration::from_secs(args.session_idle_minutes.saturating_mul(60));
+    if cfg.session_idle.is_zero() || cfg.session_idle > config::MAX_SESSION_IDLE {
+        bail!(
+            "--session-idle-minutes must be between 1 and {}",
+            config::MAX_SESSION_IDLE.as_secs() / 60
+        );
+    }
+    if let Some(url) = &args.public_url {
+        let lower = url.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            bail!("--public-url must start with http:// or https://");
+        }
+    }
+    cfg.public_url = args.public_url;
+    cfg.display_zone = args.display_zone;
     let addrs: Vec<SocketAddr> = args
         .listen
         .to_socket_addrs()

@@ -24,6 +24,10 @@ pub enum ApiError {
     /// 401: authentication failed.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: authenticated, but the role does not allow it (a read session
+    /// asking for an admin action), or a form without its CSRF token.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404.
     #[error("{0}")]
     NotFound(String),
@@ -33,6 +37,9 @@ pub enum ApiError {
     /// 413: body over the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 429: too many attempts (failed console sign-ins).
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u32 },
     /// 503: the log cannot be written (or the writer is saturated).
     #[error("storage unavailable")]
     Unavailable {
@@ -68,8 +75,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable { .. } | ApiError::NotReady { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -83,8 +92,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::NotReady { .. } => "not_ready",
@@ -164,7 +175,8 @@ impl IntoResponse for ApiError {
                 retry_after: Some(s),
                 ..
             }
-            | ApiError::NotReady { retry_after: s, .. } => Some(s),
+            | ApiError::NotReady { retry_after: s, .. }
+            | ApiError::TooManyRequests { retry_after: s, .. } => Some(s),
             _ => None,
         };
         if let Some(s) = retry_after {
@@ -237,11 +249,15 @@ pub async fn error_shape(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let response = next.run(req).await;
     let status = response.status();
-    let is_json = response
+    // JSON is the API's shape; HTML is the console's error page, shaped
+    // for a person by the console itself.
+    let is_shaped = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || is_shaped {
         return response;
     }
     let (parts, body) = response.into_parts();

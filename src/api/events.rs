@@ -4,8 +4,6 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use rusqlite::params_from_iter;
-use rusqlite::types::Value as Sql;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -14,7 +12,7 @@ use super::params::{
     bad_cursor, paginate, rfc3339, rfc3339_micros, seq_param, Listing, NoParams, Page, Params,
 };
 use super::{ApiError, AppState};
-use crate::log::{self, chain, StoredEvent, EVENT_COLUMNS};
+use crate::log::{self, chain, StoredEvent};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -31,10 +29,10 @@ pub enum Source {
 }
 
 impl Source {
-    fn as_str(self) -> &'static str {
+    fn event_source(self) -> crate::event::Source {
         match self {
-            Source::Jodo => "jodo",
-            Source::Toolzz => "toolzz",
+            Source::Jodo => crate::event::Source::Jodo,
+            Source::Toolzz => crate::event::Source::Toolzz,
         }
     }
 }
@@ -112,24 +110,12 @@ pub async fn list_events(
     let after = cursor_seq.or(after_seq).unwrap_or(0);
     app.log
         .run(move |conn| {
-            let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?");
-            let mut args: Vec<Sql> = vec![Sql::Integer(after)];
-            for (col, v) in [
-                ("source", q.source.map(|s| s.as_str().to_string())),
-                ("event_type", q.event_type),
-                ("subject", q.subject),
-            ] {
-                if let Some(v) = v {
-                    sql.push_str(&format!(" AND {col} = ?"));
-                    args.push(Sql::Text(v));
-                }
-            }
-            sql.push_str(" ORDER BY seq LIMIT ?");
-            args.push(Sql::Integer(i64::from(page.limit) + 1));
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt
-                .query_map(params_from_iter(args), StoredEvent::from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+            let filter = log::EventFilter {
+                source: q.source.map(Source::event_source),
+                event_type: q.event_type,
+                subject: q.subject,
+            };
+            let rows = log::list(conn, &filter, after, page.limit + 1)?;
             paginate(
                 rows,
                 page.limit,

@@ -252,7 +252,8 @@ pub fn router(state: AppState) -> Router {
         .merge(read)
         .merge(admin)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .with_state(state);
+        .with_state(state.clone())
+        .merge(crate::console::router(state));
     with_error_layers(app)
 }
 
@@ -277,9 +278,16 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn check_bearer(headers: &HeaderMap, expected: Option<&str>) -> Result<(), ApiError> {
+    check_token(bearer(headers), expected)
+}
+
+/// The one token check, for bearer headers and the console's sign-in form:
+/// `given` must equal `expected` (compared in constant time); with nothing
+/// expected, anything passes (a loopback server without tokens).
+pub(crate) fn check_token(given: Option<&str>, expected: Option<&str>) -> Result<(), ApiError> {
     match expected {
         None => Ok(()),
-        Some(token) => match bearer(headers) {
+        Some(token) => match given {
             Some(given) if secret_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
             Some(_) => Err(ApiError::Unauthorized("the bearer token is wrong".into())),
             None => Err(ApiError::Unauthorized(
@@ -298,19 +306,23 @@ async fn require_read_token(
     Ok(next.run(req).await)
 }
 
-/// Admin endpoints take the admin token; without one configured, the read
-/// token; without either, they are open like the rest of a loopback server.
+/// The token admin actions take: the admin token; without one configured,
+/// the read token; without either, none (open like the rest of a loopback
+/// server).
+pub(crate) fn admin_token(config: &Config) -> Option<&str> {
+    config
+        .admin_token
+        .as_deref()
+        .or(config.read_token.as_deref())
+}
+
+/// Admin endpoints take [`admin_token`].
 async fn require_admin_token(
     State(s): State<AppState>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let expected = s
-        .config
-        .admin_token
-        .as_deref()
-        .or(s.config.read_token.as_deref());
-    check_bearer(req.headers(), expected)?;
+    check_bearer(req.headers(), admin_token(&s.config))?;
     Ok(next.run(req).await)
 }
 

@@ -5,6 +5,7 @@
 //! [`verify`] when read back.
 
 pub mod chain;
+pub mod pins;
 pub mod verify;
 
 use rusqlite::{Connection, OptionalExtension, Row};
@@ -164,6 +165,44 @@ pub fn get(conn: &Connection, seq: u64) -> rusqlite::Result<Option<StoredEvent>>
     ))?
     .query_row([seq as i64], StoredEvent::from_row)
     .optional()
+}
+
+/// What the audit trail filters by; `None` does not filter.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub source: Option<Source>,
+    pub event_type: Option<String>,
+    pub subject: Option<String>,
+}
+
+/// Up to `limit` events after seq `after` matching `filter`, in seq order
+/// (the audit trail: `GET /v1/events` and the console's Events page).
+pub fn list(
+    conn: &Connection,
+    filter: &EventFilter,
+    after: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<StoredEvent>> {
+    use rusqlite::types::Value as Sql;
+    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?");
+    let mut args: Vec<Sql> = vec![Sql::Integer(after)];
+    // Only the filters given are in the statement, so each combination is
+    // planned for its own index (events_by_subject, events_by_type).
+    for (col, v) in [
+        ("source", filter.source.map(|s| s.as_str().to_string())),
+        ("event_type", filter.event_type.clone()),
+        ("subject", filter.subject.clone()),
+    ] {
+        if let Some(v) = v {
+            sql.push_str(&format!(" AND {col} = ?"));
+            args.push(Sql::Text(v));
+        }
+    }
+    sql.push_str(" ORDER BY seq LIMIT ?");
+    args.push(Sql::Integer(i64::from(limit)));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), StoredEvent::from_row)?;
+    rows.collect()
 }
 
 /// A 32-byte hash from a blob. The schema's CHECK constraints guarantee the

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod connections;
+mod console;
 mod crash;
 mod faults;
 mod fixtures;

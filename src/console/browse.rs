@@ -1,0 +1,504 @@
+//! Overview, students, one student, one payment.
+
+use axum::extract::{Path, State};
+use axum::Extension;
+use maud::{html, Markup};
+
+use super::html::{empty, opt, rupees, rupees_text, segment, when, when_micros};
+use super::reports::{fold_known, today_by_mode};
+use super::session::Viewer;
+use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
+use crate::api::params::resolve;
+use crate::api::ApiError;
+use crate::event::{PaymentRecord, StudentChange};
+use crate::projection::entities::{
+    PaymentState, PaymentStatus, StudentState, StudentStatus, Students,
+};
+use crate::projection::query::payments::{self, Revision};
+use crate::projection::query::{self, students};
+use crate::{log, quarantine};
+
+/// Students per page of the list.
+pub const STUDENTS_PER_PAGE: u32 = 50;
+/// A student's payments shown at most (a student has a few a year).
+pub const MAX_STUDENT_PAYMENTS: u32 = 500;
+
+page_query!(TimesQuery {});
+
+/// `GET /console`: where the ledger stands.
+pub async fn overview(
+    State(c): State<ConsoleState>,
+    Extension(viewer): Extension<Viewer>,
+    Query(q, pairs): Query<TimesQuery>,
+) -> Result<Html, ConsoleError> {
+    let (head, pending) = c
+        .app
+        .log
+        .run(|conn| Ok((log::head(conn)?, quarantine::pending(conn)?)))
+        .await?;
+    let position = c.app.live.position();
+    let (lag_events, lag) = c.app.live.lag();
+    let health = c.app.live.health();
+    let zone = c.app.config.business_zone;
+    let t = q.times(zone)?;
+    let (day, modes, totals) = c
+        .app
+        .projections(move |conn| today_by_mode(conn, t, zone))
+        .await?;
+    let last_verify = c.verify.lock().expect("verify lock").summary();
+    let ctx = Ctx::new(&c, &viewer, pairs);
+    let dz = ctx.zone();
+    let body = html! {
+        section.cards aria-label="Where the ledger stands" {
+            div.card {
+                h2 { "Log head" }
+                p.big { "seq " (head.seq) }
+                p.hash title="hash of the newest event" { code { (hex::encode(head.hash)) } }
+                p { a href=(ctx.href("/console/events", &[])) { "Read the events" } }
+            }
+            div.card {
+                h2 { "Projections" }
+                p.big { "seq " (position) }
+                p {
+                    @if lag_events == 0 { "Up to date with the log." }
+                    @else { (lag_events) " events behind (" (format!("{:.1}", lag.as_secs_f64())) " s)." }
+                }
+                @if let Some(f) = &health.failed { p.error role="alert" { "The projector stopped: " (f) } }
+                @if health.rebuilding.is_some() { p { "A rebuild is running." } }
+            }
+            div.card {
+                h2 { "Last verify" }
+                (last_verify.render(dz))
+                p { a href=(ctx.href("/console/integrity", &[])) { "Integrity" } }
+            }
+            div.card {
+                h2 { "Quarantine" }
+                p.big { (pending) " pending" }
+                p { a href=(ctx.href("/console/quarantine", &[])) { "Deal with rejected deliveries" } }
+            }
+        }
+        section aria-labelledby="today" {
+            h2 #today { "Today's collections by mode" }
+            @if modes.is_empty() {
+                (empty("No payments recorded today."))
+            } @else {
+                table {
+                    caption { "Payments paid on " (day) " (business day, " (zone.name()) ")" }
+                    thead { tr {
+                        th scope="col" { "Mode" } th scope="col" { "Recorded" } th scope="col" { "Recorded total" }
+                        th scope="col" { "Cancelled" } th scope="col" { "Cancelled total" }
+                    } }
+                    tbody {
+                        @for (mode, f) in &modes {
+                            tr {
+                                td { (mode) } td.num { (f.recorded_count) } td.num { (rupees_text(&f.recorded_total)) }
+                                td.num { (f.cancelled_count) } td.num { (rupees_text(&f.cancelled_total)) }
+                            }
+                        }
+                    }
+                    tfoot { tr {
+                        th scope="row" { "Total" } td.num { (totals.recorded_count) } td.num { (rupees_text(&totals.recorded_total)) }
+                        td.num { (totals.cancelled_count) } td.num { (rupees_text(&totals.cancelled_total)) }
+                    } }
+                }
+            }
+            p { a href=(ctx.href("/console/day-book", &[])) { "Open the day book for this month" } }
+        }
+    };
+    Ok(ctx.render("Overview", "/console", body))
+}
+
+page_query!(StudentsQuery {
+    q: Option<String>,
+    status: Option<StudentStatus>,
+    grade: Option<String>,
+    collector_code: Option<String>,
+    after: Option<String>,
+});
+
+/// `GET /console/students`: search and filters, paged.
+pub async fn students(
+    State(c): State<ConsoleState>,
+    Extension(viewer): Extension<Viewer>,
+    Query(q, pairs): Query<StudentsQuery>,
+) -> Result<Html, ConsoleError> {
+    q.times(c.app.config.business_zone)?;
+    let filter = students::StudentFilter {
+        status: q.status,
+        grade: q.grade.clone(),
+        collector_code: q.collector_code.clone(),
+        text: q.q.clone(),
+    };
+    let after = q.after.clone();
+    let mut rows = c
+        .app
+        .projections(move |conn| {
+            Ok(students::list(
+                conn,
+                &filter,
+                after.as_deref(),
+                STUDENTS_PER_PAGE + 1,
+            )?)
+        })
+        .await?;
+    let more = rows.len() > STUDENTS_PER_PAGE as usize;
+    rows.truncate(STUDENTS_PER_PAGE as usize);
+    let ctx = Ctx::new(&c, &viewer, pairs);
+    let dz = ctx.zone();
+    let status = q.status.map(StudentStatus::as_str).unwrap_or("");
+    let next = more.then(|| {
+        let last = rows.last().map(|(id, _)| id.as_str()).unwrap_or("");
+        ctx.href(
+            "/console/students",
+            &[
+                ("q", q.q.as_deref().unwrap_or("")),
+                ("status", status),
+                ("grade", q.grade.as_deref().unwrap_or("")),
+                ("collector_code", q.collector_code.as_deref().unwrap_or("")),
+                ("after", last),
+            ],
+        )
+    });
+    let body = html! {
+        form.filters method="get" action="/console/students" role="search" {
+            label for="q" { "Search" }
+            input #q type="search" name="q" value=[q.q.as_deref()] placeholder="identifier, Jodo id, phone, email" size="30";
+            label for="status" { "Status" }
+            select #status name="status" {
+                option value="" { "any" }
+                option value="active" selected[status == "active"] { "active" }
+                option value="dropped" selected[status == "dropped"] { "dropped" }
+            }
+            label for="grade" { "Grade" }
+            input #grade type="text" name="grade" value=[q.grade.as_deref()] placeholder="code or name" size="14";
+            label for="collector_code" { "Collector" }
+            input #collector_code type="text" name="collector_code" value=[q.collector_code.as_deref()] size="10";
+            @if let Some(a) = &ctx.times.as_of { input type="hidden" name="as_of" value=(a); }
+            @if let Some(k) = &ctx.times.known_at { input type="hidden" name="known_at" value=(k); }
+            button type="submit" { "Search" }
+        }
+        @if ctx.times.is_set() {
+            p.hint { "The list shows students as they are now; open one to see them at the time set." }
+        }
+        @if rows.is_empty() {
+            (empty("No student matches these filters."))
+        } @else {
+            table {
+                caption { "Students" @if q.after.is_some() { " (continued)" } }
+                thead { tr {
+                    th scope="col" { "Jodo id" } th scope="col" { "Identifier" } th scope="col" { "Custom identifier" }
+                    th scope="col" { "Grade" } th scope="col" { "Status" } th scope="col" { "Since" }
+                    th scope="col" { "Collector" } th scope="col" { "Contact" }
+                } }
+                tbody {
+                    @for (id, s) in &rows {
+                        tr {
+                            td { a href=(ctx.href(&format!("/console/students/{}", segment(id)), &[])) { (id) } }
+                            td { (s.profile.identifier) }
+                            td { (opt(s.profile.custom_identifier.as_deref())) }
+                            td { (opt(s.profile.grade.as_ref().map(|g| g.name.as_str()))) }
+                            td { (s.status.as_str()) }
+                            td { (when(s.status_since, dz)) }
+                            td { (opt(s.profile.collector_code.as_deref())) }
+                            td { (opt(s.profile.primary_contact_number.as_deref())) }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(n) = next { p.pager { a href=(n) rel="next" { "Next page" } } }
+    };
+    Ok(ctx.render("Students", "/console/students", body))
+}
+
+/// A student as the page shows them.
+struct StudentPage {
+    jodo_student_id: String,
+    state: StudentState,
+    /// (seq, change, provider time, received micros).
+    timeline: Vec<(i64, StudentChange, i64, i64)>,
+    payments: Vec<(PaymentState, usize)>,
+    cut: bool,
+}
+
+/// `GET /console/students/{id}`: profile, status timeline, payments.
+pub async fn student(
+    State(c): State<ConsoleState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<String>,
+    Query(q, pairs): Query<TimesQuery>,
+) -> Result<Html, ConsoleError> {
+    let zone = c.app.config.business_zone;
+    let t = q.times(zone)?;
+    let page = c
+        .app
+        .projections(move |conn| {
+            let jid = resolve(conn, &id)?;
+            let rows: Vec<_> = query::student_history(conn, &jid)?
+                .into_iter()
+                .filter(|h| h.at <= t.as_of && h.received_at <= t.known_at)
+                .collect();
+            let timeline = rows
+                .iter()
+                .map(|h| (h.seq, h.change, h.at, h.received_at))
+                .collect();
+            let state = crate::projection::fold::<Students>(rows).ok_or_else(|| {
+                ApiError::NotFound(format!("student {jid:?} was not known at the time set"))
+            })?;
+            let identifier = students::identifier(conn, &jid)?;
+            let mut current = payments::of_student(
+                conn,
+                &jid,
+                identifier.as_deref(),
+                None,
+                MAX_STUDENT_PAYMENTS + 1,
+            )?;
+            let cut = current.len() > MAX_STUDENT_PAYMENTS as usize;
+            current.truncate(MAX_STUDENT_PAYMENTS as usize);
+            let mut pays = Vec::new();
+            for p in current {
+                let revs = payments::revisions(conn, &p.record.payment_id)?;
+                if let Some((state, revs)) = fold_known(revs, t) {
+                    pays.push((state, revs.len()));
+                }
+            }
+            Ok(StudentPage {
+                jodo_student_id: jid,
+                state,
+                timeline,
+                payments: pays,
+                cut,
+            })
+        })
+        .await?;
+    let ctx = Ctx::new(&c, &viewer, pairs);
+    let dz = ctx.zone();
+    let p = &page.state.profile;
+    let (mut recorded, mut cancelled) = (0i128, 0i128);
+    for (s, _) in &page.payments {
+        match s.status {
+            PaymentStatus::Recorded => recorded += i128::from(s.record.amount.minor()),
+            PaymentStatus::Cancelled => cancelled += i128::from(s.record.amount.minor()),
+        }
+    }
+    let events = ctx.href("/console/events", &[("subject", &page.jodo_student_id)]);
+    let body = html! {
+        section aria-labelledby="profile" {
+            h2 #profile { "Profile" }
+            dl.profile {
+                dt { "Jodo id" } dd { (page.jodo_student_id) }
+                dt { "Identifier" } dd { (p.identifier) }
+                dt { "Custom identifier" } dd { (opt(p.custom_identifier.as_deref())) }
+                dt { "Status" } dd { strong { (page.state.status.as_str()) } " since " (when(page.state.status_since, dz)) }
+                dt { "Registered" } dd { @match page.state.registered_at { Some(r) => (when(r, dz)), None => span.none { "—" } } }
+                dt { "Grade" } dd { @match &p.grade { Some(g) => { (g.name) " (" (g.code) ")" }, None => span.none { "—" } } }
+                dt { "Academic year" } dd {
+                    @match (p.academic_year_start, p.academic_year_end) {
+                        (Some(a), Some(b)) => { (a) "–" (b) },
+                        _ => span.none { "—" },
+                    }
+                }
+                dt { "Collector" } dd { (opt(p.collector_code.as_deref())) }
+                dt { "Contact number" } dd { (opt(p.primary_contact_number.as_deref())) }
+                dt { "Contact email" } dd { (opt(p.primary_contact_email.as_deref())) }
+                @for n in &p.notes { dt { (n.key) } dd { (n.value) } }
+            }
+            p { a href=(events) { "Raw events about this student" } }
+        }
+        section aria-labelledby="timeline" {
+            h2 #timeline { "Status timeline" }
+            table {
+                caption { "Status events, in provider-time order" }
+                thead { tr { th scope="col" { "Event" } th scope="col" { "Provider time" } th scope="col" { "Received" } th scope="col" { "Delivery" } } }
+                tbody {
+                    @for (seq, change, at, received) in &page.timeline {
+                        tr {
+                            td { (change.as_str()) }
+                            td { (when(*at, dz)) }
+                            td { (when_micros(*received, dz)) }
+                            td { a href=(ctx.href(&format!("/console/events/{seq}"), &[])) { "seq " (seq) } }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="payments" {
+            h2 #payments { "Payments" }
+            p.totals {
+                "Recorded: " strong { (rupees(recorded)) } " · Cancelled: " strong { (rupees(cancelled)) }
+            }
+            @if page.cut { p.hint { "Only the first " (MAX_STUDENT_PAYMENTS) " payments are shown." } }
+            @if page.payments.is_empty() {
+                (empty("No payments for this student."))
+            } @else {
+                (payments_table(&ctx, &page.payments))
+            }
+        }
+    };
+    let title = format!("Student {}", p.identifier);
+    let path = format!("/console/students/{}", segment(&page.jodo_student_id));
+    Ok(ctx.render(&title, &path, body))
+}
+
+fn payments_table(ctx: &Ctx, pays: &[(PaymentState, usize)]) -> Markup {
+    let dz = ctx.zone();
+    html! {
+        table {
+            caption { "Payments, by paid time" }
+            thead { tr {
+                th scope="col" { "Payment" } th scope="col" { "Paid" } th scope="col" { "Amount" }
+                th scope="col" { "Mode" } th scope="col" { "Status" } th scope="col" { "Revisions" }
+            } }
+            tbody {
+                @for (s, revs) in pays {
+                    tr.(s.status.as_str()) {
+                        td { a href=(ctx.href(&format!("/console/payments/{}", segment(&s.record.payment_id)), &[])) { (s.record.payment_id) } }
+                        td { (when(s.record.paid_at, dz)) }
+                        td.num { (rupees(i128::from(s.record.amount.minor()))) }
+                        td { (s.record.mode) }
+                        td { (s.status.as_str()) @if let Some(at) = s.cancelled_at { " " (when(at, dz)) } }
+                        td.num { (revs) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A payment record's fields as the revisions table shows them: (label,
+/// the value compared between revisions, the cell).
+fn fields(r: &PaymentRecord, zone: chrono_tz::Tz) -> Vec<(&'static str, String, Markup)> {
+    let text = |v: &Option<String>| (v.clone().unwrap_or_default(), opt(v.as_deref()));
+    let details: Vec<String> = r
+        .details
+        .iter()
+        .map(|d| format!("{}={}", d.fee_component, d.amount))
+        .collect();
+    vec![
+        (
+            "Amount",
+            r.amount.to_string(),
+            html! { (rupees(i128::from(r.amount.minor()))) },
+        ),
+        ("Mode", r.mode.clone(), html! { (r.mode) }),
+        ("Paid at", r.paid_at.to_string(), when(r.paid_at, zone)),
+        {
+            let (k, m) = text(&r.transaction_id);
+            ("Transaction id", k, m)
+        },
+        {
+            let (k, m) = text(&r.settlement_utr);
+            ("Settlement UTR", k, m)
+        },
+        {
+            let (k, m) = text(&r.notes);
+            ("Notes", k, m)
+        },
+        (
+            "Fee details",
+            details.join(";"),
+            html! {
+                ul.details { @for d in &r.details { li { (d.fee_component) ": " (rupees(i128::from(d.amount.minor()))) } } }
+            },
+        ),
+        {
+            let (k, m) = text(&r.jodo_student_id);
+            ("Jodo student id", k, m)
+        },
+        {
+            let (k, m) = text(&r.student_identifier);
+            ("Student identifier", k, m)
+        },
+        {
+            let (k, m) = text(&r.collector_code);
+            ("Collector", k, m)
+        },
+    ]
+}
+
+/// `GET /console/payments/{id}`: current values and every revision side by
+/// side, changed fields highlighted, each revision linked to its delivery.
+pub async fn payment(
+    State(c): State<ConsoleState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<String>,
+    Query(q, pairs): Query<TimesQuery>,
+) -> Result<Html, ConsoleError> {
+    let zone = c.app.config.business_zone;
+    let t = q.times(zone)?;
+    let (linked, revs, known) = c
+        .app
+        .projections(move |conn| {
+            let linked = payments::get(conn, &id)?
+                .ok_or_else(|| ApiError::NotFound(format!("no payment has id {id:?}")))?;
+            let revs: Vec<Revision> = payments::revisions(conn, &id)?;
+            let known = fold_known(revs.clone(), t);
+            Ok((linked, revs, known))
+        })
+        .await?;
+    let ctx = Ctx::new(&c, &viewer, pairs);
+    let dz = ctx.zone();
+    let included: Vec<i64> = known
+        .as_ref()
+        .map(|(_, r)| r.iter().map(|r| r.seq).collect())
+        .unwrap_or_default();
+    let current = known.as_ref().map(|(s, _)| s);
+    let rev_fields: Vec<_> = revs.iter().map(|r| fields(&r.record, dz)).collect();
+    let now_fields = current.map(|s| fields(&s.record, dz));
+    let pid = &linked.state.record.payment_id;
+    let body = html! {
+        @match current {
+            None => p.banner.times { "This payment was not known at the time set; its revisions are listed below." },
+            Some(s) => dl.profile {
+                dt { "Status" } dd { strong { (s.status.as_str()) } @if let Some(at) = s.cancelled_at { " on " (when(at, dz)) } }
+                dt { "Amount" } dd { (rupees(i128::from(s.record.amount.minor()))) }
+                dt { "Student" } dd {
+                    @match &linked.linked {
+                        Some(sid) => a href=(ctx.href(&format!("/console/students/{}", segment(sid)), &[])) { (sid) },
+                        None => span.none { "not linked to a known student" },
+                    }
+                }
+                dt { "Raw events" } dd { a href=(ctx.href("/console/events", &[("subject", pid)])) { "Every delivery about this payment" } }
+            }
+        }
+        div.scroll {
+            table.revisions {
+                caption { "Current values and every revision, oldest first; changed fields are marked" }
+                thead {
+                    tr {
+                        th scope="col" { "Field" }
+                        th scope="col" { "Current" @if ctx.times.is_set() { " (at the time set)" } }
+                        @for (i, r) in revs.iter().enumerate() {
+                            th scope="col" class=[(!included.contains(&r.seq)).then_some("excluded")] {
+                                "Revision " (i + 1) ": " (r.change.as_str()) br;
+                                span.meta { "provider " (when(r.at, dz)) } br;
+                                span.meta { "received " (when_micros(r.received_at, dz)) } br;
+                                a href=(ctx.href(&format!("/console/events/{}", r.seq), &[])) { "delivery seq " (r.seq) }
+                                @if !included.contains(&r.seq) { br; span.meta { "(not known at the time set)" } }
+                            }
+                        }
+                    }
+                }
+                tbody {
+                    @for (row, (label, _, _)) in rev_fields.first().map(|f| f.as_slice()).unwrap_or(&[]).iter().enumerate() {
+                        tr {
+                            th scope="row" { (label) }
+                            td.current { @match &now_fields { Some(f) => (f[row].2), None => span.none { "—" } } }
+                            @for (i, f) in rev_fields.iter().enumerate() {
+                                @let changed = i > 0 && rev_fields[i - 1][row].1 != f[row].1;
+                                td class=[changed.then_some("changed")] {
+                                    (f[row].2)
+                                    @if changed { span.visually-hidden { " (changed)" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if revs.is_empty() { (empty("No revisions are recorded for this payment.")) }
+    };
+    let title = format!("Payment {pid}");
+    let path = format!("/console/payments/{}", segment(pid));
+    Ok(ctx.render(&title, &path, body))
+}

@@ -1,0 +1,487 @@
+//! The day book and changes-since pages and their CSV, and the console's
+//! one adapter to the finance reports: every call into [`crate::report`]
+//! and [`crate::projection::query::reports`] is in this file.
+//!
+//! Pages render the report's own JSON ([`report::run`] with
+//! [`Format::Json`]), and the CSV link runs the same report with the same
+//! parameters as CSV: the download is exactly what the page shows, and
+//! the same bytes as `GET /v1/reports/...?format=csv`.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use chrono::{Datelike, Days, Months, NaiveDate, TimeZone};
+use chrono_tz::Tz;
+use maud::{html, Markup};
+use rusqlite::Connection;
+use serde::Deserialize;
+
+use super::html::{empty, opt, rupees_text, when};
+use super::session::Viewer;
+use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
+use crate::api::ApiError;
+use crate::projection::entities::PaymentState;
+use crate::projection::query::payments::Revision;
+use crate::projection::query::reports::{self as data, Times};
+use crate::report::{self, Format, Range, Report, Request};
+
+/// `as_of` and `known_at` as every report reads them (business zone; now
+/// when not given).
+pub fn times(as_of: Option<&str>, known_at: Option<&str>, zone: Tz) -> Result<Times, ApiError> {
+    Ok(report::parse_times(
+        as_of,
+        known_at,
+        zone,
+        crate::ledger::now_micros(),
+    )?)
+}
+
+/// A payment's revisions folded as known at and as of `times`.
+pub fn fold_known(revs: Vec<Revision>, times: Times) -> Option<(PaymentState, Vec<Revision>)> {
+    data::fold_known(revs, times)
+}
+
+/// The first and last day of the month `day` is in.
+fn month_of(day: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let first = day.with_day(1).expect("every month has a first day");
+    let last = first
+        .checked_add_months(Months::new(1))
+        .and_then(|d| d.checked_sub_days(Days::new(1)))
+        .unwrap_or(day);
+    (first, last)
+}
+
+/// Today in the business zone.
+fn today(zone: Tz) -> NaiveDate {
+    zone.from_utc_datetime(&chrono::Utc::now().naive_utc())
+        .date_naive()
+}
+
+fn run(
+    conn: &Connection,
+    report: Report,
+    range: Range,
+    times: Times,
+    zone: Tz,
+    format: Format,
+) -> Result<report::Rendered, ApiError> {
+    let req = Request {
+        report,
+        range: Some(range),
+        times,
+        zone,
+    };
+    Ok(report::run(conn, &req, format)?)
+}
+
+/// Four figures, as the report's JSON has them.
+#[derive(Deserialize, Default)]
+pub struct Figures {
+    pub recorded_count: u64,
+    pub recorded_total: String,
+    pub cancelled_count: u64,
+    pub cancelled_total: String,
+}
+
+#[derive(Deserialize)]
+struct DayBookLine {
+    date: String,
+    mode: String,
+    collector_code: Option<String>,
+    #[serde(flatten)]
+    figures: Figures,
+}
+
+#[derive(Deserialize)]
+struct DayTotal {
+    date: String,
+    #[serde(flatten)]
+    figures: Figures,
+}
+
+#[derive(Deserialize)]
+struct DayBook {
+    seq: u64,
+    items: Vec<DayBookLine>,
+    days: Vec<DayTotal>,
+    totals: Figures,
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(r: &report::Rendered) -> Result<T, ApiError> {
+    serde_json::from_slice(&r.body)
+        .map_err(|e| ApiError::Internal(format!("the report's JSON did not read back: {e}")))
+}
+
+/// A day's collections: the day, (mode, figures) for each mode, the totals.
+pub type Collections = (NaiveDate, Vec<(String, Figures)>, Figures);
+
+/// Today's collections by mode (the overview): the day book of today,
+/// its lines summed per mode.
+pub fn today_by_mode(conn: &Connection, times: Times, zone: Tz) -> Result<Collections, ApiError> {
+    let day = today(zone);
+    let range = report::parse_range(Some(&day.to_string()), Some(&day.to_string()), zone)?;
+    let r = run(
+        conn,
+        Report::DayBook {
+            mode: None,
+            collector_code: None,
+        },
+        range,
+        times,
+        zone,
+        Format::Json,
+    )?;
+    let book: DayBook = parse_json(&r)?;
+    let mut by_mode: Vec<(String, (u64, i128, u64, i128))> = Vec::new();
+    for line in book.items {
+        let f = &line.figures;
+        let add = (
+            f.recorded_count,
+            super::html::parse_minor(&f.recorded_total).unwrap_or(0),
+            f.cancelled_count,
+            super::html::parse_minor(&f.cancelled_total).unwrap_or(0),
+        );
+        match by_mode.iter_mut().find(|(m, _)| *m == line.mode) {
+            Some((_, t)) => {
+                t.0 += add.0;
+                t.1 += add.1;
+                t.2 += add.2;
+                t.3 += add.3;
+            }
+            None => by_mode.push((line.mode, add)),
+        }
+    }
+    let money = |m: i128| crate::money::Total::from_minor(m).to_string();
+    let modes = by_mode
+        .into_iter()
+        .map(|(mode, (rc, rt, cc, ct))| {
+            (
+                mode,
+                Figures {
+                    recorded_count: rc,
+                    recorded_total: money(rt),
+                    cancelled_count: cc,
+                    cancelled_total: money(ct),
+                },
+            )
+        })
+        .collect();
+    Ok((day, modes, book.totals))
+}
+
+page_query!(DayBookQuery {
+    from: Option<String>,
+    to: Option<String>,
+    mode: Option<String>,
+    collector_code: Option<String>,
+});
+
+impl DayBookQuery {
+    /// The range asked for; this month by default.
+    fn range(&self, zone: Tz) -> Result<(String, String, Range), ApiError> {
+        let (first, last) = month_of(today(zone));
+        let from = self.from.clone().unwrap_or_else(|| first.to_string());
+        let to = self.to.clone().unwrap_or_else(|| last.to_string());
+        let range = report::parse_range(Some(&from), Some(&to), zone)?;
+        Ok((from, to, range))
+    }
+
+    fn report(&self) -> Report {
+        Report::DayBook {
+            mode: self.mode.clone(),
+            collector_code: self.collector_code.clone(),
+        }
+    }
+}
+
+fn csv_answer(r: report::Rendered) -> Response {
+    let mut response = r.body.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(r.headers.content_type),
+    );
+    if let Some(d) = r
+        .headers
+        .disposition
+        .and_then(|d| HeaderValue::from_str(&d).ok())
+    {
+        h.insert(header::CONTENT_DISPOSITION, d);
+    }
+    response
+}
+
+/// The figures cells of a line.
+fn figure_cells(f: &Figures) -> Markup {
+    html! {
+        td.num { (f.recorded_count) }
+        td.num { (rupees_text(&f.recorded_total)) }
+        td.num { (f.cancelled_count) }
+        td.num { (rupees_text(&f.cancelled_total)) }
+    }
+}
+
+fn figure_heads() -> Markup {
+    html! {
+        th scope="col" { "Recorded" }
+        th scope="col" { "Recorded total" }
+        th scope="col" { "Cancelled" }
+        th scope="col" { "Cancelled total" }
+    }
+}
+
+/// `GET /console/day-book`.
+pub async fn day_book(
+    State(c): State<ConsoleState>,
+    Extension(viewer): Extension<Viewer>,
+    Query(q, pairs): Query<DayBookQuery>,
+) -> Result<Html, ConsoleError> {
+    let zone = c.app.config.business_zone;
+    let (from, to, range) = q.range(zone)?;
+    let t = q.times(zone)?;
+    let report = q.report();
+    let book: DayBook = c
+        .app
+        .projections(move |conn| parse_json(&run(conn, report, range, t, zone, Format::Json)?))
+        .await?;
+    let ctx = Ctx::new(&c, &viewer, pairs);
+    let params = [
+        ("from", from.as_str()),
+        ("to", to.as_str()),
+        ("mode", q.mode.as_deref().unwrap_or("")),
+        ("collector_code", q.collector_code.as_deref().unwrap_or("")),
+    ];
+    let csv = ctx.href("/console/day-book.csv", &params);
+    let body = html! {
+        form.filters method="get" action="/console/day-book" {
+            (range_inputs(&from, &to, "Paid from", "Paid to"))
+            label for="mode" { "Mode" }
+            input #mode type="text" name="mode" value=[q.mode.as_deref()] placeholder="any";
+            label for="collector_code" { "Collector" }
+            input #collector_code type="text" name="collector_code" value=[q.collector_code.as_deref()] placeholder="any";
+            (time_hidden(&ctx))
+            button type="submit" { "Run" }
+        }
+        p.actions {
+            a.button href=(csv) download { "Download CSV" }
+            " "
+            span.hint { "Payments by business day (" (zone.name()) "), mode and collector; the ledger up to seq " (book.seq) "." }
+        }
+        @if book.items.is_empty() {
+            (empty("No payments in this range."))
+        } @else {
+            table {
+                caption { "Day book, " (from) " to " (to) }
+                thead { tr {
+                    th scope="col" { "Date" } th scope="col" { "Mode" } th scope="col" { "Collector" }
+                    (figure_heads())
+                } }
+                tbody {
+                    @for l in &book.items {
+                        tr {
+                            td { (l.date) } td { (l.mode) } td { (opt(l.collector_code.as_deref())) }
+                            (figure_cells(&l.figures))
+                        }
+                    }
+                }
+                tfoot { tr {
+                    th scope="row" colspan="3" { "Total" }
+                    (figure_cells(&book.totals))
+                } }
+            }
+            table {
+                caption { "Totals by day" }
+                thead { tr { th scope="col" { "Date" } (figure_heads()) } }
+                tbody {
+                    @for d in &book.days {
+                        tr { td { (d.date) } (figure_cells(&d.figures)) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(ctx.render("Day book", "/console/day-book", body))
+}
+
+/// The from/to date inputs of a report's filter form.
+fn range_inputs(from: &str, to: &str, from_label: &str, to_label: &str) -> Markup {
+    html! {
+        label for="from" { (from_label) }
+        input #from type="text" name="from" value=(from) placeholder="yyyy-mm-dd" size="12" required;
+        label for="to" { (to_label) }
+        input #to type="text" name="to" value=(to) placeholder="yyyy-mm-dd" size="12" required;
+    }
+}
+
+/// A filter form keeps the page's time settings.
+fn time_hidden(ctx: &Ctx) -> Markup {
+    html! {
+        @if let Some(a) = &ctx.times.as_of { input type="hidden" name="as_of" value=(a); }
+        @if let Some(k) = &ctx.times.known_at { input type="hidden" name="known_at" value=(k); }
+    }
+}
+
+/// `GET /console/day-book.csv`: the page's report, as CSV.
+pub async fn day_book_csv(
+    State(c): State<ConsoleState>,
+    Query(q, _): Query<DayBookQuery>,
+) -> Result<Response, ConsoleError> {
+    let zone = c.app.config.business_zone;
+    let (_, _, range) = q.range(zone)?;
+    let t = q.times(zone)?;
+    let report = q.report();
+    let r = c
+        .app
+        .projections(move |conn| run(conn, report, range, t, zone, Format::Csv))
+        .await?;
+    Ok(csv_answer(r))
+}
+
+page_query!(ChangesQuery {
+    from: Option<String>,
+    to: Option<String>,
+});
+
+impl ChangesQuery {
+    /// Received from the first of this month to today by default.
+    fn range(&self, zone: Tz) -> Result<(String, String, Range), ApiError> {
+        let day = today(zone);
+        let from = self
+            .from
+            .clone()
+            .unwrap_or_else(|| month_of(day).0.to_string());
+        let to = self.to.clone().unwrap_or_else(|| day.to_string());
+        let range = report::parse_range(Some(&from), Some(&to), zone)?;
+        Ok((from, to, range))
+    }
+}
+
+#[derive(Deserialize)]
+struct FieldChange {
+    field: String,
+    old: Option<String>,
+    new: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChangeItem {
+    payment_id: String,
+    event: String,
+    received_at: String,
+    at: String,
+    seq: u64,
+    changes: Vec<FieldChange>,
+}
+
+#[derive(Deserialize)]
+struct Changes {
+    seq: u64,
+    items: Vec<ChangeItem>,
+}
+
+/// An RFC 3339 time from a report, in the display zone.
+fn when_text(text: &str, zone: Tz) -> Markup {
+    match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(t) => when(t.timestamp(), zone),
+        Err(_) => html! { (text) },
+    }
+}
+
+/// `GET /console/changes`: revisions received in a range (after the close).
+pub async fn changes(
+    State(c): State<ConsoleState>,
+    Extension(viewer): Extension<Viewer>,
+    Query(q, pairs): Query<ChangesQuery>,
+) -> Result<Html, ConsoleError> {
+    let zone = c.app.config.business_zone;
+    let (from, to, range) = q.range(zone)?;
+    let t = q.times(zone)?;
+    let list: Changes = c
+        .app
+        .projections(move |conn| {
+            parse_json(&run(conn, Report::Changes, range, t, zone, Format::Json)?)
+        })
+        .await?;
+    let ctx = Ctx::new(&c, &viewer, pairs);
+    let dz = ctx.zone();
+    let csv = ctx.href(
+        "/console/changes.csv",
+        &[("from", from.as_str()), ("to", to.as_str())],
+    );
+    let body = html! {
+        form.filters method="get" action="/console/changes" {
+            (range_inputs(&from, &to, "Received from", "Received to"))
+            (time_hidden(&ctx))
+            button type="submit" { "Run" }
+        }
+        p.actions {
+            a.button href=(csv) download { "Download CSV" }
+            " " span.hint { "Every payment revision received in the range, field by field; the ledger up to seq " (list.seq) "." }
+        }
+        @if list.items.is_empty() {
+            (empty("Nothing changed in this range."))
+        } @else {
+            table {
+                caption { "Changes received " (from) " to " (to) }
+                thead { tr {
+                    th scope="col" { "Payment" } th scope="col" { "Event" } th scope="col" { "Received" }
+                    th scope="col" { "Provider time" } th scope="col" { "Changed fields" } th scope="col" { "Delivery" }
+                } }
+                tbody {
+                    @for i in &list.items {
+                        tr {
+                            td { a href=(ctx.href(&format!("/console/payments/{}", super::html::segment(&i.payment_id)), &[])) { (i.payment_id) } }
+                            td { (i.event) }
+                            td { (when_text(&i.received_at, dz)) }
+                            td { (when_text(&i.at, dz)) }
+                            td {
+                                @if i.changes.is_empty() { span.none { "—" } }
+                                ul.changes {
+                                    @for f in &i.changes {
+                                        li { strong { (f.field) } ": " del { (opt(f.old.as_deref())) } " → " ins { (opt(f.new.as_deref())) } }
+                                    }
+                                }
+                            }
+                            td { a href=(ctx.href(&format!("/console/events/{}", i.seq), &[])) { "seq " (i.seq) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(ctx.render("Changes since", "/console/changes", body))
+}
+
+/// `GET /console/changes.csv`.
+pub async fn changes_csv(
+    State(c): State<ConsoleState>,
+    Query(q, _): Query<ChangesQuery>,
+) -> Result<Response, ConsoleError> {
+    let zone = c.app.config.business_zone;
+    let (_, _, range) = q.range(zone)?;
+    let t = q.times(zone)?;
+    let r = c
+        .app
+        .projections(move |conn| run(conn, Report::Changes, range, t, zone, Format::Csv))
+        .await?;
+    Ok(csv_answer(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_month_runs_from_its_first_to_its_last_day() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(
+            month_of(d("2024-02-17")),
+            (d("2024-02-01"), d("2024-02-29"))
+        );
+        assert_eq!(
+            month_of(d("2023-12-31")),
+            (d("2023-12-01"), d("2023-12-31"))
+        );
+    }
+}

@@ -1,0 +1,553 @@
+//! The audit console: every page renders for a seeded database, with the
+//! right status for signed-out, read and admin sessions; CSRF is enforced;
+//! what a provider sent is escaped.
+
+use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+
+use crate::fixtures::{jodo_payment, jodo_student};
+use crate::helpers::{spawn_app_with, TestApp};
+
+const READ: &str = "console-read-token";
+const ADMIN: &str = "console-admin-token";
+const HOSTILE: &str = "<script>alert(1)</script>";
+
+/// A server with read and admin tokens and a small seeded ledger: two
+/// students (one with a hostile identifier), a payment and its revision,
+/// a cancelled payment, and one rejected delivery in the quarantine.
+async fn seeded() -> TestApp {
+    let app = spawn_app_with(|c| {
+        c.read_token = Some(READ.into());
+        c.admin_token = Some(ADMIN.into());
+    })
+    .await;
+    app.accept_jodo(&jodo_student("registered", "e-1", "s1", 1_700_000_000))
+        .await;
+    let mut hostile: serde_json::Value =
+        serde_json::from_str(&jodo_student("registered", "e-2", "s-evil", 1_700_000_001)).unwrap();
+    hostile["payload"]["student"]["identifier"] = HOSTILE.into();
+    hostile["payload"]["student"]["notes"][0]["value"] = "<img src=x onerror=alert(2)>".into();
+    app.accept_jodo(&hostile.to_string()).await;
+    let pay = |event: &str, id: &str, amount: &str, ts: i64| {
+        jodo_payment(event, id, "p1", Some("s1"), amount, ts)
+    };
+    app.accept_jodo(&pay("added", "e-3", "100000.50", 1_700_000_100))
+        .await;
+    app.accept_jodo(&pay("updated", "e-4", "100500.50", 1_700_000_200))
+        .await;
+    app.accept_jodo(&jodo_payment(
+        "added",
+        "e-5",
+        "p2",
+        Some("s1"),
+        "500",
+        1_700_000_300,
+    ))
+    .await;
+    app.accept_jodo(&jodo_payment(
+        "cancelled",
+        "e-6",
+        "p2",
+        Some("s1"),
+        "500",
+        1_700_000_400,
+    ))
+    .await;
+    // A valid delivery with a wrong signature: kept, readmittable when an
+    // admin vouches for it.
+    let late = jodo_payment("added", "e-7", "p3", Some("s1"), "42", 1_700_000_500);
+    let r = app
+        .post_jodo_with(&late, &[("X-Jodo-Signature", "sha256=00")])
+        .await;
+    assert_eq!(r.status(), 401);
+    wait_for_projections(&app).await;
+    app
+}
+
+/// Waits until the projections hold everything the log holds.
+async fn wait_for_projections(app: &TestApp) {
+    let head = app.log_head();
+    for _ in 0..500 {
+        let status: serde_json::Value = app
+            .client
+            .get(app.url("/v1/admin/status"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["projections"]["last_seq"].as_u64() >= Some(head) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the projections did not reach seq {head}");
+}
+
+/// A browser that does not follow redirects, so each answer can be checked.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A signed-in session: its cookie and its CSRF token.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+async fn sign_in(app: &TestApp, token: &str) -> Session {
+    let r = browser()
+        .post(app.url("/console/sign-in"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("token={token}&next=%2Fconsole%2Fintegrity"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "a right token signs in");
+    assert_eq!(r.headers()[LOCATION], "/console/integrity");
+    let set = r.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    assert!(!set.contains(token), "the cookie never holds the token");
+    let cookie = set.split(';').next().unwrap().to_string();
+    let page = get(app, Some(&cookie), "/console/integrity").await;
+    assert_eq!(page.0, 200);
+    let csrf = page
+        .1
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page has a form with a CSRF token")
+        .to_string();
+    Session { cookie, csrf }
+}
+
+async fn get(app: &TestApp, cookie: Option<&str>, path: &str) -> (u16, String) {
+    let mut req = browser().get(app.url(path));
+    if let Some(c) = cookie {
+        req = req.header("Cookie", c);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn post(app: &TestApp, cookie: Option<&str>, path: &str, form: &str) -> reqwest::Response {
+    let mut req = browser()
+        .post(app.url(path))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form.to_string());
+    if let Some(c) = cookie {
+        req = req.header("Cookie", c);
+    }
+    req.send().await.unwrap()
+}
+
+/// Every page of the console, with its filters.
+const PAGES: &[&str] = &[
+    "/console",
+    "/console/students",
+    "/console/students?q=s1&status=active&grade=M1BLUE",
+    "/console/students/s1",
+    "/console/students/id-s1?as_of=2023-11-14T22:15:00Z",
+    "/console/payments/p1",
+    "/console/payments/p1?known_at=2023-11-14T22:15:00Z",
+    "/console/day-book?from=2022-01-01&to=2022-01-31",
+    "/console/day-book.csv?from=2022-01-01&to=2022-01-31",
+    "/console/changes?from=2023-01-01&to=2023-12-31",
+    "/console/changes.csv?from=2023-01-01&to=2023-12-31",
+    "/console/events",
+    "/console/events?source=jodo&subject=s1",
+    "/console/events/1",
+    "/console/quarantine",
+    "/console/quarantine?all=true",
+    "/console/quarantine/1",
+    "/console/integrity",
+];
+
+/// The admin actions, each a POST.
+const ACTIONS: &[&str] = &[
+    "/console/quarantine/1/readmit",
+    "/console/integrity/verify",
+    "/console/integrity/pins",
+];
+
+#[tokio::test]
+async fn the_root_leads_to_the_console() {
+    let app = seeded().await;
+    let r = browser().get(app.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], "/console");
+}
+
+#[tokio::test]
+async fn a_signed_out_visitor_is_sent_to_sign_in_and_cannot_act() {
+    let app = seeded().await;
+    for page in PAGES {
+        let r = browser().get(app.url(page)).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{page}");
+        let to = r.headers()[LOCATION].to_str().unwrap();
+        assert!(
+            to.starts_with("/console/sign-in?next=%2Fconsole"),
+            "{page}: {to}"
+        );
+    }
+    for action in ACTIONS {
+        let r = post(&app, None, action, "csrf=x&note=n").await;
+        assert_eq!(r.status(), 401, "{action}");
+        assert!(r.headers()[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+    }
+    let (status, page) = get(&app, None, "/console/sign-in").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"<label for="token">"#), "{page}");
+    let (status, _) = get(&app, Some("registrar_session=forged"), "/console").await;
+    assert_eq!(status, 303, "an unknown session id is signed out");
+}
+
+#[tokio::test]
+async fn every_page_renders_for_a_read_session_with_the_security_headers() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    for page in PAGES {
+        let r = browser()
+            .get(app.url(page))
+            .header("Cookie", &s.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{page}");
+        let csp = r.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("script-src 'none'"), "{page}: {csp}");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(r.headers()["referrer-policy"], "same-origin");
+        let kind = r.headers()[CONTENT_TYPE].to_str().unwrap().to_string();
+        let body = r.text().await.unwrap();
+        if page.contains(".csv") {
+            assert!(kind.starts_with("text/csv"), "{page}: {kind}");
+        } else {
+            assert!(kind.starts_with("text/html"), "{page}: {kind}");
+            assert!(!body.contains("<script"), "{page} has no script");
+            assert!(body.contains("Read only"), "{page} names the role");
+            assert!(!body.contains(READ), "{page} never shows a token");
+        }
+    }
+}
+
+#[tokio::test]
+async fn pages_show_what_the_ledger_holds() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    let c = Some(s.cookie.as_str());
+    let (_, student) = get(&app, c, "/console/students/s1").await;
+    assert!(student.contains("₹1,00,500.50"), "the total recorded");
+    assert!(student.contains("₹500.00"), "the total cancelled");
+    assert!(student.contains(r#"href="/console/payments/p1""#));
+    assert!(student.contains(r#"href="/console/events?subject=s1""#));
+    let (_, payment) = get(&app, c, "/console/payments/p1").await;
+    assert!(payment.contains("Revision 2: updated"), "{payment}");
+    assert!(
+        payment.contains(r#"<td class="changed">₹1,00,500.50"#),
+        "{payment}"
+    );
+    assert!(payment.contains(r#"href="/console/events/3""#));
+    assert!(
+        payment.contains(r#"<form class="times" method="get" action="/console/payments/p1""#),
+        "the time control stays on the page"
+    );
+    // Known at a time before the update, the payment is the first revision.
+    let (_, before) = get(&app, c, "/console/payments/p1?known_at=2000-01-01").await;
+    assert!(before.contains("not known at the time set"), "{before}");
+    assert!(before.contains("as known at"), "the banner shows the time");
+    let (_, book) = get(&app, c, "/console/day-book?from=2022-01-01&to=2022-01-31").await;
+    assert!(book.contains("₹1,00,500.50"), "{book}");
+    let (_, empty) = get(&app, c, "/console/students?q=nobody-has-this").await;
+    assert!(empty.contains("No student matches these filters."));
+    let (_, event) = get(&app, c, "/console/events/1").await;
+    assert!(
+        event.contains("✓ recomputes") && event.contains("&quot;event_id&quot;: &quot;e-1&quot;")
+    );
+}
+
+#[tokio::test]
+async fn the_day_book_csv_is_the_reports_csv() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    let range = "from=2022-01-01&to=2022-01-31";
+    let (status, console) = get(
+        &app,
+        Some(&s.cookie),
+        &format!("/console/day-book.csv?{range}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let api = app
+        .client
+        .get(app.url(&format!("/v1/reports/day-book?format=csv&{range}")))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(console, api);
+    assert!(console.lines().count() > 1, "{console}");
+}
+
+#[tokio::test]
+async fn hostile_strings_are_escaped() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    for page in [
+        "/console/students/s-evil",
+        "/console/students?q=script",
+        "/console/events/2",
+        "/console/students?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    ] {
+        let (status, body) = get(&app, Some(&s.cookie), page).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(
+            !body.contains(HOSTILE),
+            "{page} shows the identifier as markup"
+        );
+        assert!(!body.contains("<img src=x"), "{page}");
+        assert!(
+            body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{page} shows it as text"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_read_session_cannot_readmit_verify_or_record_a_pin() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    for action in ACTIONS {
+        let form = format!("csrf={}&note=n", s.csrf);
+        let r = post(&app, Some(&s.cookie), action, &form).await;
+        assert_eq!(r.status(), 403, "{action}");
+    }
+    let (_, q) = get(&app, Some(&s.cookie), "/console/quarantine/1").await;
+    assert!(q.contains("Readmitting needs the admin role."));
+    assert!(
+        !q.contains("/readmit"),
+        "no readmit form for a read session"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_post_without_its_csrf_token_is_refused() {
+    let app = seeded().await;
+    let s = sign_in(&app, ADMIN).await;
+    for action in ACTIONS {
+        for form in ["note=n".to_string(), "csrf=wrong&note=n".to_string()] {
+            let r = post(&app, Some(&s.cookie), action, &form).await;
+            let status = r.status().as_u16();
+            assert!(status == 403 || status == 400, "{action} {form}: {status}");
+        }
+    }
+    let head = app.log_head();
+    let other = sign_in(&app, ADMIN).await;
+    let r = post(
+        &app,
+        Some(&s.cookie),
+        "/console/integrity/pins",
+        &format!("csrf={}&note=n", other.csrf),
+    )
+    .await;
+    assert_eq!(r.status(), 403, "another session's token does not pass");
+    assert_eq!(app.log_head(), head, "nothing was written");
+    let (_, page) = get(&app, Some(&s.cookie), "/console/integrity").await;
+    assert!(page.contains("No pin has been recorded."));
+}
+
+#[tokio::test]
+async fn an_admin_readmits_records_a_pin_and_runs_verify() {
+    let app = seeded().await;
+    let s = sign_in(&app, ADMIN).await;
+    let c = Some(s.cookie.as_str());
+    let head = app.log_head();
+    // Without vouching, a delivery whose signature was wrong stays out.
+    let r = post(
+        &app,
+        c,
+        "/console/quarantine/1/readmit",
+        &format!("csrf={}", s.csrf),
+    )
+    .await;
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("still not authenticated"));
+    let r = post(
+        &app,
+        c,
+        "/console/quarantine/1/readmit",
+        &format!("csrf={}&force=true", s.csrf),
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(app.log_head(), head + 1, "readmitted into the log");
+    let (_, entry) = get(&app, c, "/console/quarantine/1").await;
+    assert!(entry.contains("readmitted"), "{entry}");
+    let (_, pending) = get(&app, c, "/console/quarantine").await;
+    assert!(pending.contains("No rejected delivery is waiting."));
+
+    let r = post(
+        &app,
+        c,
+        "/console/integrity/pins",
+        &format!("csrf={}&note=March+close+%3Cb%3E", s.csrf),
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let r = post(
+        &app,
+        c,
+        "/console/integrity/verify",
+        &format!("csrf={}", s.csrf),
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let mut page = String::new();
+    for _ in 0..500 {
+        page = get(&app, c, "/console/integrity").await.1;
+        if page.contains("The chain is intact") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(page.contains("The chain is intact"), "{page}");
+    assert!(page.contains("✓ holds"), "{page}");
+    assert!(page.contains("March close &lt;b&gt;"), "{page}");
+    assert!(
+        page.contains(&format!("{}:", head + 1)),
+        "the pin is the head"
+    );
+    let (_, overview) = get(&app, c, "/console").await;
+    assert!(overview.contains("The chain is intact"), "{overview}");
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_refused_and_repeated_failures_are_rate_limited() {
+    let app = seeded().await;
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let r = post(&app, None, "/console/sign-in", "token=guess").await;
+        assert!(r.headers().get(SET_COOKIE).is_none());
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses[..5], [401; 5]);
+    assert_eq!(statuses[5..], [429; 2]);
+    let r = post(&app, None, "/console/sign-in", &format!("token={ADMIN}")).await;
+    assert_eq!(
+        r.status(),
+        429,
+        "not even a right token is tried while limited"
+    );
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    let r = post(&app, Some(&s.cookie), "/console/sign-out", "csrf=wrong").await;
+    assert_eq!(r.status(), 403, "sign-out takes the CSRF token too");
+    let r = post(
+        &app,
+        Some(&s.cookie),
+        "/console/sign-out",
+        &format!("csrf={}", s.csrf),
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let (status, _) = get(&app, Some(&s.cookie), "/console").await;
+    assert_eq!(status, 303, "the old cookie no longer works");
+}
+
+#[tokio::test]
+async fn sessions_expire_after_the_idle_time() {
+    let app = spawn_app_with(|c| {
+        c.read_token = Some(READ.into());
+        c.session_idle = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let s = sign_in(&app, READ).await;
+    assert_eq!(get(&app, Some(&s.cookie), "/console/events").await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(get(&app, Some(&s.cookie), "/console/events").await.0, 303);
+}
+
+#[tokio::test]
+async fn an_open_console_says_so_and_needs_no_sign_in() {
+    let app = spawn_app_with(|_| {}).await;
+    let r = browser().get(app.url("/console")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get(SET_COOKIE).is_some(), "a session for CSRF");
+    let body = r.text().await.unwrap();
+    assert!(body.contains("Open console"), "{body}");
+    assert!(
+        body.contains("Admin"),
+        "no token at all: admin, as /v1/admin is"
+    );
+}
+
+#[tokio::test]
+async fn an_https_public_url_marks_the_cookie_secure() {
+    let app = spawn_app_with(|c| {
+        c.read_token = Some(READ.into());
+        c.public_url = Some("https://registrar.example".into());
+    })
+    .await;
+    let r = post(&app, None, "/console/sign-in", &format!("token={READ}")).await;
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("; Secure"));
+}
+
+#[tokio::test]
+async fn errors_are_pages_and_the_api_keeps_its_json() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    for (path, status) in [
+        ("/console/students/nobody", 404),
+        ("/console/payments/nothing", 404),
+        ("/console/events/999", 404),
+        ("/console/no-such-page", 404),
+        ("/console/students?status=gone", 400),
+        ("/console/students?typo=1", 400),
+        ("/console/day-book?from=2022-01-01&to=2024-01-01", 400),
+        ("/console/payments/p1?as_of=yesterday", 400),
+    ] {
+        let r = browser()
+            .get(app.url(path))
+            .header("Cookie", &s.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        assert!(r.headers()[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+    }
+    let r = app.client.get(app.url("/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+}
