@@ -275,3 +275,31 @@ impl LogReader {
         rows.collect()
     }
 }
+
+/// A log of `n` small events in a temporary file, its triggers in place:
+/// the tests of this module's parts build on it.
+#[cfg(test)]
+pub(crate) fn test_log(n: u64) -> (tempfile::TempDir, rusqlite::Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = crate::db::open_rw(&dir.path().join("log.db")).unwrap();
+    crate::db::migrate(&mut conn).unwrap();
+    let tx = conn.transaction().unwrap();
+    let mut head = Head::EMPTY;
+    for i in 0..n {
+        let body = format!("{{\"n\":{i}}}");
+        let key = format!("k{i}");
+        let entry = NewEntry {
+            source: "jodo",
+            event_type: "t",
+            event_version: "1.0",
+            dedupe_key: &key,
+            subject: None,
+            occurred_at: 1,
+            received_at: i as i64,
+            body: body.as_bytes(),
+        };
+        append(&tx, &mut head, &entry).unwrap();
+    }
+    tx.commit().unwrap();
+    (dir, conn)
+}

@@ -99,30 +99,8 @@ pub fn check(conn: &Connection, pin: &Pin) -> rusqlite::Result<PinCheck> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{append, Head, NewEntry};
 
-    fn log_of(n: u64) -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = crate::db::open_rw(&dir.path().join("p.db")).unwrap();
-        crate::db::migrate(&mut conn).unwrap();
-        let mut head = Head::EMPTY;
-        for i in 0..n {
-            let body = format!("{{\"n\":{i}}}");
-            let key = format!("k{i}");
-            let entry = NewEntry {
-                source: "jodo",
-                event_type: "t",
-                event_version: "1.0",
-                dedupe_key: &key,
-                subject: None,
-                occurred_at: 1,
-                received_at: i as i64,
-                body: body.as_bytes(),
-            };
-            append(&conn, &mut head, &entry).unwrap();
-        }
-        (dir, conn)
-    }
+    use crate::log::test_log as log_of;
 
     #[test]
     fn a_pin_records_the_head_and_holds_until_the_log_is_rewritten() {

@@ -572,28 +572,9 @@ mod tests {
     use crate::log::{append, Head, NewEntry};
 
     /// A log of `n` events in a temporary file, triggers dropped so tests can tamper.
+    /// A log of `n` small events, triggers dropped (the tests tamper).
     fn log_of(n: u64) -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = crate::db::open_rw(&dir.path().join("v.db")).unwrap();
-        crate::db::migrate(&mut conn).unwrap();
-        let tx = conn.transaction().unwrap();
-        let mut head = Head::EMPTY;
-        for i in 0..n {
-            let body = format!("{{\"n\":{i}}}");
-            let key = format!("k{i}");
-            let entry = NewEntry {
-                source: "jodo",
-                event_type: "t",
-                event_version: "1.0",
-                dedupe_key: &key,
-                subject: None,
-                occurred_at: 1,
-                received_at: i as i64,
-                body: body.as_bytes(),
-            };
-            append(&tx, &mut head, &entry).unwrap();
-        }
-        tx.commit().unwrap();
+        let (dir, conn) = crate::log::test_log(n);
         conn.execute_batch("DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;")
             .unwrap();
         (dir, conn)

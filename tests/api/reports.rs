@@ -22,6 +22,23 @@ fn payment(
     )
 }
 
+/// Runs `registrar` with `args` on the app's database, writing to `out`.
+fn cli_report(app: &TestApp, args: &[&str], out: &std::path::Path) {
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(args)
+        .arg("--db")
+        .arg(&app.config.db_path)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+}
+
 async fn csv_rows(app: &TestApp, path: &str) -> (String, Vec<Vec<String>>) {
     let r = app.get(path).await;
     assert_eq!(r.status(), 200, "GET {path}");
@@ -363,24 +380,23 @@ async fn the_cli_writes_the_same_bytes_as_the_http_route_for_the_same_times() {
             .config
             .db_path
             .with_file_name(format!("{name}.{format}"));
-        let cli = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
-            .args(["report", name, "--from", "2025-03-01", "--to", "2025-03-31"])
-            .args([
+        cli_report(
+            &app,
+            &[
+                "report",
+                name,
+                "--from",
+                "2025-03-01",
+                "--to",
+                "2025-03-31",
                 "--as-of",
                 "2025-04-01T00:00:00Z",
                 "--known-at",
                 "2099-01-01T00:00:00Z",
-            ])
-            .args(["--format", format, "--db"])
-            .arg(&app.config.db_path)
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            cli.status.success(),
-            "{}",
-            String::from_utf8_lossy(&cli.stderr)
+                "--format",
+                format,
+            ],
+            &out,
         );
         let written = std::fs::read(&out).unwrap();
         assert!(!written.is_empty());
@@ -520,27 +536,23 @@ async fn a_register_of_many_chunks_streams_whole_and_its_csv_json_and_cli_agree(
         assert_eq!(id, item["payment_id"].as_str().unwrap());
     }
     let out = app.config.db_path.with_file_name("register.csv");
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
-        .args([
+    cli_report(
+        &app,
+        &[
             "report",
             "payments",
             "--from",
             "2025-03-01",
             "--to",
             "2025-03-31",
-        ])
-        .args(["--as-of", json["as_of"].as_str().unwrap()])
-        .args(["--known-at", json["known_at"].as_str().unwrap()])
-        .args(["--format", "csv", "--db"])
-        .arg(&app.config.db_path)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        cli.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cli.stderr)
+            "--as-of",
+            json["as_of"].as_str().unwrap(),
+            "--known-at",
+            json["known_at"].as_str().unwrap(),
+            "--format",
+            "csv",
+        ],
+        &out,
     );
     let mut rd = csv::Reader::from_path(&out).unwrap();
     let cli_ids: Vec<String> = rd.records().map(|r| r.unwrap()[0].to_string()).collect();
