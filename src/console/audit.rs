@@ -2,6 +2,9 @@
 //! quarantine (pending rejects, a reject's body, readmit), and integrity
 //! (verify in the background, pins).
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
@@ -385,8 +388,8 @@ pub async fn readmit(
 /// The last verify and the one running, kept in memory (since start).
 #[derive(Default, Clone)]
 pub struct VerifyState {
-    /// Started at (micros) and the log's head then.
-    running: Option<(i64, u64)>,
+    /// Started at (micros), and how far it has come.
+    running: Option<(i64, Arc<verify::Progress>)>,
     last: Option<Finished>,
 }
 
@@ -404,8 +407,16 @@ impl VerifyState {
 
     pub fn render(&self, zone: Tz) -> Markup {
         html! {
-            @if let Some((at, head)) = self.running {
-                p role="status" { "Running since " (when_micros(at, zone)) ", over " (head) " events…" }
+            @if let Some((at, progress)) = &self.running {
+                @let total = progress.total.load(Ordering::Relaxed);
+                @let checked = progress.checked.load(Ordering::Relaxed).min(total);
+                p role="status" {
+                    "Running since " (when_micros(*at, zone)) ": "
+                    (checked) " of " (total) " events checked"
+                    @if total > 0 { " (" (checked * 100 / total) "%)" }
+                    "…"
+                }
+                progress max=(total.max(1)) value=(checked) { (checked) " of " (total) }
             }
             @match &self.last {
                 None => p { "Not run since the server started." },
@@ -522,13 +533,13 @@ pub async fn run_verify(
     viewer.require_admin()?;
     let form: CsrfOnly = parse_form(&body)?;
     viewer.check_csrf(&form.csrf)?;
-    let head = c.app.log.run(|conn| Ok(log::head(conn)?.seq)).await?;
+    let progress = Arc::new(verify::Progress::default());
     let started = {
         let mut s = c.verify.lock().expect("verify lock");
         if s.running.is_some() {
             false
         } else {
-            s.running = Some((now_micros(), head));
+            s.running = Some((now_micros(), progress.clone()));
             true
         }
     };
@@ -540,7 +551,8 @@ pub async fn run_verify(
             let parse = console.app.config.parse;
             let outcome = tokio::task::spawn_blocking(move || {
                 let conn = db::open_ro(&path).map_err(|e| e.to_string())?;
-                verify::verify(&conn, &verify::Options::deep(parse)).map_err(|e| e.to_string())
+                verify::verify_watched(&conn, &verify::Options::deep(parse), &progress)
+                    .map_err(|e| e.to_string())
             })
             .await
             .unwrap_or_else(|e| Err(format!("verify stopped: {e}")));

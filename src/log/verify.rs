@@ -1,6 +1,8 @@
 //! Recomputes the hash chain, re-derives the columns the chain does not
 //! cover, and reports the first fault.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 
@@ -75,6 +77,18 @@ const PARALLEL_FROM: u64 = 100_000;
 /// much sooner.
 const PARALLEL_FROM_REDERIVING: u64 = 10_000;
 
+/// How far a running verify has come, for whoever watches it (the console's
+/// integrity page): the events checked so far of the head it walks to.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub checked: AtomicU64,
+    pub total: AtomicU64,
+}
+
+/// Events a range checks between two updates of [`Progress::checked`]: often
+/// enough to watch, rare enough to cost nothing.
+const PROGRESS_EVERY: u64 = 4_096;
+
 /// What to check beyond the chain.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -110,6 +124,15 @@ impl Options {
 /// each range also checks its link to the one before. The fault reported is
 /// the one with the lowest seq, as a sequential walk would find first.
 pub fn verify(conn: &Connection, options: &Options) -> Result<Verified, VerifyError> {
+    verify_watched(conn, options, &Progress::default())
+}
+
+/// [`verify`], counting the events checked in `progress` as it goes.
+pub fn verify_watched(
+    conn: &Connection,
+    options: &Options,
+    progress: &Progress,
+) -> Result<Verified, VerifyError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(MAX_VERIFY_THREADS);
@@ -118,7 +141,7 @@ pub fn verify(conn: &Connection, options: &Options) -> Result<Verified, VerifyEr
     } else {
         PARALLEL_FROM
     };
-    verify_split(conn, options, threads, parallel_from)
+    verify_split(conn, options, threads, parallel_from, progress)
 }
 
 /// [`verify`] with the split chosen: `threads` ranges once the log has at
@@ -128,11 +151,13 @@ fn verify_split(
     options: &Options,
     threads: usize,
     parallel_from: u64,
+    progress: &Progress,
 ) -> Result<Verified, VerifyError> {
     let pin = options.pin;
     let head_seq: u64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| {
         r.get::<_, i64>(0)
     })? as u64;
+    progress.total.store(head_seq, Ordering::Relaxed);
     let path = conn
         .path()
         .filter(|p| !p.is_empty())
@@ -148,7 +173,7 @@ fn verify_split(
         _ => vec![(1, head_seq)],
     };
     let results: Vec<Result<RangeOutcome, VerifyError>> = if ranges.len() == 1 {
-        vec![verify_range(conn, ranges[0], options)]
+        vec![verify_range(conn, ranges[0], options, progress)]
     } else {
         let path = path.expect("checked above");
         std::thread::scope(|scope| {
@@ -158,7 +183,7 @@ fn verify_split(
                     let path = path.clone();
                     scope.spawn(move || {
                         let conn = crate::db::open_ro(&path)?;
-                        verify_range(&conn, range, options)
+                        verify_range(&conn, range, options, progress)
                     })
                 })
                 .collect();
@@ -193,6 +218,7 @@ fn verify_split(
         return Err(f.into());
     }
     let prev = outcomes.last().map_or(GENESIS, |o| o.last_hash);
+    progress.checked.store(head_seq, Ordering::Relaxed);
     if let Some((pin_seq, pin_hash)) = pin {
         let found = outcomes.iter().find_map(|o| o.pin_found);
         match found {
@@ -429,6 +455,7 @@ fn verify_range(
     conn: &Connection,
     range: (u64, u64),
     options: &Options,
+    progress: &Progress,
 ) -> Result<RangeOutcome, VerifyError> {
     let (from, to) = range;
     let pin = options.pin;
@@ -457,6 +484,11 @@ fn verify_range(
         while let Some(r) = rows.next()? {
             // `seq` is the rowid (INTEGER PRIMARY KEY): always an integer.
             let seq = r.get::<_, i64>(0)? as u64;
+            if (seq - from) % PROGRESS_EVERY == PROGRESS_EVERY - 1 {
+                progress
+                    .checked
+                    .fetch_add(PROGRESS_EVERY, Ordering::Relaxed);
+            }
             if seq != expected_seq {
                 return Ok(failed(
                     first_prev,
@@ -620,8 +652,8 @@ mod tests {
     #[test]
     fn a_split_rederiving_verify_reports_the_first_mismatch_wherever_the_ranges_fall() {
         let (_dir, conn) = parsed_log_of(50);
-        let one = verify_split(&conn, &deep(), 1, u64::MAX).unwrap();
-        let three = verify_split(&conn, &deep(), 3, 1).unwrap();
+        let one = verify_split(&conn, &deep(), 1, u64::MAX, &Progress::default()).unwrap();
+        let three = verify_split(&conn, &deep(), 3, 1, &Progress::default()).unwrap();
         assert_eq!(one, three);
         assert_eq!((three.rederived, three.unparsed), (50, None));
         conn.execute("UPDATE events SET subject = 'x' WHERE seq = 45", [])
@@ -629,7 +661,7 @@ mod tests {
         conn.execute("UPDATE events SET occurred_at = 1 WHERE seq = 20", [])
             .unwrap();
         assert!(matches!(
-            fault(verify_split(&conn, &deep(), 3, 1)),
+            fault(verify_split(&conn, &deep(), 3, 1, &Progress::default())),
             ChainFault::Derived {
                 seq: 20,
                 column: "occurred_at",
@@ -637,24 +669,24 @@ mod tests {
             }
         ));
         // The chain alone does not cover them.
-        assert!(verify_split(&conn, &Options::default(), 3, 1).is_ok());
+        assert!(verify_split(&conn, &Options::default(), 3, 1, &Progress::default()).is_ok());
     }
 
     #[test]
     fn a_body_that_no_longer_parses_is_counted_and_its_chain_still_checked() {
         let (_dir, conn) = log_of(5);
-        let v = verify_split(&conn, &deep(), 2, 1).unwrap();
+        let v = verify_split(&conn, &deep(), 2, 1, &Progress::default()).unwrap();
         assert_eq!((v.rederived, v.unparsed), (0, Some((1, 5))));
         conn.execute("UPDATE events SET body = x'00' WHERE seq = 4", [])
             .unwrap();
         assert_eq!(
-            fault(verify_split(&conn, &deep(), 2, 1)),
+            fault(verify_split(&conn, &deep(), 2, 1, &Progress::default())),
             ChainFault::BodyHash { seq: 4 }
         );
     }
 
     fn split(conn: &Connection) -> Result<Verified, VerifyError> {
-        verify_split(conn, &Options::default(), 3, 1)
+        verify_split(conn, &Options::default(), 3, 1, &Progress::default())
     }
 
     fn pinned(pin: (u64, Hash)) -> Options {
@@ -674,7 +706,14 @@ mod tests {
     #[test]
     fn a_split_verify_agrees_with_a_single_walk() {
         let (_dir, conn) = log_of(50);
-        let one = verify_split(&conn, &Options::default(), 1, u64::MAX).unwrap();
+        let one = verify_split(
+            &conn,
+            &Options::default(),
+            1,
+            u64::MAX,
+            &Progress::default(),
+        )
+        .unwrap();
         let three = split(&conn).unwrap();
         assert_eq!(one, three);
         assert_eq!(three.head_seq, 50);
@@ -731,14 +770,43 @@ mod tests {
                 r.get::<_, Vec<u8>>(0)
             })
             .unwrap();
-        assert!(verify_split(&conn, &pinned((20, to_hash(&pinned_hash))), 3, 1).is_ok());
+        assert!(verify_split(
+            &conn,
+            &pinned((20, to_hash(&pinned_hash))),
+            3,
+            1,
+            &Progress::default()
+        )
+        .is_ok());
         assert!(matches!(
-            fault(verify_split(&conn, &pinned((20, good.head_hash)), 3, 1)),
+            fault(verify_split(
+                &conn,
+                &pinned((20, good.head_hash)),
+                3,
+                1,
+                &Progress::default()
+            )),
             ChainFault::PinMismatch { seq: 20, .. }
         ));
         assert!(matches!(
-            fault(verify_split(&conn, &pinned((99, good.head_hash)), 3, 1)),
+            fault(verify_split(
+                &conn,
+                &pinned((99, good.head_hash)),
+                3,
+                1,
+                &Progress::default()
+            )),
             ChainFault::PinMissing { .. }
         ));
+    }
+
+    #[test]
+    fn a_watched_verify_counts_every_event_it_checked_of_the_head() {
+        let (_dir, conn) = log_of(9_000);
+        let progress = Progress::default();
+        let v = verify_split(&conn, &Options::default(), 2, 1, &progress).unwrap();
+        assert_eq!(v.events, 9_000);
+        assert_eq!(progress.total.load(Ordering::Relaxed), 9_000);
+        assert_eq!(progress.checked.load(Ordering::Relaxed), 9_000);
     }
 }
