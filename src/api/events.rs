@@ -114,6 +114,7 @@ pub async fn list_events(
                 source: q.source.map(Source::event_source),
                 event_type: q.event_type,
                 subject: q.subject,
+                ..log::EventFilter::default()
             };
             let rows = log::list(conn, &filter, after, page.limit + 1)?;
             paginate(

@@ -46,12 +46,16 @@ pub async fn events(
     Extension(viewer): Extension<Viewer>,
     Query(q, pairs): Query<EventsQuery>,
 ) -> Result<Html, ConsoleError> {
-    q.times(c.app.config.business_zone)?;
+    let times = q.times(c.app.config.business_zone)?;
     let after = crate::api::params::seq_param("after", q.after.unwrap_or(0))?;
+    // The trail as known at / as of the times set: events received by then,
+    // events that happened by then.
     let filter = log::EventFilter {
         source: q.source,
         event_type: q.event_type.clone(),
         subject: q.subject.clone(),
+        received_by: q.known_at.is_some().then_some(times.known_at),
+        occurred_by: q.as_of.is_some().then_some(times.as_of),
     };
     let mut rows = c
         .app
@@ -91,7 +95,7 @@ pub async fn events(
             @if let Some(k) = &ctx.times.known_at { input type="hidden" name="known_at" value=(k); }
             button type="submit" { "Filter" }
         }
-        @if ctx.times.is_set() { p.hint { "The audit trail lists every event in the log, whatever the time set; received times are shown." } }
+        @if ctx.times.is_set() { p.hint { "The audit trail lists the events received by the known-at time and that happened by the as-of time." } }
         @if rows.is_empty() {
             (empty("No event matches these filters."))
         } @else {

@@ -173,6 +173,10 @@ pub struct EventFilter {
     pub source: Option<Source>,
     pub event_type: Option<String>,
     pub subject: Option<String>,
+    /// Received at or before, unix microseconds: the log as known then.
+    pub received_by: Option<i64>,
+    /// Provider time at or before, unix seconds.
+    pub occurred_by: Option<i64>,
 }
 
 /// Up to `limit` events after seq `after` matching `filter`, in seq order
@@ -196,6 +200,15 @@ pub fn list(
         if let Some(v) = v {
             sql.push_str(&format!(" AND {col} = ?"));
             args.push(Sql::Text(v));
+        }
+    }
+    for (col, v) in [
+        ("received_at", filter.received_by),
+        ("occurred_at", filter.occurred_by),
+    ] {
+        if let Some(v) = v {
+            sql.push_str(&format!(" AND {col} <= ?"));
+            args.push(Sql::Integer(v));
         }
     }
     sql.push_str(" ORDER BY seq LIMIT ?");

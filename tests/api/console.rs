@@ -278,6 +278,22 @@ async fn pages_show_what_the_ledger_holds() {
 }
 
 #[tokio::test]
+async fn the_audit_trail_lists_what_was_received_and_had_happened_by_the_times_set() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    let c = Some(s.cookie.as_str());
+    let (_, all) = get(&app, c, "/console/events").await;
+    assert!(all.contains(r#"href="/console/events/4""#), "{all}");
+    // Between the payment's addition (provider time 22:15:00) and update (22:16:40).
+    let (_, as_of) = get(&app, c, "/console/events?as_of=2023-11-14T22:16:00Z").await;
+    // Links keep the time set: `/console/events/3?as_of=...`.
+    assert!(as_of.contains(r#"href="/console/events/3?"#), "{as_of}");
+    assert!(!as_of.contains(r#"href="/console/events/4?"#), "{as_of}");
+    let (_, known) = get(&app, c, "/console/events?known_at=2000-01-01").await;
+    assert!(known.contains("No event matches these filters."), "{known}");
+}
+
+#[tokio::test]
 async fn the_day_book_csv_is_the_reports_csv() {
     let app = seeded().await;
     let s = sign_in(&app, READ).await;
