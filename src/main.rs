@@ -591,6 +591,10 @@ fn report_cmd(args: ReportArgs) -> Result<ExitCode> {
     });
     let conn = registrar::projection::store::open_reader(&path)
         .with_context(|| format!("opening {}", path.display()))?;
+    // Read through SQLite's own bounded page cache, not a memory map: a
+    // year's report touches every page of its index once, and mapped pages
+    // would count in this process's memory as it goes.
+    conn.pragma_update(None, "mmap_size", 0)?;
     // One snapshot for the whole report, as the HTTP route reads it.
     conn.execute_batch("BEGIN")?;
     let report = match args.name {
