@@ -15,6 +15,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 /// The key W3C WebDriver names an element reference with.
+/// Times a click finds its element again after it went stale.
+const STALE_RETRIES: usize = 5;
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long one WebDriver call may take (a page load is milliseconds here).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -82,6 +84,18 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"))
+    }
+
+    /// A WebDriver command; its error value when it failed.
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
         let url = format!("{}/session/{}{path}", self.driver, self.session);
         let mut req = self.http.request(method, &url);
         if let Some(b) = body {
@@ -89,9 +103,9 @@ impl Browser {
         }
         let r: Value = req.send().await.unwrap().json().await.unwrap();
         if r["value"].get("error").is_some() {
-            panic!("WebDriver {path}: {}", r["value"]);
+            return Err(r["value"].clone());
         }
-        r["value"].clone()
+        Ok(r["value"].clone())
     }
 
     async fn go(&self, path: &str) {
@@ -162,14 +176,28 @@ impl Browser {
         v[ELEMENT].as_str().unwrap().to_string()
     }
 
+    /// Clicks the element `css` finds. A page that reloads itself (the
+    /// integrity page while verify runs) or is still arriving can replace the
+    /// element between finding and clicking it: then it is found again.
     async fn click(&self, css: &str) {
-        let e = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{e}/click"),
-            Some(json!({})),
-        )
-        .await;
+        for _ in 0..STALE_RETRIES {
+            let e = self.find(css).await;
+            let clicked = self
+                .try_call(
+                    reqwest::Method::POST,
+                    &format!("/element/{e}/click"),
+                    Some(json!({})),
+                )
+                .await;
+            match clicked {
+                Ok(_) => return,
+                Err(e) if e["error"] == "stale element reference" => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("WebDriver click {css}: {e}"),
+            }
+        }
+        panic!("{css} went stale {STALE_RETRIES} times");
     }
 
     async fn fill(&self, css: &str, text: &str) {
@@ -429,6 +457,8 @@ async fn audit(b: &Browser) {
     b.fill("#note", "March 2024 close").await;
     b.click("form.action[action='/console/integrity/pins'] button")
         .await;
+    // The pin is listed once the page it posted to has loaded.
+    b.showing("March 2024 close").await;
     b.click("form.action[action='/console/integrity/verify'] button")
         .await;
     let text = wait_for_text(b, "/console/integrity", "The chain is intact").await;
