@@ -280,9 +280,13 @@ async fn connection(
     });
     let service = {
         let activity = Arc::clone(&activity);
-        hyper::service::service_fn(move |req: Request<Incoming>| {
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let guard = activity.request_started();
             let mut app = app.clone();
+            // The client's address, for whoever limits per client (failed
+            // console sign-ins), as axum's `ConnectInfo` extractor reads it.
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             async move {
                 let response = tower_service::Service::call(&mut app, req.map(Body::new)).await;
                 drop(guard);

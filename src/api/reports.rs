@@ -116,11 +116,12 @@ async fn answer(
     let format = format(&q, &headers);
     let (tx, mut rx) = mpsc::channel(CHUNKS_QUEUED);
     let live = app.live.clone();
+    let runtime = tokio::runtime::Handle::current();
     // The report runs on a blocking thread, on one snapshot held until its
     // last row is written: a year's register is thousands of rows, and an
     // async worker must not wait on SQLite or on a slow client meanwhile.
     tokio::task::spawn_blocking(move || {
-        let mut out = Chunks::new(tx);
+        let mut out = Chunks::new(tx, runtime);
         let read = live.read(|conn| {
             let report = match (report, student) {
                 (Report::Statement { .. }, Some(id)) => Report::Statement {
@@ -193,31 +194,53 @@ enum Piece {
     Failed(ApiError),
 }
 
+/// How long a report waits for a client to take its next chunk before it
+/// gives up: the report holds a snapshot of the store (and so holds back its
+/// WAL checkpoints) while it waits.
+const CLIENT_STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The report's writer: gathers bytes into chunks and queues them.
 struct Chunks {
     tx: mpsc::Sender<Piece>,
     buf: Vec<u8>,
+    /// The runtime the handler runs on: the blocking thread waits on the
+    /// queue through it, with a deadline.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Chunks {
-    fn new(tx: mpsc::Sender<Piece>) -> Chunks {
+    fn new(tx: mpsc::Sender<Piece>, runtime: tokio::runtime::Handle) -> Chunks {
         Chunks {
             tx,
             buf: Vec::with_capacity(CHUNK_BYTES),
+            runtime,
+        }
+    }
+
+    /// Queues a piece, waiting at most [`CLIENT_STALL_LIMIT`] for room.
+    fn put(&self, piece: Piece) -> std::io::Result<()> {
+        use std::io::{Error, ErrorKind};
+        let sent = self.runtime.block_on(tokio::time::timeout(
+            CLIENT_STALL_LIMIT,
+            self.tx.send(piece),
+        ));
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Error::new(ErrorKind::BrokenPipe, "the client went away")),
+            Err(_) => Err(Error::new(
+                ErrorKind::TimedOut,
+                "the client took no data for too long",
+            )),
         }
     }
 
     fn start(&mut self, position: u64, head: report::Headers) {
-        let _ = self.tx.blocking_send(Piece::Start(position, head));
+        let _ = self.put(Piece::Start(position, head));
     }
 
     fn send(&mut self) -> std::io::Result<()> {
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
-        self.tx
-            .blocking_send(Piece::Bytes(Bytes::from(chunk)))
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
-            })
+        self.put(Piece::Bytes(Bytes::from(chunk)))
     }
 
     fn finish(mut self) {
@@ -227,8 +250,11 @@ impl Chunks {
     }
 
     fn fail(self, e: ApiError) {
-        tracing::warn!(error = %e, "a report failed");
-        let _ = self.tx.blocking_send(Piece::Failed(e));
+        // The code only: a message can carry what the caller asked for (a
+        // student's identifier). A server error is logged where it is
+        // answered, with its detail.
+        tracing::warn!(code = e.code(), "a report failed");
+        let _ = self.put(Piece::Failed(e));
     }
 }
 

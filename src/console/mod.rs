@@ -61,7 +61,7 @@ use maud::{html, Markup};
 use serde::de::DeserializeOwned;
 
 use crate::api::params::parse_query;
-use crate::api::rate::RateLimit;
+use crate::api::rate::KeyedRateLimit;
 use crate::api::{ApiError, AppState};
 use html::{Frame, TimeView};
 use session::{Sessions, Viewer};
@@ -78,7 +78,8 @@ const CSP: &str = "default-src 'self'; script-src 'none'; style-src 'self'; img-
 pub struct Console {
     app: AppState,
     sessions: Sessions,
-    failed_sign_ins: RateLimit,
+    /// Failed sign-ins, per client address.
+    failed_sign_ins: KeyedRateLimit<std::net::IpAddr>,
     verify: Mutex<audit::VerifyState>,
 }
 
@@ -96,9 +97,10 @@ impl std::ops::Deref for ConsoleState {
 pub fn router(app: AppState) -> Router {
     let state = ConsoleState(Arc::new(Console {
         sessions: Sessions::new(app.config.session_idle),
-        failed_sign_ins: RateLimit::with_burst(
+        failed_sign_ins: KeyedRateLimit::new(
             session::FAILED_SIGN_IN_RATE,
             session::FAILED_SIGN_IN_BURST,
+            session::MAX_SIGN_IN_CLIENTS,
         ),
         verify: Mutex::new(audit::VerifyState::default()),
         app,

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -27,6 +29,9 @@ pub const COOKIE: &str = "registrar_session";
 pub const MAX_SESSIONS: usize = 1_000;
 /// Failed sign-ins allowed at once before they are refused (429).
 pub const FAILED_SIGN_IN_BURST: u32 = 5;
+/// Clients whose failed sign-ins are counted at once (see
+/// [`crate::api::rate::KeyedRateLimit`]).
+pub const MAX_SIGN_IN_CLIENTS: usize = 1024;
 /// Failed sign-ins allowed per second after the burst, on average: one
 /// every ten seconds, far below guessing speed.
 pub const FAILED_SIGN_IN_RATE: f64 = 0.1;
@@ -187,6 +192,35 @@ pub fn is_open(config: &Config) -> bool {
     config.read_token.is_none()
 }
 
+/// The name a `Host` value (or a URL's authority) names, without its port.
+fn host_name(authority: &str) -> &str {
+    match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    }
+}
+
+/// Whether a request reached the console by a name it answers to: a
+/// loopback name, or the host of `--public-url`. An open console hands every
+/// visitor a session, so a page of another site whose name was rebound to
+/// 127.0.0.1 (DNS rebinding) would otherwise read it and act with it.
+fn host_is_ours(config: &Config, headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let name = host_name(host);
+    if name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    {
+        return true;
+    }
+    config.public_url.as_deref().is_some_and(|url| {
+        let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = authority.split('/').next().unwrap_or("");
+        host_name(authority).eq_ignore_ascii_case(name)
+    })
+}
+
 /// The role an open console's visitor gets without signing in: admin when
 /// no admin token is set either (as `/v1/admin` is then open too).
 fn open_role(config: &Config) -> Role {
@@ -222,6 +256,12 @@ pub async fn require_session(
     if let Some(viewer) = cookie_id(req.headers()).and_then(|id| c.sessions.get(id)) {
         req.extensions_mut().insert(viewer);
         return next.run(req).await;
+    }
+    if is_open(config) && !host_is_ours(config, req.headers()) {
+        return ConsoleError(ApiError::Forbidden(
+            "an open console answers only on loopback or its --public-url host".into(),
+        ))
+        .into_response();
     }
     if is_open(config) {
         let viewer = c.sessions.start(open_role(config), false);
@@ -304,13 +344,17 @@ pub struct SignInForm {
 /// wrong one is logged (never the token) and counted against the limit.
 pub async fn sign_in(
     State(c): State<ConsoleState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: String,
 ) -> Result<Response, ConsoleError> {
     let form: SignInForm = super::parse_form(&body)?;
     let next = safe_next(form.next.as_deref());
     let config = &c.app.config;
-    if !c.failed_sign_ins.has_token() {
-        tracing::warn!("console sign-in refused: too many failed sign-ins");
+    // Every attempt takes a token of this client's budget before the token
+    // is tried (concurrent guesses cannot all slip past a look), and a right
+    // one gives it back. Refusals are not logged: a flood would flood the log.
+    let client = peer.ip();
+    if !c.failed_sign_ins.allow(client) {
         return Err(ConsoleError(ApiError::TooManyRequests {
             message: "too many failed sign-ins: wait a minute and try again".into(),
             retry_after: 60,
@@ -320,7 +364,6 @@ pub async fn sign_in(
         .then(|| role_of(config, form.token.trim()))
         .flatten();
     let Some(role) = role else {
-        c.failed_sign_ins.allow();
         tracing::warn!(
             token_bytes = form.token.len(),
             "console sign-in failed: the token matches neither the read nor the admin token"
@@ -332,6 +375,7 @@ pub async fn sign_in(
         );
         return Ok((StatusCode::UNAUTHORIZED, Html(page)).into_response());
     };
+    c.failed_sign_ins.refund(client);
     let viewer = c.sessions.start(role, true);
     tracing::info!(role = ?role, "console sign-in");
     let mut response = Redirect::to(&next).into_response();

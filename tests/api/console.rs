@@ -94,6 +94,27 @@ fn browser() -> reqwest::Client {
         .unwrap()
 }
 
+/// A browser on another machine: connecting from another loopback address.
+fn browser_at(last_octet: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, last_octet]))
+        .build()
+        .unwrap()
+}
+
+async fn sign_in_from(client: &reqwest::Client, app: &TestApp, token: &str) -> u16 {
+    client
+        .post(app.url("/console/sign-in"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// A signed-in session: its cookie and its CSRF token.
 struct Session {
     cookie: String,
@@ -468,6 +489,43 @@ async fn a_wrong_token_is_refused_and_repeated_failures_are_rate_limited() {
         429,
         "not even a right token is tried while limited"
     );
+    // The limit is that client's: another one still signs in.
+    assert_eq!(sign_in_from(&browser_at(2), &app, ADMIN).await, 303);
+}
+
+#[tokio::test]
+async fn right_tokens_do_not_spend_a_clients_sign_in_budget() {
+    let app = seeded().await;
+    let client = browser_at(3);
+    for _ in 0..8 {
+        assert_eq!(sign_in_from(&client, &app, READ).await, 303);
+    }
+    assert_eq!(sign_in_from(&client, &app, "guess").await, 401);
+}
+
+#[tokio::test]
+async fn an_open_console_refuses_a_name_other_than_loopback_or_its_public_url() {
+    let app =
+        spawn_app_with(|c| c.public_url = Some("https://registrar.school.example:8443/".into()))
+            .await;
+    let status = |host: &'static str| {
+        let app = &app;
+        async move {
+            browser()
+                .get(app.url("/console"))
+                .header("Host", host)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // A page of another site whose name was rebound to 127.0.0.1.
+    assert_eq!(status("attacker.example").await, 403);
+    assert_eq!(status("localhost:8080").await, 200);
+    assert_eq!(status("[::1]:8080").await, 200);
+    assert_eq!(status("registrar.school.example").await, 200);
 }
 
 #[tokio::test]
