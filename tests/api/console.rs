@@ -567,3 +567,17 @@ async fn errors_are_pages_and_the_api_keeps_its_json() {
         .unwrap()
         .starts_with("application/json"));
 }
+
+#[tokio::test]
+async fn an_events_body_is_shown_exactly_as_sent_only_reindented() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    // Seq 3 is the payment added with `"amount":100000.50`, a JSON number:
+    // read into a value and written back it would be `100000.5`.
+    let (_, event) = get(&app, Some(&s.cookie), "/console/events/3").await;
+    assert!(event.contains("&quot;amount&quot;: 100000.50,"), "{event}");
+    // Keys in the order sent: `version` before `timestamp`, not sorted.
+    let version = event.find("&quot;version&quot;: ").unwrap();
+    let timestamp = event.find("&quot;timestamp&quot;: ").unwrap();
+    assert!(version < timestamp, "{event}");
+}
