@@ -4,8 +4,8 @@ use axum::extract::{Path, State};
 use axum::Extension;
 use maud::{html, Markup};
 
-use super::html::{empty, opt, rupees, rupees_text, segment, when, when_micros};
-use super::reports::{fold_known, today_by_mode};
+use super::html::{empty, opt, rupees, segment, when, when_micros};
+use super::reports::{figure_cells, figure_heads, fold_known, today_by_mode};
 use super::session::Viewer;
 use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::api::params::resolve;
@@ -41,7 +41,7 @@ pub async fn overview(
     let health = c.app.live.health();
     let zone = c.app.config.business_zone;
     let t = q.times(zone)?;
-    let (day, modes, totals) = c
+    let today = c
         .app
         .projections(move |conn| today_by_mode(conn, t, zone))
         .await?;
@@ -79,27 +79,18 @@ pub async fn overview(
         }
         section aria-labelledby="today" {
             h2 #today { "Today's collections by mode" }
-            @if modes.is_empty() {
+            @if today.modes.is_empty() {
                 (empty("No payments recorded today."))
             } @else {
                 table {
-                    caption { "Payments paid on " (day) " (business day, " (zone.name()) ")" }
-                    thead { tr {
-                        th scope="col" { "Mode" } th scope="col" { "Recorded" } th scope="col" { "Recorded total" }
-                        th scope="col" { "Cancelled" } th scope="col" { "Cancelled total" }
-                    } }
+                    caption { "Payments paid on " (today.day) " (business day, " (zone.name()) ")" }
+                    thead { tr { th scope="col" { "Mode" } (figure_heads()) } }
                     tbody {
-                        @for (mode, f) in &modes {
-                            tr {
-                                td { (mode) } td.num { (f.recorded_count) } td.num { (rupees_text(&f.recorded_total)) }
-                                td.num { (f.cancelled_count) } td.num { (rupees_text(&f.cancelled_total)) }
-                            }
+                        @for (mode, f) in &today.modes {
+                            tr { td { (mode) } (figure_cells(f)) }
                         }
                     }
-                    tfoot { tr {
-                        th scope="row" { "Total" } td.num { (totals.recorded_count) } td.num { (rupees_text(&totals.recorded_total)) }
-                        td.num { (totals.cancelled_count) } td.num { (rupees_text(&totals.cancelled_total)) }
-                    } }
+                    tfoot { tr { th scope="row" { "Total" } (figure_cells(&today.totals)) } }
                 }
             }
             p { a href=(ctx.href("/console/day-book", &[])) { "Open the day book for this month" } }
