@@ -5,7 +5,7 @@ use axum::Extension;
 use maud::{html, Markup};
 
 use super::html::{empty, opt, rupees, segment, when, when_micros};
-use super::reports::{figure_cells, figure_heads, fold_known, today_by_mode};
+use super::reports::{collections_by_mode, figure_cells, figure_heads, fold_known};
 use super::session::Viewer;
 use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::api::params::resolve;
@@ -41,13 +41,17 @@ pub async fn overview(
     let health = c.app.live.health();
     let zone = c.app.config.business_zone;
     let t = q.times(zone)?;
-    let today = c
+    let collections = c
         .app
-        .projections(move |conn| today_by_mode(conn, t, zone))
+        .projections(move |conn| collections_by_mode(conn, t, zone))
         .await?;
     let last_verify = c.verify.lock().expect("verify lock").summary();
     let ctx = Ctx::new(&c, &viewer, pairs);
     let dz = ctx.zone();
+    let (first, last) = (
+        collections.month.0.to_string(),
+        collections.month.1.to_string(),
+    );
     let body = html! {
         section.cards aria-label="Where the ledger stands" {
             div.card {
@@ -77,23 +81,26 @@ pub async fn overview(
                 p { a href=(ctx.href("/console/quarantine", &[])) { "Deal with rejected deliveries" } }
             }
         }
-        section aria-labelledby="today" {
-            h2 #today { "Today's collections by mode" }
-            @if today.modes.is_empty() {
-                (empty("No payments recorded today."))
+        section aria-labelledby="collections" {
+            h2 #collections {
+                @if ctx.times.as_of.is_some() { "Collections on " (collections.day) " by mode" }
+                @else { "Today's collections by mode" }
+            }
+            @if collections.modes.is_empty() {
+                (empty(&format!("No payments recorded on {}.", collections.day)))
             } @else {
                 table {
-                    caption { "Payments paid on " (today.day) " (business day, " (zone.name()) ")" }
+                    caption { "Payments paid on " (collections.day) " (business day, " (zone.name()) ")" }
                     thead { tr { th scope="col" { "Mode" } (figure_heads()) } }
                     tbody {
-                        @for (mode, f) in &today.modes {
+                        @for (mode, f) in &collections.modes {
                             tr { td { (mode) } (figure_cells(f)) }
                         }
                     }
-                    tfoot { tr { th scope="row" { "Total" } (figure_cells(&today.totals)) } }
+                    tfoot { tr { th scope="row" { "Total" } (figure_cells(&collections.totals)) } }
                 }
             }
-            p { a href=(ctx.href("/console/day-book", &[])) { "Open the day book for this month" } }
+            p { a href=(ctx.href("/console/day-book", &[("from", &first), ("to", &last)])) { "Open the day book for this month" } }
         }
     };
     Ok(ctx.render("Overview", "/console", body))

@@ -138,18 +138,26 @@ impl DayBook {
 /// A day's collections: the day, the figures of each mode, the totals.
 pub struct Collections {
     pub day: NaiveDate,
+    /// The first and last day of the day's month (the day book's range).
+    pub month: (NaiveDate, NaiveDate),
     pub modes: BTreeMap<String, Figures>,
     pub totals: Figures,
 }
 
-/// Today's collections by mode (the overview): the day book of today,
-/// its lines summed per mode.
-pub fn today_by_mode(conn: &Connection, times: Times, zone: Tz) -> Result<Collections, ApiError> {
-    let day = today(zone);
+/// The collections by mode of the business day of `times.as_of` (today
+/// when no as-of time is set: it defaults to now), as known at
+/// `times.known_at`: that day's day book, its lines summed per mode.
+pub fn collections_by_mode(
+    conn: &Connection,
+    times: Times,
+    zone: Tz,
+) -> Result<Collections, ApiError> {
+    let day = data::business_date(times.as_of, zone);
     let range = report::parse_range(Some(&day.to_string()), Some(&day.to_string()), zone)?;
     let book = DayBook::read(conn, &range, times, zone, None, None)?;
     Ok(Collections {
         day,
+        month: month_of(day),
         modes: book.modes(),
         totals: book.totals(),
     })

@@ -581,3 +581,28 @@ async fn an_events_body_is_shown_exactly_as_sent_only_reindented() {
     let timestamp = event.find("&quot;timestamp&quot;: ").unwrap();
     assert!(version < timestamp, "{event}");
 }
+
+#[tokio::test]
+async fn the_overview_shows_the_collections_of_the_as_of_day_when_one_is_set() {
+    let app = seeded().await;
+    // A payment paid on 14 Nov 2023 (business day in Kolkata), reported the
+    // day before it was paid so any as-of time that day includes it.
+    let paid = jodo_payment("added", "e-8", "p-nov", Some("s1"), "777.70", 1_699_900_000)
+        .replace("2022-01-29T10:05:45Z", "2023-11-14T06:00:00Z");
+    app.accept_jodo(&paid).await;
+    wait_for_projections(&app).await;
+    let s = sign_in(&app, READ).await;
+    let (_, page) = get(&app, Some(&s.cookie), "/console?as_of=2023-11-14").await;
+    assert!(page.contains("Collections on 2023-11-14 by mode"), "{page}");
+    assert!(page.contains("Payments paid on 2023-11-14"), "{page}");
+    assert!(page.contains("₹777.70"), "{page}");
+    assert!(
+        page.contains(
+            r#"href="/console/day-book?from=2023-11-01&amp;to=2023-11-30&amp;as_of=2023-11-14""#
+        ),
+        "{page}"
+    );
+    let (_, now) = get(&app, Some(&s.cookie), "/console").await;
+    assert!(now.contains("Today's collections by mode"), "{now}");
+    assert!(!now.contains("₹777.70"), "{now}");
+}
