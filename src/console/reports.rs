@@ -20,7 +20,7 @@ use chrono_tz::Tz;
 use maud::{html, Markup};
 use rusqlite::Connection;
 
-use super::html::{empty, opt, rupees, segment, when, when_micros};
+use super::html::{empty, opt, rupees, rupees_text, segment, when, when_micros};
 use super::session::Viewer;
 use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::api::ApiError;
@@ -360,6 +360,19 @@ fn changes_in(conn: &Connection, range: &Range, times: Times) -> Result<Vec<Chan
     Ok(data::changes(conn, times, from, to)?)
 }
 
+/// The fields of a change that are money (the report writes them as
+/// decimals): shown in rupees like every amount in the console.
+const AMOUNT_FIELDS: &[&str] = &["amount"];
+
+/// A changed field's old or new value: an amount in rupees, any other
+/// field as it is.
+fn change_value(field: &str, value: Option<&str>) -> Markup {
+    match value {
+        Some(v) if AMOUNT_FIELDS.contains(&field) => html! { (rupees_text(v)) },
+        other => opt(other),
+    }
+}
+
 /// `GET /console/changes`: revisions received in a range (after the close).
 pub async fn changes(
     State(c): State<ConsoleState>,
@@ -411,7 +424,7 @@ pub async fn changes(
                                 @if i.changes.is_empty() { span.none { "—" } }
                                 ul.changes {
                                     @for f in &i.changes {
-                                        li { strong { (f.field) } ": " del { (opt(f.old.as_deref())) } " → " ins { (opt(f.new.as_deref())) } }
+                                        li { strong { (f.field) } ": " del { (change_value(f.field, f.old.as_deref())) } " → " ins { (change_value(f.field, f.new.as_deref())) } }
                                     }
                                 }
                             }

@@ -606,3 +606,26 @@ async fn the_overview_shows_the_collections_of_the_as_of_day_when_one_is_set() {
     assert!(now.contains("Today's collections by mode"), "{now}");
     assert!(!now.contains("₹777.70"), "{now}");
 }
+
+#[tokio::test]
+async fn the_changes_page_shows_a_changed_amount_in_rupees_and_other_fields_as_they_are() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    // Received just now: the range is the days around today.
+    let today = chrono::Utc::now().date_naive();
+    let (from, to) = (today.pred_opt().unwrap(), today.succ_opt().unwrap());
+    let (_, page) = get(
+        &app,
+        Some(&s.cookie),
+        &format!("/console/changes?from={from}&to={to}"),
+    )
+    .await;
+    assert!(
+        page.contains("<strong>amount</strong>: <del>₹1,00,000.50</del> → <ins>₹1,00,500.50</ins>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<strong>status</strong>: <del>recorded</del> → <ins>cancelled</ins>"),
+        "{page}"
+    );
+}
