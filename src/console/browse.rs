@@ -459,34 +459,40 @@ pub async fn payment(
                 dt { "Raw events" } dd { a href=(ctx.href("/console/events", &[("subject", pid)])) { "Every delivery about this payment" } }
             }
         }
-        div.scroll {
-            table.revisions {
-                caption { "Current values and every revision, oldest first; changed fields are marked" }
-                thead {
-                    tr {
-                        th scope="col" { "Field" }
-                        th scope="col" { "Current" @if ctx.times.is_set() { " (at the time set)" } }
-                        @for (i, r) in revs.iter().enumerate() {
-                            th scope="col" class=[(!included.contains(&r.seq)).then_some("excluded")] {
-                                "Revision " (i + 1) ": " (r.change.as_str()) br;
-                                span.meta { "provider " (when(r.at, dz)) } br;
-                                span.meta { "received " (when_micros(r.received_at, dz)) } br;
-                                a href=(ctx.href(&format!("/console/events/{}", r.seq), &[])) { "delivery seq " (r.seq) }
-                                @if !included.contains(&r.seq) { br; span.meta { "(not known at the time set)" } }
+        // No table at all without revisions: headers over nothing say less
+        // than the empty state.
+        @if revs.is_empty() {
+            (empty("No revisions are recorded for this payment."))
+        } @else {
+            div.scroll {
+                table.revisions {
+                    caption { "Current values and every revision, oldest first; changed fields are marked" }
+                    thead {
+                        tr {
+                            th scope="col" { "Field" }
+                            th scope="col" { "Current" @if ctx.times.is_set() { " (at the time set)" } }
+                            @for (i, r) in revs.iter().enumerate() {
+                                th scope="col" class=[(!included.contains(&r.seq)).then_some("excluded")] {
+                                    "Revision " (i + 1) ": " (r.change.as_str()) br;
+                                    span.meta { "provider " (when(r.at, dz)) } br;
+                                    span.meta { "received " (when_micros(r.received_at, dz)) } br;
+                                    a href=(ctx.href(&format!("/console/events/{}", r.seq), &[])) { "delivery seq " (r.seq) }
+                                    @if !included.contains(&r.seq) { br; span.meta { "(not known at the time set)" } }
+                                }
                             }
                         }
                     }
-                }
-                tbody {
-                    @for (row, (label, _, _)) in rev_fields.first().map(|f| f.as_slice()).unwrap_or(&[]).iter().enumerate() {
-                        tr {
-                            th scope="row" { (label) }
-                            td.current { @match &now_fields { Some(f) => (f[row].2), None => span.none { "—" } } }
-                            @for (i, f) in rev_fields.iter().enumerate() {
-                                @let changed = i > 0 && rev_fields[i - 1][row].1 != f[row].1;
-                                td class=[changed.then_some("changed")] {
-                                    (f[row].2)
-                                    @if changed { span.visually-hidden { " (changed)" } }
+                    tbody {
+                        @for (row, (label, _, _)) in rev_fields.first().map(|f| f.as_slice()).unwrap_or(&[]).iter().enumerate() {
+                            tr {
+                                th scope="row" { (label) }
+                                td.current { @match &now_fields { Some(f) => (f[row].2), None => span.none { "—" } } }
+                                @for (i, f) in rev_fields.iter().enumerate() {
+                                    @let changed = i > 0 && rev_fields[i - 1][row].1 != f[row].1;
+                                    td class=[changed.then_some("changed")] {
+                                        (f[row].2)
+                                        @if changed { span.visually-hidden { " (changed)" } }
+                                    }
                                 }
                             }
                         }
@@ -494,7 +500,6 @@ pub async fn payment(
                 }
             }
         }
-        @if revs.is_empty() { (empty("No revisions are recorded for this payment.")) }
     };
     let title = format!("Payment {pid}");
     let path = format!("/console/payments/{}", segment(pid));
