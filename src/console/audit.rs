@@ -142,7 +142,7 @@ pub async fn event(
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{seq:?} is not a seq")))?;
     crate::api::params::seq_param("seq", seq)?;
-    let (e, prev) = c
+    let (e, prev, head) = c
         .app
         .log
         .run(move |conn| {
@@ -153,7 +153,7 @@ pub async fn event(
             } else {
                 None
             };
-            Ok((e, prev))
+            Ok((e, prev, log::head(conn)?.seq))
         })
         .await?;
     let ctx = Ctx::new(&c, &viewer, pairs);
@@ -195,7 +195,8 @@ pub async fn event(
         }
         p.pager {
             @if e.seq > 1 { a href=(ctx.href(&format!("/console/events/{}", e.seq - 1), &[])) { "← seq " (e.seq - 1) } " · " }
-            a href=(ctx.href(&format!("/console/events/{}", e.seq + 1), &[])) { "seq " (e.seq + 1) " →" }
+            // The head has no next event yet: no link to a page that is a 404.
+            @if e.seq < head { a href=(ctx.href(&format!("/console/events/{}", e.seq + 1), &[])) { "seq " (e.seq + 1) " →" } }
         }
         h2 { "Original body" }
         @if cut { p.hint { "The body is longer than " (MAX_BODY_SHOWN / 1024) " KiB: only its start is shown." } }

@@ -629,3 +629,21 @@ async fn the_changes_page_shows_a_changed_amount_in_rupees_and_other_fields_as_t
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn an_event_links_to_the_next_one_only_when_there_is_one() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    let c = Some(s.cookie.as_str());
+    let (_, first) = get(&app, c, "/console/events/1").await;
+    assert!(first.contains(r#"href="/console/events/2""#), "{first}");
+    let head = app.log_head();
+    let (_, last) = get(&app, c, &format!("/console/events/{head}")).await;
+    let next = format!(r#"href="/console/events/{}""#, head + 1);
+    assert!(!last.contains(&next), "{last}");
+    let prev = format!(r#"href="/console/events/{}""#, head - 1);
+    assert!(
+        last.contains(&prev),
+        "the one before is still linked: {last}"
+    );
+}
