@@ -17,7 +17,7 @@ use super::session::Viewer;
 use super::{parse_form, ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::api::ApiError;
 use crate::event::Source;
-use crate::ledger::{now_micros, ReadmitError, Readmitted};
+use crate::ledger::{now_micros, PinError, ReadmitError, Readmitted};
 use crate::log::pins::{self, PinCheck};
 use crate::log::verify::{self, Verified};
 use crate::log::{self, chain};
@@ -594,10 +594,11 @@ pub async fn record_pin(
     viewer.require_admin()?;
     let form: PinForm = parse_form(&body)?;
     viewer.check_csrf(&form.csrf)?;
-    if form.note.trim().is_empty() {
-        return Err(ApiError::bad_request("a pin needs a note saying why it was recorded").into());
-    }
-    let pin = c.app.ledger.pin(form.note).await?;
+    // The note is trimmed and checked once, where it is recorded.
+    let pin = c.app.ledger.pin(form.note).await.map_err(|e| match e {
+        PinError::Refused(r) => ApiError::bad_request(r.to_string()),
+        PinError::Ledger(l) => l.into(),
+    })?;
     tracing::info!(seq = pin.seq, "pin recorded from the console");
     Ok(Redirect::to("/console/integrity").into_response())
 }

@@ -647,3 +647,39 @@ async fn an_event_links_to_the_next_one_only_when_there_is_one() {
         "the one before is still linked: {last}"
     );
 }
+
+#[tokio::test]
+async fn a_pin_whose_note_is_only_whitespace_is_refused_with_a_page_saying_why() {
+    let app = seeded().await;
+    let s = sign_in(&app, ADMIN).await;
+    let c = Some(s.cookie.as_str());
+    let r = post(
+        &app,
+        c,
+        "/console/integrity/pins",
+        &format!("csrf={}&note=+++", s.csrf),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("a pin needs a note saying why it was recorded"),
+        "{page}"
+    );
+    let (_, integrity) = get(&app, c, "/console/integrity").await;
+    assert!(
+        integrity.contains("No pin has been recorded."),
+        "{integrity}"
+    );
+    // A note is kept trimmed.
+    let r = post(
+        &app,
+        c,
+        "/console/integrity/pins",
+        &format!("csrf={}&note=++March+close++", s.csrf),
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let (_, integrity) = get(&app, c, "/console/integrity").await;
+    assert!(integrity.contains("<td>March close</td>"), "{integrity}");
+}
