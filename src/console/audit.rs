@@ -447,17 +447,20 @@ pub async fn integrity(
     Query(q, pairs): Query<TimesOnly>,
 ) -> Result<Html, ConsoleError> {
     q.times(c.app.config.business_zone)?;
-    let (head, pins) = c
+    let (head, pins, more) = c
         .app
         .log
         .run(|conn| {
-            let list = pins::list(conn, pins::MAX_LISTED)?;
+            // One more than are listed, to know whether there are more.
+            let mut list = pins::list(conn, pins::MAX_LISTED + 1)?;
+            let more = list.len() > pins::MAX_LISTED as usize;
+            list.truncate(pins::MAX_LISTED as usize);
             let mut checked = Vec::with_capacity(list.len());
             for p in list {
                 let check = pins::check(conn, &p)?;
                 checked.push((p, check));
             }
-            Ok((log::head(conn)?, checked))
+            Ok((log::head(conn)?, checked, more))
         })
         .await?;
     let state = c.verify.lock().expect("verify lock").summary();
@@ -492,8 +495,11 @@ pub async fn integrity(
             @if pins.is_empty() {
                 (empty("No pin has been recorded."))
             } @else {
+                @if more {
+                    p.hint role="status" { "Showing the newest " (pins::MAX_LISTED) " pins of more." }
+                }
                 table {
-                    caption { "Pins, newest first" }
+                    caption { "Pins, newest first" @if more { " (the newest " (pins::MAX_LISTED) ")" } }
                     thead { tr {
                         th scope="col" { "Recorded" } th scope="col" { "Note" } th scope="col" { "Seq" }
                         th scope="col" { "Hash" } th scope="col" { "Check" }

@@ -683,3 +683,28 @@ async fn a_pin_whose_note_is_only_whitespace_is_refused_with_a_page_saying_why()
     let (_, integrity) = get(&app, c, "/console/integrity").await;
     assert!(integrity.contains("<td>March close</td>"), "{integrity}");
 }
+
+#[tokio::test]
+async fn the_integrity_page_says_when_there_are_more_pins_than_it_lists() {
+    let app = seeded().await;
+    let s = sign_in(&app, ADMIN).await;
+    let c = Some(s.cookie.as_str());
+    let listed = registrar::log::pins::MAX_LISTED;
+    let form = |n: u32| format!("csrf={}&note=pin-{n}", s.csrf);
+    for n in 1..=listed {
+        let r = post(&app, c, "/console/integrity/pins", &form(n)).await;
+        assert_eq!(r.status(), 303);
+    }
+    let (_, page) = get(&app, c, "/console/integrity").await;
+    assert!(!page.contains("pins of more"), "all {listed} are listed");
+    assert!(page.contains("<td>pin-1</td>"), "the oldest is listed");
+    let r = post(&app, c, "/console/integrity/pins", &form(listed + 1)).await;
+    assert_eq!(r.status(), 303);
+    let (_, page) = get(&app, c, "/console/integrity").await;
+    assert!(
+        page.contains(&format!("Showing the newest {listed} pins of more.")),
+        "{page}"
+    );
+    assert!(!page.contains("<td>pin-1</td>"), "the oldest is not listed");
+    assert!(page.contains(&format!("<td>pin-{}</td>", listed + 1)));
+}
