@@ -5,23 +5,24 @@ use axum::Extension;
 use maud::{html, Markup};
 
 use super::html::{empty, opt, rupees, segment, when, when_micros};
-use super::reports::{collections_by_mode, figure_cells, figure_heads, fold_known};
+use super::reports::{
+    self, collections_by_mode, figure_cells, figure_heads, fold_known, KnownPayment,
+};
 use super::session::Viewer;
 use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::api::params::resolve;
 use crate::api::ApiError;
-use crate::event::{PaymentRecord, StudentChange};
-use crate::projection::entities::{
-    PaymentState, PaymentStatus, StudentState, StudentStatus, Students,
-};
+use crate::event::PaymentRecord;
+use crate::projection::entities::{PaymentStatus, StudentStatus};
 use crate::projection::query::payments::{self, Revision};
-use crate::projection::query::{self, students};
+use crate::projection::query::students;
 use crate::{log, quarantine};
 
 /// Students per page of the list.
 pub const STUDENTS_PER_PAGE: u32 = 50;
-/// A student's payments shown at most (a student has a few a year).
-pub const MAX_STUDENT_PAYMENTS: u32 = 500;
+/// A student's payments one page lists at most (a student has a few a
+/// year); past it the page says how many there are.
+pub const MAX_STUDENT_PAYMENTS: usize = 500;
 
 page_query!(TimesQuery {});
 
@@ -209,17 +210,8 @@ pub async fn students(
     Ok(ctx.render("Students", "/console/students", body))
 }
 
-/// A student as the page shows them.
-struct StudentPage {
-    jodo_student_id: String,
-    state: StudentState,
-    /// (seq, change, provider time, received micros).
-    timeline: Vec<(i64, StudentChange, i64, i64)>,
-    payments: Vec<(PaymentState, usize)>,
-    cut: bool,
-}
-
-/// `GET /console/students/{id}`: profile, status timeline, payments.
+/// `GET /console/students/{id}`: profile, status timeline, payments, as
+/// the statement report has them at the times set.
 pub async fn student(
     State(c): State<ConsoleState>,
     Extension(viewer): Extension<Viewer>,
@@ -228,67 +220,39 @@ pub async fn student(
 ) -> Result<Html, ConsoleError> {
     let zone = c.app.config.business_zone;
     let t = q.times(zone)?;
-    let page = c
+    let (jodo_student_id, statement) = c
         .app
         .projections(move |conn| {
             let jid = resolve(conn, &id)?;
-            let rows: Vec<_> = query::student_history(conn, &jid)?
-                .into_iter()
-                .filter(|h| h.at <= t.as_of && h.received_at <= t.known_at)
-                .collect();
-            let timeline = rows
-                .iter()
-                .map(|h| (h.seq, h.change, h.at, h.received_at))
-                .collect();
-            let state = crate::projection::fold::<Students>(rows).ok_or_else(|| {
-                ApiError::NotFound(format!("student {jid:?} was not known at the time set"))
-            })?;
-            let identifier = students::identifier(conn, &jid)?;
-            let mut current = payments::of_student(
-                conn,
-                &jid,
-                identifier.as_deref(),
-                None,
-                MAX_STUDENT_PAYMENTS + 1,
-            )?;
-            let cut = current.len() > MAX_STUDENT_PAYMENTS as usize;
-            current.truncate(MAX_STUDENT_PAYMENTS as usize);
-            let mut pays = Vec::new();
-            for p in current {
-                let revs = payments::revisions(conn, &p.record.payment_id)?;
-                if let Some((state, revs)) = fold_known(revs, t) {
-                    pays.push((state, revs.len()));
-                }
-            }
-            Ok(StudentPage {
-                jodo_student_id: jid,
-                state,
-                timeline,
-                payments: pays,
-                cut,
-            })
+            let statement = reports::statement(conn, t, &jid)?;
+            Ok((jid, statement))
         })
         .await?;
     let ctx = Ctx::new(&c, &viewer, pairs);
     let dz = ctx.zone();
-    let p = &page.state.profile;
+    let student = &statement.student;
+    let p = &student.profile;
+    // The totals count every payment, shown or not.
     let (mut recorded, mut cancelled) = (0i128, 0i128);
-    for (s, _) in &page.payments {
-        match s.status {
-            PaymentStatus::Recorded => recorded += i128::from(s.record.amount.minor()),
-            PaymentStatus::Cancelled => cancelled += i128::from(s.record.amount.minor()),
+    for k in &statement.payments {
+        let minor = i128::from(k.state.record.amount.minor());
+        match k.state.status {
+            PaymentStatus::Recorded => recorded += minor,
+            PaymentStatus::Cancelled => cancelled += minor,
         }
     }
-    let events = ctx.href("/console/events", &[("subject", &page.jodo_student_id)]);
+    let total = statement.payments.len();
+    let shown = &statement.payments[..total.min(MAX_STUDENT_PAYMENTS)];
+    let events = ctx.href("/console/events", &[("subject", &jodo_student_id)]);
     let body = html! {
         section aria-labelledby="profile" {
             h2 #profile { "Profile" }
             dl.profile {
-                dt { "Jodo id" } dd { (page.jodo_student_id) }
+                dt { "Jodo id" } dd { (jodo_student_id) }
                 dt { "Identifier" } dd { (p.identifier) }
                 dt { "Custom identifier" } dd { (opt(p.custom_identifier.as_deref())) }
-                dt { "Status" } dd { strong { (page.state.status.as_str()) } " since " (when(page.state.status_since, dz)) }
-                dt { "Registered" } dd { @match page.state.registered_at { Some(r) => (when(r, dz)), None => span.none { "—" } } }
+                dt { "Status" } dd { strong { (student.status.as_str()) } " since " (when(student.status_since, dz)) }
+                dt { "Registered" } dd { @match student.registered_at { Some(r) => (when(r, dz)), None => span.none { "—" } } }
                 dt { "Grade" } dd { @match &p.grade { Some(g) => { (g.name) " (" (g.code) ")" }, None => span.none { "—" } } }
                 dt { "Academic year" } dd {
                     @match (p.academic_year_start, p.academic_year_end) {
@@ -309,12 +273,12 @@ pub async fn student(
                 caption { "Status events, in provider-time order" }
                 thead { tr { th scope="col" { "Event" } th scope="col" { "Provider time" } th scope="col" { "Received" } th scope="col" { "Delivery" } } }
                 tbody {
-                    @for (seq, change, at, received) in &page.timeline {
+                    @for h in &statement.timeline {
                         tr {
-                            td { (change.as_str()) }
-                            td { (when(*at, dz)) }
-                            td { (when_micros(*received, dz)) }
-                            td { a href=(ctx.href(&format!("/console/events/{seq}"), &[])) { "seq " (seq) } }
+                            td { (h.change.as_str()) }
+                            td { (when(h.at, dz)) }
+                            td { (when_micros(h.received_at, dz)) }
+                            td { a href=(ctx.href(&format!("/console/events/{}", h.seq), &[])) { "seq " (h.seq) } }
                         }
                     }
                 }
@@ -325,20 +289,22 @@ pub async fn student(
             p.totals {
                 "Recorded: " strong { (rupees(recorded)) } " · Cancelled: " strong { (rupees(cancelled)) }
             }
-            @if page.cut { p.hint { "Only the first " (MAX_STUDENT_PAYMENTS) " payments are shown." } }
-            @if page.payments.is_empty() {
+            @if total > shown.len() {
+                p.hint role="status" { "Showing the first " (shown.len()) " of " (total) " payments; the totals count them all." }
+            }
+            @if shown.is_empty() {
                 (empty("No payments for this student."))
             } @else {
-                (payments_table(&ctx, &page.payments))
+                (payments_table(&ctx, shown))
             }
         }
     };
     let title = format!("Student {}", p.identifier);
-    let path = format!("/console/students/{}", segment(&page.jodo_student_id));
+    let path = format!("/console/students/{}", segment(&jodo_student_id));
     Ok(ctx.render(&title, &path, body))
 }
 
-fn payments_table(ctx: &Ctx, pays: &[(PaymentState, usize)]) -> Markup {
+fn payments_table(ctx: &Ctx, pays: &[KnownPayment]) -> Markup {
     let dz = ctx.zone();
     html! {
         table {
@@ -348,14 +314,15 @@ fn payments_table(ctx: &Ctx, pays: &[(PaymentState, usize)]) -> Markup {
                 th scope="col" { "Mode" } th scope="col" { "Status" } th scope="col" { "Revisions" }
             } }
             tbody {
-                @for (s, revs) in pays {
+                @for k in pays {
+                    @let s = &k.state;
                     tr.(s.status.as_str()) {
                         td { a href=(ctx.href(&format!("/console/payments/{}", segment(&s.record.payment_id)), &[])) { (s.record.payment_id) } }
                         td { (when(s.record.paid_at, dz)) }
                         td.num { (rupees(i128::from(s.record.amount.minor()))) }
                         td { (s.record.mode) }
                         td { (s.status.as_str()) @if let Some(at) = s.cancelled_at { " " (when(at, dz)) } }
-                        td.num { (revs) }
+                        td.num { (k.revisions.len()) }
                     }
                 }
             }

@@ -27,6 +27,8 @@ use crate::api::ApiError;
 use crate::projection::entities::PaymentState;
 use crate::projection::query::payments::Revision;
 use crate::projection::query::reports::{self as data, Change, DayKey, Figures, Times};
+// What the student page renders, typed as the statement report has it.
+pub use crate::projection::query::reports::{KnownPayment, Statement};
 use crate::report::{self, Format, Range, Report, Request};
 
 /// `as_of` and `known_at` as every report reads them (business zone; now
@@ -43,6 +45,21 @@ pub fn times(as_of: Option<&str>, known_at: Option<&str>, zone: Tz) -> Result<Ti
 /// A payment's revisions folded as known at and as of `times`.
 pub fn fold_known(revs: Vec<Revision>, times: Times) -> Option<(PaymentState, Vec<Revision>)> {
     data::fold_known(revs, times)
+}
+
+/// A student's statement as known at and as of `times`
+/// ([`data::statement`]): the profile, the status events and the payments
+/// folded at those times. Not found when the student was not known then.
+pub fn statement(
+    conn: &Connection,
+    times: Times,
+    jodo_student_id: &str,
+) -> Result<Statement, ApiError> {
+    data::statement(conn, times, jodo_student_id)?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "student {jodo_student_id:?} was not known at the time set"
+        ))
+    })
 }
 
 /// The first and last day of the month `day` is in.

@@ -708,3 +708,30 @@ async fn the_integrity_page_says_when_there_are_more_pins_than_it_lists() {
     assert!(!page.contains("<td>pin-1</td>"), "the oldest is not listed");
     assert!(page.contains(&format!("<td>pin-{}</td>", listed + 1)));
 }
+
+#[tokio::test]
+async fn a_student_page_lists_a_payment_that_was_theirs_at_the_time_set_though_it_moved_since() {
+    let app = seeded().await;
+    // Paid by s1 at 22:30 (provider time), moved to s-evil at 22:40.
+    let added = jodo_payment("added", "e-8", "p-moved", Some("s1"), "250", 1_700_001_000);
+    let moved = jodo_payment(
+        "updated",
+        "e-9",
+        "p-moved",
+        Some("s-evil"),
+        "250",
+        1_700_001_600,
+    );
+    app.accept_jodo(&added).await;
+    app.accept_jodo(&moved).await;
+    wait_for_projections(&app).await;
+    let s = sign_in(&app, READ).await;
+    let c = Some(s.cookie.as_str());
+    let link = r#"href="/console/payments/p-moved"#;
+    let (_, then) = get(&app, c, "/console/students/s1?as_of=2023-11-14T22:35:00Z").await;
+    assert!(then.contains(link), "{then}");
+    let (_, now) = get(&app, c, "/console/students/s1").await;
+    assert!(!now.contains(link), "{now}");
+    let (_, theirs) = get(&app, c, "/console/students/s-evil").await;
+    assert!(theirs.contains(link), "{theirs}");
+}
