@@ -81,7 +81,7 @@ enum Command {
     /// Record the log's head as a pin ([`log::pins::record`]).
     Pin {
         note: String,
-        reply: Reply<Pin>,
+        reply: oneshot::Sender<Result<Pin, PinError>>,
     },
     Shutdown,
 }
@@ -237,7 +237,7 @@ impl Ledger {
     }
 
     /// Records the log's head as a pin with `note`, between batches.
-    pub async fn pin(&self, note: String) -> Result<Pin, LedgerError> {
+    pub async fn pin(&self, note: String) -> Result<Pin, PinError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Pin { note, reply })?;
         rx.await.map_err(|_| LedgerError::Closed)?
@@ -329,12 +329,12 @@ fn run(
                 Command::Pin { note, reply } => {
                     let done = conn
                         .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(PinError::from)
                         .and_then(|tx| {
                             let pin = log::pins::record(&tx, &note, now_micros())?;
                             tx.commit()?;
                             Ok(pin)
-                        })
-                        .map_err(LedgerError::from);
+                        });
                     let _ = reply.send(done);
                 }
                 Command::Shutdown => stop = true,
@@ -582,6 +582,31 @@ pub enum Readmitted {
     Duplicate {
         seq: u64,
     },
+}
+
+/// Why a pin was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// Its note was empty once trimmed ([`log::pins::record`]).
+    #[error(transparent)]
+    Refused(log::pins::RecordError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<log::pins::RecordError> for PinError {
+    fn from(e: log::pins::RecordError) -> Self {
+        match e {
+            log::pins::RecordError::Db(e) => PinError::Ledger(e.into()),
+            refused => PinError::Refused(refused),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for PinError {
+    fn from(e: rusqlite::Error) -> Self {
+        PinError::Ledger(e.into())
+    }
 }
 
 /// Why a quarantined delivery was not readmitted. It stays in quarantine.

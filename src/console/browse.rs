@@ -4,24 +4,25 @@ use axum::extract::{Path, State};
 use axum::Extension;
 use maud::{html, Markup};
 
-use super::html::{empty, opt, rupees, rupees_text, segment, when, when_micros};
-use super::reports::{fold_known, today_by_mode};
+use super::html::{empty, opt, rupees, segment, when, when_micros};
+use super::reports::{
+    self, collections_by_mode, figure_cells, figure_heads, fold_known, KnownPayment,
+};
 use super::session::Viewer;
 use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::api::params::resolve;
 use crate::api::ApiError;
-use crate::event::{PaymentRecord, StudentChange};
-use crate::projection::entities::{
-    PaymentState, PaymentStatus, StudentState, StudentStatus, Students,
-};
+use crate::event::PaymentRecord;
+use crate::projection::entities::{PaymentStatus, StudentStatus};
 use crate::projection::query::payments::{self, Revision};
-use crate::projection::query::{self, students};
+use crate::projection::query::students;
 use crate::{log, quarantine};
 
 /// Students per page of the list.
 pub const STUDENTS_PER_PAGE: u32 = 50;
-/// A student's payments shown at most (a student has a few a year).
-pub const MAX_STUDENT_PAYMENTS: u32 = 500;
+/// A student's payments one page lists at most (a student has a few a
+/// year); past it the page says how many there are.
+pub const MAX_STUDENT_PAYMENTS: usize = 500;
 
 page_query!(TimesQuery {});
 
@@ -41,13 +42,17 @@ pub async fn overview(
     let health = c.app.live.health();
     let zone = c.app.config.business_zone;
     let t = q.times(zone)?;
-    let (day, modes, totals) = c
+    let collections = c
         .app
-        .projections(move |conn| today_by_mode(conn, t, zone))
+        .projections(move |conn| collections_by_mode(conn, t, zone))
         .await?;
     let last_verify = c.verify.lock().expect("verify lock").summary();
     let ctx = Ctx::new(&c, &viewer, pairs);
     let dz = ctx.zone();
+    let (first, last) = (
+        collections.month.0.to_string(),
+        collections.month.1.to_string(),
+    );
     let body = html! {
         section.cards aria-label="Where the ledger stands" {
             div.card {
@@ -77,32 +82,26 @@ pub async fn overview(
                 p { a href=(ctx.href("/console/quarantine", &[])) { "Deal with rejected deliveries" } }
             }
         }
-        section aria-labelledby="today" {
-            h2 #today { "Today's collections by mode" }
-            @if modes.is_empty() {
-                (empty("No payments recorded today."))
+        section aria-labelledby="collections" {
+            h2 #collections {
+                @if ctx.times.as_of.is_some() { "Collections on " (collections.day) " by mode" }
+                @else { "Today's collections by mode" }
+            }
+            @if collections.modes.is_empty() {
+                (empty(&format!("No payments recorded on {}.", collections.day)))
             } @else {
                 table {
-                    caption { "Payments paid on " (day) " (business day, " (zone.name()) ")" }
-                    thead { tr {
-                        th scope="col" { "Mode" } th scope="col" { "Recorded" } th scope="col" { "Recorded total" }
-                        th scope="col" { "Cancelled" } th scope="col" { "Cancelled total" }
-                    } }
+                    caption { "Payments paid on " (collections.day) " (business day, " (zone.name()) ")" }
+                    thead { tr { th scope="col" { "Mode" } (figure_heads()) } }
                     tbody {
-                        @for (mode, f) in &modes {
-                            tr {
-                                td { (mode) } td.num { (f.recorded_count) } td.num { (rupees_text(&f.recorded_total)) }
-                                td.num { (f.cancelled_count) } td.num { (rupees_text(&f.cancelled_total)) }
-                            }
+                        @for (mode, f) in &collections.modes {
+                            tr { td { (mode) } (figure_cells(f)) }
                         }
                     }
-                    tfoot { tr {
-                        th scope="row" { "Total" } td.num { (totals.recorded_count) } td.num { (rupees_text(&totals.recorded_total)) }
-                        td.num { (totals.cancelled_count) } td.num { (rupees_text(&totals.cancelled_total)) }
-                    } }
+                    tfoot { tr { th scope="row" { "Total" } (figure_cells(&collections.totals)) } }
                 }
             }
-            p { a href=(ctx.href("/console/day-book", &[])) { "Open the day book for this month" } }
+            p { a href=(ctx.href("/console/day-book", &[("from", &first), ("to", &last)])) { "Open the day book for this month" } }
         }
     };
     Ok(ctx.render("Overview", "/console", body))
@@ -211,17 +210,8 @@ pub async fn students(
     Ok(ctx.render("Students", "/console/students", body))
 }
 
-/// A student as the page shows them.
-struct StudentPage {
-    jodo_student_id: String,
-    state: StudentState,
-    /// (seq, change, provider time, received micros).
-    timeline: Vec<(i64, StudentChange, i64, i64)>,
-    payments: Vec<(PaymentState, usize)>,
-    cut: bool,
-}
-
-/// `GET /console/students/{id}`: profile, status timeline, payments.
+/// `GET /console/students/{id}`: profile, status timeline, payments, as
+/// the statement report has them at the times set.
 pub async fn student(
     State(c): State<ConsoleState>,
     Extension(viewer): Extension<Viewer>,
@@ -230,67 +220,39 @@ pub async fn student(
 ) -> Result<Html, ConsoleError> {
     let zone = c.app.config.business_zone;
     let t = q.times(zone)?;
-    let page = c
+    let (jodo_student_id, statement) = c
         .app
         .projections(move |conn| {
             let jid = resolve(conn, &id)?;
-            let rows: Vec<_> = query::student_history(conn, &jid)?
-                .into_iter()
-                .filter(|h| h.at <= t.as_of && h.received_at <= t.known_at)
-                .collect();
-            let timeline = rows
-                .iter()
-                .map(|h| (h.seq, h.change, h.at, h.received_at))
-                .collect();
-            let state = crate::projection::fold::<Students>(rows).ok_or_else(|| {
-                ApiError::NotFound(format!("student {jid:?} was not known at the time set"))
-            })?;
-            let identifier = students::identifier(conn, &jid)?;
-            let mut current = payments::of_student(
-                conn,
-                &jid,
-                identifier.as_deref(),
-                None,
-                MAX_STUDENT_PAYMENTS + 1,
-            )?;
-            let cut = current.len() > MAX_STUDENT_PAYMENTS as usize;
-            current.truncate(MAX_STUDENT_PAYMENTS as usize);
-            let mut pays = Vec::new();
-            for p in current {
-                let revs = payments::revisions(conn, &p.record.payment_id)?;
-                if let Some((state, revs)) = fold_known(revs, t) {
-                    pays.push((state, revs.len()));
-                }
-            }
-            Ok(StudentPage {
-                jodo_student_id: jid,
-                state,
-                timeline,
-                payments: pays,
-                cut,
-            })
+            let statement = reports::statement(conn, t, &jid)?;
+            Ok((jid, statement))
         })
         .await?;
     let ctx = Ctx::new(&c, &viewer, pairs);
     let dz = ctx.zone();
-    let p = &page.state.profile;
+    let student = &statement.student;
+    let p = &student.profile;
+    // The totals count every payment, shown or not.
     let (mut recorded, mut cancelled) = (0i128, 0i128);
-    for (s, _) in &page.payments {
-        match s.status {
-            PaymentStatus::Recorded => recorded += i128::from(s.record.amount.minor()),
-            PaymentStatus::Cancelled => cancelled += i128::from(s.record.amount.minor()),
+    for k in &statement.payments {
+        let minor = i128::from(k.state.record.amount.minor());
+        match k.state.status {
+            PaymentStatus::Recorded => recorded += minor,
+            PaymentStatus::Cancelled => cancelled += minor,
         }
     }
-    let events = ctx.href("/console/events", &[("subject", &page.jodo_student_id)]);
+    let total = statement.payments.len();
+    let shown = &statement.payments[..total.min(MAX_STUDENT_PAYMENTS)];
+    let events = ctx.href("/console/events", &[("subject", &jodo_student_id)]);
     let body = html! {
         section aria-labelledby="profile" {
             h2 #profile { "Profile" }
             dl.profile {
-                dt { "Jodo id" } dd { (page.jodo_student_id) }
+                dt { "Jodo id" } dd { (jodo_student_id) }
                 dt { "Identifier" } dd { (p.identifier) }
                 dt { "Custom identifier" } dd { (opt(p.custom_identifier.as_deref())) }
-                dt { "Status" } dd { strong { (page.state.status.as_str()) } " since " (when(page.state.status_since, dz)) }
-                dt { "Registered" } dd { @match page.state.registered_at { Some(r) => (when(r, dz)), None => span.none { "—" } } }
+                dt { "Status" } dd { strong { (student.status.as_str()) } " since " (when(student.status_since, dz)) }
+                dt { "Registered" } dd { @match student.registered_at { Some(r) => (when(r, dz)), None => span.none { "—" } } }
                 dt { "Grade" } dd { @match &p.grade { Some(g) => { (g.name) " (" (g.code) ")" }, None => span.none { "—" } } }
                 dt { "Academic year" } dd {
                     @match (p.academic_year_start, p.academic_year_end) {
@@ -311,12 +273,12 @@ pub async fn student(
                 caption { "Status events, in provider-time order" }
                 thead { tr { th scope="col" { "Event" } th scope="col" { "Provider time" } th scope="col" { "Received" } th scope="col" { "Delivery" } } }
                 tbody {
-                    @for (seq, change, at, received) in &page.timeline {
+                    @for h in &statement.timeline {
                         tr {
-                            td { (change.as_str()) }
-                            td { (when(*at, dz)) }
-                            td { (when_micros(*received, dz)) }
-                            td { a href=(ctx.href(&format!("/console/events/{seq}"), &[])) { "seq " (seq) } }
+                            td { (h.change.as_str()) }
+                            td { (when(h.at, dz)) }
+                            td { (when_micros(h.received_at, dz)) }
+                            td { a href=(ctx.href(&format!("/console/events/{}", h.seq), &[])) { "seq " (h.seq) } }
                         }
                     }
                 }
@@ -327,20 +289,22 @@ pub async fn student(
             p.totals {
                 "Recorded: " strong { (rupees(recorded)) } " · Cancelled: " strong { (rupees(cancelled)) }
             }
-            @if page.cut { p.hint { "Only the first " (MAX_STUDENT_PAYMENTS) " payments are shown." } }
-            @if page.payments.is_empty() {
+            @if total > shown.len() {
+                p.hint role="status" { "Showing the first " (shown.len()) " of " (total) " payments; the totals count them all." }
+            }
+            @if shown.is_empty() {
                 (empty("No payments for this student."))
             } @else {
-                (payments_table(&ctx, &page.payments))
+                (payments_table(&ctx, shown))
             }
         }
     };
     let title = format!("Student {}", p.identifier);
-    let path = format!("/console/students/{}", segment(&page.jodo_student_id));
+    let path = format!("/console/students/{}", segment(&jodo_student_id));
     Ok(ctx.render(&title, &path, body))
 }
 
-fn payments_table(ctx: &Ctx, pays: &[(PaymentState, usize)]) -> Markup {
+fn payments_table(ctx: &Ctx, pays: &[KnownPayment]) -> Markup {
     let dz = ctx.zone();
     html! {
         table {
@@ -350,14 +314,15 @@ fn payments_table(ctx: &Ctx, pays: &[(PaymentState, usize)]) -> Markup {
                 th scope="col" { "Mode" } th scope="col" { "Status" } th scope="col" { "Revisions" }
             } }
             tbody {
-                @for (s, revs) in pays {
+                @for k in pays {
+                    @let s = &k.state;
                     tr.(s.status.as_str()) {
                         td { a href=(ctx.href(&format!("/console/payments/{}", segment(&s.record.payment_id)), &[])) { (s.record.payment_id) } }
                         td { (when(s.record.paid_at, dz)) }
                         td.num { (rupees(i128::from(s.record.amount.minor()))) }
                         td { (s.record.mode) }
                         td { (s.status.as_str()) @if let Some(at) = s.cancelled_at { " " (when(at, dz)) } }
-                        td.num { (revs) }
+                        td.num { (k.revisions.len()) }
                     }
                 }
             }
@@ -461,34 +426,40 @@ pub async fn payment(
                 dt { "Raw events" } dd { a href=(ctx.href("/console/events", &[("subject", pid)])) { "Every delivery about this payment" } }
             }
         }
-        div.scroll {
-            table.revisions {
-                caption { "Current values and every revision, oldest first; changed fields are marked" }
-                thead {
-                    tr {
-                        th scope="col" { "Field" }
-                        th scope="col" { "Current" @if ctx.times.is_set() { " (at the time set)" } }
-                        @for (i, r) in revs.iter().enumerate() {
-                            th scope="col" class=[(!included.contains(&r.seq)).then_some("excluded")] {
-                                "Revision " (i + 1) ": " (r.change.as_str()) br;
-                                span.meta { "provider " (when(r.at, dz)) } br;
-                                span.meta { "received " (when_micros(r.received_at, dz)) } br;
-                                a href=(ctx.href(&format!("/console/events/{}", r.seq), &[])) { "delivery seq " (r.seq) }
-                                @if !included.contains(&r.seq) { br; span.meta { "(not known at the time set)" } }
+        // No table at all without revisions: headers over nothing say less
+        // than the empty state.
+        @if revs.is_empty() {
+            (empty("No revisions are recorded for this payment."))
+        } @else {
+            div.scroll {
+                table.revisions {
+                    caption { "Current values and every revision, oldest first; changed fields are marked" }
+                    thead {
+                        tr {
+                            th scope="col" { "Field" }
+                            th scope="col" { "Current" @if ctx.times.is_set() { " (at the time set)" } }
+                            @for (i, r) in revs.iter().enumerate() {
+                                th scope="col" class=[(!included.contains(&r.seq)).then_some("excluded")] {
+                                    "Revision " (i + 1) ": " (r.change.as_str()) br;
+                                    span.meta { "provider " (when(r.at, dz)) } br;
+                                    span.meta { "received " (when_micros(r.received_at, dz)) } br;
+                                    a href=(ctx.href(&format!("/console/events/{}", r.seq), &[])) { "delivery seq " (r.seq) }
+                                    @if !included.contains(&r.seq) { br; span.meta { "(not known at the time set)" } }
+                                }
                             }
                         }
                     }
-                }
-                tbody {
-                    @for (row, (label, _, _)) in rev_fields.first().map(|f| f.as_slice()).unwrap_or(&[]).iter().enumerate() {
-                        tr {
-                            th scope="row" { (label) }
-                            td.current { @match &now_fields { Some(f) => (f[row].2), None => span.none { "—" } } }
-                            @for (i, f) in rev_fields.iter().enumerate() {
-                                @let changed = i > 0 && rev_fields[i - 1][row].1 != f[row].1;
-                                td class=[changed.then_some("changed")] {
-                                    (f[row].2)
-                                    @if changed { span.visually-hidden { " (changed)" } }
+                    tbody {
+                        @for (row, (label, _, _)) in rev_fields.first().map(|f| f.as_slice()).unwrap_or(&[]).iter().enumerate() {
+                            tr {
+                                th scope="row" { (label) }
+                                td.current { @match &now_fields { Some(f) => (f[row].2), None => span.none { "—" } } }
+                                @for (i, f) in rev_fields.iter().enumerate() {
+                                    @let changed = i > 0 && rev_fields[i - 1][row].1 != f[row].1;
+                                    td class=[changed.then_some("changed")] {
+                                        (f[row].2)
+                                        @if changed { span.visually-hidden { " (changed)" } }
+                                    }
                                 }
                             }
                         }
@@ -496,7 +467,6 @@ pub async fn payment(
                 }
             }
         }
-        @if revs.is_empty() { (empty("No revisions are recorded for this payment.")) }
     };
     let title = format!("Payment {pid}");
     let path = format!("/console/payments/{}", segment(pid));

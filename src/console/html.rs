@@ -301,13 +301,21 @@ pub fn opt(text: Option<&str>) -> Markup {
     }
 }
 
-/// JSON pretty-printed when it parses, else the text as received (lossy
-/// UTF-8), cut to `limit` bytes on a character boundary; and whether it
-/// was cut.
+/// Spaces per level of a pretty-printed body.
+const BODY_INDENT: usize = 2;
+
+/// A body as sent, re-indented when it is JSON, else the text as received
+/// (lossy UTF-8); cut to `limit` bytes on a character boundary; and
+/// whether it was cut.
+///
+/// JSON is re-indented token by token, never parsed into values: a parse
+/// would sort keys, collapse duplicates and rewrite numbers (`1500.50` as
+/// `1500.5`), and the page promises the body exactly as sent.
 pub fn pretty_body(body: &[u8], limit: usize) -> (String, bool) {
-    let text = match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
-        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    let text = if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        reindent_json(body)
+    } else {
+        String::from_utf8_lossy(body).into_owned()
     };
     if text.len() <= limit {
         return (text, false);
@@ -317,6 +325,65 @@ pub fn pretty_body(body: &[u8], limit: usize) -> (String, bool) {
         end -= 1;
     }
     (text[..end].to_string(), true)
+}
+
+/// Valid JSON re-indented: a newline and indent after `{`, `[` and `,` and
+/// before `}` and `]`, a space after `:`, whitespace between tokens
+/// dropped, and every other byte (strings, numbers, literals) copied as it
+/// is. An empty object or array stays `{}` / `[]`.
+fn reindent_json(body: &[u8]) -> String {
+    let mut out: Vec<u8> = Vec::with_capacity(body.len() + body.len() / 4);
+    let mut depth = 0usize;
+    let (mut in_string, mut escaped) = (false, false);
+    let newline = |out: &mut Vec<u8>, depth: usize| {
+        out.push(b'\n');
+        out.resize(out.len() + depth * BODY_INDENT, b' ');
+    };
+    let mut bytes = body.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                out.push(b);
+            }
+            b'{' | b'[' => {
+                out.push(b);
+                // The next token, past whitespace: a close keeps `{}` whole.
+                while bytes.next_if(u8::is_ascii_whitespace).is_some() {}
+                if matches!(bytes.peek(), Some(b'}' | b']')) {
+                    out.extend(bytes.next());
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(b);
+            }
+            b',' => {
+                out.push(b);
+                newline(&mut out, depth);
+            }
+            b':' => out.extend_from_slice(b": "),
+            b if b.is_ascii_whitespace() => {}
+            b => out.push(b),
+        }
+    }
+    // Only whole bytes of valid UTF-8 were copied, and ASCII added.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 #[cfg(test)]
@@ -394,5 +461,47 @@ mod tests {
         let (text, cut) = pretty_body(b"{\"a\":1}", 100);
         assert!(!cut);
         assert_eq!(text, "{\n  \"a\": 1\n}");
+    }
+
+    #[test]
+    fn a_body_keeps_its_duplicate_keys_key_order_and_numbers_as_sent() {
+        let sent = br#"{"b":1500.50,"a":1,"b":2,"big":12345678901234567890123}"#;
+        let (text, cut) = pretty_body(sent, 1000);
+        assert!(!cut);
+        assert_eq!(
+            text,
+            "{\n  \"b\": 1500.50,\n  \"a\": 1,\n  \"b\": 2,\n  \"big\": 12345678901234567890123\n}"
+        );
+    }
+
+    #[test]
+    fn a_body_is_reindented_with_its_strings_untouched() {
+        let sent = br#" { "s" : "a {,} [:] \"q\" \\" , "n":[ 1 ,{"x":[]},{ }] } "#;
+        let (text, _) = pretty_body(sent, 1000);
+        assert_eq!(
+            text,
+            concat!(
+                "{\n",
+                "  \"s\": \"a {,} [:] \\\"q\\\" \\\\\",\n",
+                "  \"n\": [\n",
+                "    1,\n",
+                "    {\n",
+                "      \"x\": []\n",
+                "    },\n",
+                "    {}\n",
+                "  ]\n",
+                "}"
+            )
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_shown_as_received() {
+        let sent = b"amount=1500.50&note={,}  \xff";
+        let (text, cut) = pretty_body(sent, 1000);
+        assert!(!cut);
+        assert_eq!(text, "amount=1500.50&note={,}  \u{fffd}");
+        let (text, _) = pretty_body(br#"{"a": 1"#, 1000);
+        assert_eq!(text, r#"{"a": 1"#, "cut JSON is not JSON: shown raw");
     }
 }

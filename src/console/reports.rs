@@ -2,28 +2,33 @@
 //! one adapter to the finance reports: every call into [`crate::report`]
 //! and [`crate::projection::query::reports`] is in this file.
 //!
-//! Pages render the report's own JSON ([`report::run`] with
-//! [`Format::Json`]), and the CSV link runs the same report with the same
-//! parameters as CSV: the download is exactly what the page shows, and
-//! the same bytes as `GET /v1/reports/...?format=csv`.
+//! Pages render the reports' typed data ([`data::day_book`],
+//! [`data::changes`]): money stays integer minor units until the rupee
+//! formatter shows it. The CSV link runs the report itself
+//! ([`report::run`] with [`Format::Csv`]) with the same parameters: the
+//! download is what the page shows, and the same bytes as
+//! `GET /v1/reports/...?format=csv`.
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use std::collections::BTreeMap;
+
 use chrono::{Datelike, Days, Months, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use maud::{html, Markup};
 use rusqlite::Connection;
-use serde::Deserialize;
 
-use super::html::{empty, opt, rupees_text, when};
+use super::html::{empty, opt, rupees, rupees_text, segment, when, when_micros};
 use super::session::Viewer;
 use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::api::ApiError;
 use crate::projection::entities::PaymentState;
 use crate::projection::query::payments::Revision;
-use crate::projection::query::reports::{self as data, Times};
+use crate::projection::query::reports::{self as data, Change, DayKey, Figures, Times};
+// What the student page renders, typed as the statement report has it.
+pub use crate::projection::query::reports::{KnownPayment, Statement};
 use crate::report::{self, Format, Range, Report, Request};
 
 /// `as_of` and `known_at` as every report reads them (business zone; now
@@ -40,6 +45,21 @@ pub fn times(as_of: Option<&str>, known_at: Option<&str>, zone: Tz) -> Result<Ti
 /// A payment's revisions folded as known at and as of `times`.
 pub fn fold_known(revs: Vec<Revision>, times: Times) -> Option<(PaymentState, Vec<Revision>)> {
     data::fold_known(revs, times)
+}
+
+/// A student's statement as known at and as of `times`
+/// ([`data::statement`]): the profile, the status events and the payments
+/// folded at those times. Not found when the student was not known then.
+pub fn statement(
+    conn: &Connection,
+    times: Times,
+    jodo_student_id: &str,
+) -> Result<Statement, ApiError> {
+    data::statement(conn, times, jodo_student_id)?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "student {jodo_student_id:?} was not known at the time set"
+        ))
+    })
 }
 
 /// The first and last day of the month `day` is in.
@@ -75,99 +95,89 @@ fn run(
     Ok(report::run(conn, &req, format)?)
 }
 
-/// Four figures, as the report's JSON has them.
-#[derive(Deserialize, Default)]
-pub struct Figures {
-    pub recorded_count: u64,
-    pub recorded_total: String,
-    pub cancelled_count: u64,
-    pub cancelled_total: String,
+/// The day book's figures, as [`data::day_book`] adds them up, and the log
+/// seq the store reflected when they were read.
+pub struct DayBook {
+    pub seq: u64,
+    pub lines: BTreeMap<DayKey, Figures>,
 }
 
-#[derive(Deserialize)]
-struct DayBookLine {
-    date: String,
-    mode: String,
-    collector_code: Option<String>,
-    #[serde(flatten)]
-    figures: Figures,
-}
-
-#[derive(Deserialize)]
-struct DayTotal {
-    date: String,
-    #[serde(flatten)]
-    figures: Figures,
-}
-
-#[derive(Deserialize)]
-struct DayBook {
-    seq: u64,
-    items: Vec<DayBookLine>,
-    days: Vec<DayTotal>,
-    totals: Figures,
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(r: &report::Rendered) -> Result<T, ApiError> {
-    serde_json::from_slice(&r.body)
-        .map_err(|e| ApiError::Internal(format!("the report's JSON did not read back: {e}")))
-}
-
-/// A day's collections: the day, (mode, figures) for each mode, the totals.
-pub type Collections = (NaiveDate, Vec<(String, Figures)>, Figures);
-
-/// Today's collections by mode (the overview): the day book of today,
-/// its lines summed per mode.
-pub fn today_by_mode(conn: &Connection, times: Times, zone: Tz) -> Result<Collections, ApiError> {
-    let day = today(zone);
-    let range = report::parse_range(Some(&day.to_string()), Some(&day.to_string()), zone)?;
-    let r = run(
-        conn,
-        Report::DayBook {
-            mode: None,
-            collector_code: None,
-        },
-        range,
-        times,
-        zone,
-        Format::Json,
-    )?;
-    let book: DayBook = parse_json(&r)?;
-    let mut by_mode: Vec<(String, (u64, i128, u64, i128))> = Vec::new();
-    for line in book.items {
-        let f = &line.figures;
-        let add = (
-            f.recorded_count,
-            super::html::parse_minor(&f.recorded_total).unwrap_or(0),
-            f.cancelled_count,
-            super::html::parse_minor(&f.cancelled_total).unwrap_or(0),
-        );
-        match by_mode.iter_mut().find(|(m, _)| *m == line.mode) {
-            Some((_, t)) => {
-                t.0 += add.0;
-                t.1 += add.1;
-                t.2 += add.2;
-                t.3 += add.3;
-            }
-            None => by_mode.push((line.mode, add)),
-        }
-    }
-    let money = |m: i128| crate::money::Total::from_minor(m).to_string();
-    let modes = by_mode
-        .into_iter()
-        .map(|(mode, (rc, rt, cc, ct))| {
-            (
+impl DayBook {
+    fn read(
+        conn: &Connection,
+        range: &Range,
+        times: Times,
+        zone: Tz,
+        mode: Option<&str>,
+        collector_code: Option<&str>,
+    ) -> Result<DayBook, ApiError> {
+        Ok(DayBook {
+            seq: data::position(conn)?,
+            lines: data::day_book(
+                conn,
+                times,
+                range.from,
+                range.to,
+                zone,
                 mode,
-                Figures {
-                    recorded_count: rc,
-                    recorded_total: money(rt),
-                    cancelled_count: cc,
-                    cancelled_total: money(ct),
-                },
-            )
+                collector_code,
+            )?,
         })
-        .collect();
-    Ok((day, modes, book.totals))
+    }
+
+    /// Subtotals per business day.
+    fn days(&self) -> BTreeMap<NaiveDate, Figures> {
+        let mut days: BTreeMap<NaiveDate, Figures> = BTreeMap::new();
+        for ((date, _, _), f) in &self.lines {
+            days.entry(*date).or_default().merge(f);
+        }
+        days
+    }
+
+    /// Subtotals per mode.
+    fn modes(&self) -> BTreeMap<String, Figures> {
+        let mut modes: BTreeMap<String, Figures> = BTreeMap::new();
+        for ((_, mode, _), f) in &self.lines {
+            modes.entry(mode.clone()).or_default().merge(f);
+        }
+        modes
+    }
+
+    fn totals(&self) -> Figures {
+        let mut totals = Figures::default();
+        for f in self.lines.values() {
+            totals.merge(f);
+        }
+        totals
+    }
+}
+
+/// A day's collections: the day, the figures of each mode, the totals.
+pub struct Collections {
+    pub day: NaiveDate,
+    /// The first and last day of the day's month (the day book's range).
+    pub month: (NaiveDate, NaiveDate),
+    pub modes: BTreeMap<String, Figures>,
+    pub totals: Figures,
+}
+
+/// The collections by mode of the business day of `times.as_of` (today
+/// when no as-of time is set: it defaults to now), as known at
+/// `times.known_at`: that day's day book, its lines summed per mode.
+pub fn collections_by_mode(
+    conn: &Connection,
+    times: Times,
+    zone: Tz,
+) -> Result<Collections, ApiError> {
+    let day = data::business_date(times.as_of, zone);
+    let range = report::parse_range(Some(&day.to_string()), Some(&day.to_string()), zone)?;
+    let book = DayBook::read(conn, &range, times, zone, None, None)?;
+    Ok(Collections {
+        day,
+        month: month_of(day),
+        modes: book.modes(),
+        totals: book.totals(),
+    })
 }
 
 page_query!(DayBookQuery {
@@ -213,16 +223,16 @@ fn csv_answer(r: report::Rendered) -> Response {
 }
 
 /// The figures cells of a line.
-fn figure_cells(f: &Figures) -> Markup {
+pub fn figure_cells(f: &Figures) -> Markup {
     html! {
         td.num { (f.recorded_count) }
-        td.num { (rupees_text(&f.recorded_total)) }
+        td.num { (rupees(f.recorded_total)) }
         td.num { (f.cancelled_count) }
-        td.num { (rupees_text(&f.cancelled_total)) }
+        td.num { (rupees(f.cancelled_total)) }
     }
 }
 
-fn figure_heads() -> Markup {
+pub fn figure_heads() -> Markup {
     html! {
         th scope="col" { "Recorded" }
         th scope="col" { "Recorded total" }
@@ -240,10 +250,12 @@ pub async fn day_book(
     let zone = c.app.config.business_zone;
     let (from, to, range) = q.range(zone)?;
     let t = q.times(zone)?;
-    let report = q.report();
-    let book: DayBook = c
+    let (mode, collector) = (q.mode.clone(), q.collector_code.clone());
+    let book = c
         .app
-        .projections(move |conn| parse_json(&run(conn, report, range, t, zone, Format::Json)?))
+        .projections(move |conn| {
+            DayBook::read(conn, &range, t, zone, mode.as_deref(), collector.as_deref())
+        })
         .await?;
     let ctx = Ctx::new(&c, &viewer, pairs);
     let params = [
@@ -268,7 +280,7 @@ pub async fn day_book(
             " "
             span.hint { "Payments by business day (" (zone.name()) "), mode and collector; the ledger up to seq " (book.seq) "." }
         }
-        @if book.items.is_empty() {
+        @if book.lines.is_empty() {
             (empty("No payments in this range."))
         } @else {
             table {
@@ -278,24 +290,24 @@ pub async fn day_book(
                     (figure_heads())
                 } }
                 tbody {
-                    @for l in &book.items {
+                    @for ((date, mode, collector), f) in &book.lines {
                         tr {
-                            td { (l.date) } td { (l.mode) } td { (opt(l.collector_code.as_deref())) }
-                            (figure_cells(&l.figures))
+                            td { (date) } td { (mode) } td { (opt(collector.as_deref())) }
+                            (figure_cells(f))
                         }
                     }
                 }
                 tfoot { tr {
                     th scope="row" colspan="3" { "Total" }
-                    (figure_cells(&book.totals))
+                    (figure_cells(&book.totals()))
                 } }
             }
             table {
                 caption { "Totals by day" }
                 thead { tr { th scope="col" { "Date" } (figure_heads()) } }
                 tbody {
-                    @for d in &book.days {
-                        tr { td { (d.date) } (figure_cells(&d.figures)) }
+                    @for (date, f) in &book.days() {
+                        tr { td { (date) } (figure_cells(f)) }
                     }
                 }
             }
@@ -357,34 +369,24 @@ impl ChangesQuery {
     }
 }
 
-#[derive(Deserialize)]
-struct FieldChange {
-    field: String,
-    old: Option<String>,
-    new: Option<String>,
+/// The payment revisions received in `range` (whole seconds, so to its
+/// last microsecond), as the changes report reads them.
+fn changes_in(conn: &Connection, range: &Range, times: Times) -> Result<Vec<Change>, ApiError> {
+    let from = range.from.saturating_mul(1_000_000);
+    let to = range.to.saturating_mul(1_000_000).saturating_add(999_999);
+    Ok(data::changes(conn, times, from, to)?)
 }
 
-#[derive(Deserialize)]
-struct ChangeItem {
-    payment_id: String,
-    event: String,
-    received_at: String,
-    at: String,
-    seq: u64,
-    changes: Vec<FieldChange>,
-}
+/// The fields of a change that are money (the report writes them as
+/// decimals): shown in rupees like every amount in the console.
+const AMOUNT_FIELDS: &[&str] = &["amount"];
 
-#[derive(Deserialize)]
-struct Changes {
-    seq: u64,
-    items: Vec<ChangeItem>,
-}
-
-/// An RFC 3339 time from a report, in the display zone.
-fn when_text(text: &str, zone: Tz) -> Markup {
-    match chrono::DateTime::parse_from_rfc3339(text) {
-        Ok(t) => when(t.timestamp(), zone),
-        Err(_) => html! { (text) },
+/// A changed field's old or new value: an amount in rupees, any other
+/// field as it is.
+fn change_value(field: &str, value: Option<&str>) -> Markup {
+    match value {
+        Some(v) if AMOUNT_FIELDS.contains(&field) => html! { (rupees_text(v)) },
+        other => opt(other),
     }
 }
 
@@ -397,11 +399,9 @@ pub async fn changes(
     let zone = c.app.config.business_zone;
     let (from, to, range) = q.range(zone)?;
     let t = q.times(zone)?;
-    let list: Changes = c
+    let (seq, list) = c
         .app
-        .projections(move |conn| {
-            parse_json(&run(conn, Report::Changes, range, t, zone, Format::Json)?)
-        })
+        .projections(move |conn| Ok((data::position(conn)?, changes_in(conn, &range, t)?)))
         .await?;
     let ctx = Ctx::new(&c, &viewer, pairs);
     let dz = ctx.zone();
@@ -417,9 +417,9 @@ pub async fn changes(
         }
         p.actions {
             a.button href=(csv) download { "Download CSV" }
-            " " span.hint { "Every payment revision received in the range, field by field; the ledger up to seq " (list.seq) "." }
+            " " span.hint { "Every payment revision received in the range, field by field; the ledger up to seq " (seq) "." }
         }
-        @if list.items.is_empty() {
+        @if list.is_empty() {
             (empty("Nothing changed in this range."))
         } @else {
             table {
@@ -429,21 +429,23 @@ pub async fn changes(
                     th scope="col" { "Provider time" } th scope="col" { "Changed fields" } th scope="col" { "Delivery" }
                 } }
                 tbody {
-                    @for i in &list.items {
+                    @for i in &list {
+                        @let r = &i.revision;
+                        @let pid = &r.record.payment_id;
                         tr {
-                            td { a href=(ctx.href(&format!("/console/payments/{}", super::html::segment(&i.payment_id)), &[])) { (i.payment_id) } }
-                            td { (i.event) }
-                            td { (when_text(&i.received_at, dz)) }
-                            td { (when_text(&i.at, dz)) }
+                            td { a href=(ctx.href(&format!("/console/payments/{}", segment(pid)), &[])) { (pid) } }
+                            td { (r.change.as_str()) }
+                            td { (when_micros(r.received_at, dz)) }
+                            td { (when(r.at, dz)) }
                             td {
                                 @if i.changes.is_empty() { span.none { "—" } }
                                 ul.changes {
                                     @for f in &i.changes {
-                                        li { strong { (f.field) } ": " del { (opt(f.old.as_deref())) } " → " ins { (opt(f.new.as_deref())) } }
+                                        li { strong { (f.field) } ": " del { (change_value(f.field, f.old.as_deref())) } " → " ins { (change_value(f.field, f.new.as_deref())) } }
                                     }
                                 }
                             }
-                            td { a href=(ctx.href(&format!("/console/events/{}", i.seq), &[])) { "seq " (i.seq) } }
+                            td { a href=(ctx.href(&format!("/console/events/{}", r.seq), &[])) { "seq " (r.seq) } }
                         }
                     }
                 }

@@ -44,10 +44,24 @@ pub enum PinCheck {
     Missing { head: u64 },
 }
 
-/// Records the log's current head with `note` (cut to [`MAX_NOTE_CHARS`]),
-/// inside the caller's write transaction.
-pub fn record(conn: &Connection, note: &str, at: i64) -> rusqlite::Result<Pin> {
+/// Why a pin was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// A pin is only worth keeping with the reason it was taken.
+    #[error("a pin needs a note saying why it was recorded")]
+    EmptyNote,
+    #[error(transparent)]
+    Db(#[from] rusqlite::Error),
+}
+
+/// Records the log's current head with `note`, trimmed and cut to
+/// [`MAX_NOTE_CHARS`], inside the caller's write transaction. The one place
+/// a note is trimmed: one that is empty then is refused.
+pub fn record(conn: &Connection, note: &str, at: i64) -> Result<Pin, RecordError> {
     let note: String = note.trim().chars().take(MAX_NOTE_CHARS).collect();
+    if note.is_empty() {
+        return Err(RecordError::EmptyNote);
+    }
     let h = head(conn)?;
     conn.prepare_cached("INSERT INTO pins (seq, hash, note, recorded_at) VALUES (?1, ?2, ?3, ?4)")?
         .execute((h.seq as i64, &h.hash[..], &note, at))?;
@@ -130,6 +144,18 @@ mod tests {
         assert!(update.unwrap_err().to_string().contains("append-only"));
         let delete = conn.execute("DELETE FROM pins", []);
         assert!(delete.unwrap_err().to_string().contains("append-only"));
+    }
+
+    #[test]
+    fn a_note_of_only_whitespace_is_refused_and_nothing_is_recorded() {
+        let (_dir, conn) = log_of(1);
+        for note in ["", "  \t\n "] {
+            assert!(matches!(
+                record(&conn, note, 1),
+                Err(RecordError::EmptyNote)
+            ));
+        }
+        assert_eq!(list(&conn, 10).unwrap(), vec![]);
     }
 
     #[test]

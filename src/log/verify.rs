@@ -65,6 +65,43 @@ pub enum VerifyError {
     Db(#[from] rusqlite::Error),
 }
 
+impl ChainFault {
+    /// What kind of fault, as a fixed word. A fault's text can carry a
+    /// column's value (a subject is a student id): a server log gets this
+    /// and [`ChainFault::seq`], the person who ran verify the text.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChainFault::Gap { .. } => "gap",
+            ChainFault::Malformed { .. } => "malformed",
+            ChainFault::BodyHash { .. } => "body_hash",
+            ChainFault::Link { .. } => "link",
+            ChainFault::Hash { .. } => "hash",
+            ChainFault::Derived { .. } => "derived",
+            ChainFault::PinMismatch { .. } => "pin_mismatch",
+            ChainFault::PinMissing { .. } => "pin_missing",
+        }
+    }
+}
+
+impl VerifyError {
+    /// What kind of failure, as a fixed word with no value in it: what a
+    /// server log may say ([`ChainFault::code`]; `db` for a read error).
+    pub fn code(&self) -> &'static str {
+        match self {
+            VerifyError::Fault(f) => f.code(),
+            VerifyError::Db(_) => "db",
+        }
+    }
+
+    /// The seq of a fault; None for a read error.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            VerifyError::Fault(f) => Some(f.seq()),
+            VerifyError::Db(_) => None,
+        }
+    }
+}
+
 /// Threads verify splits the log across at most.
 pub const MAX_VERIFY_THREADS: usize = 4;
 
@@ -670,6 +707,24 @@ mod tests {
         ));
         // The chain alone does not cover them.
         assert!(verify_split(&conn, &Options::default(), 3, 1, &Progress::default()).is_ok());
+    }
+
+    #[test]
+    fn a_faults_code_names_its_kind_and_never_carries_a_columns_value() {
+        let (_dir, conn) = parsed_log_of(3);
+        conn.execute(
+            "UPDATE events SET subject = 'student-9999' WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+        let e = verify_split(&conn, &deep(), 1, u64::MAX, &Progress::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("student-9999"),
+            "the text says it: {e}"
+        );
+        assert_eq!((e.code(), e.seq()), ("derived", Some(2)));
+        let db = VerifyError::Db(rusqlite::Error::InvalidQuery);
+        assert_eq!((db.code(), db.seq()), ("db", None));
     }
 
     #[test]

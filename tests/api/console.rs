@@ -625,3 +625,171 @@ async fn errors_are_pages_and_the_api_keeps_its_json() {
         .unwrap()
         .starts_with("application/json"));
 }
+
+#[tokio::test]
+async fn an_events_body_is_shown_exactly_as_sent_only_reindented() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    // Seq 3 is the payment added with `"amount":100000.50`, a JSON number:
+    // read into a value and written back it would be `100000.5`.
+    let (_, event) = get(&app, Some(&s.cookie), "/console/events/3").await;
+    assert!(event.contains("&quot;amount&quot;: 100000.50,"), "{event}");
+    // Keys in the order sent: `version` before `timestamp`, not sorted.
+    let version = event.find("&quot;version&quot;: ").unwrap();
+    let timestamp = event.find("&quot;timestamp&quot;: ").unwrap();
+    assert!(version < timestamp, "{event}");
+}
+
+#[tokio::test]
+async fn the_overview_shows_the_collections_of_the_as_of_day_when_one_is_set() {
+    let app = seeded().await;
+    // A payment paid on 14 Nov 2023 (business day in Kolkata), reported the
+    // day before it was paid so any as-of time that day includes it.
+    let paid = jodo_payment("added", "e-8", "p-nov", Some("s1"), "777.70", 1_699_900_000)
+        .replace("2022-01-29T10:05:45Z", "2023-11-14T06:00:00Z");
+    app.accept_jodo(&paid).await;
+    wait_for_projections(&app).await;
+    let s = sign_in(&app, READ).await;
+    let (_, page) = get(&app, Some(&s.cookie), "/console?as_of=2023-11-14").await;
+    assert!(page.contains("Collections on 2023-11-14 by mode"), "{page}");
+    assert!(page.contains("Payments paid on 2023-11-14"), "{page}");
+    assert!(page.contains("₹777.70"), "{page}");
+    assert!(
+        page.contains(
+            r#"href="/console/day-book?from=2023-11-01&amp;to=2023-11-30&amp;as_of=2023-11-14""#
+        ),
+        "{page}"
+    );
+    let (_, now) = get(&app, Some(&s.cookie), "/console").await;
+    assert!(now.contains("Today's collections by mode"), "{now}");
+    assert!(!now.contains("₹777.70"), "{now}");
+}
+
+#[tokio::test]
+async fn the_changes_page_shows_a_changed_amount_in_rupees_and_other_fields_as_they_are() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    // Received just now: the range is the days around today.
+    let today = chrono::Utc::now().date_naive();
+    let (from, to) = (today.pred_opt().unwrap(), today.succ_opt().unwrap());
+    let (_, page) = get(
+        &app,
+        Some(&s.cookie),
+        &format!("/console/changes?from={from}&to={to}"),
+    )
+    .await;
+    assert!(
+        page.contains("<strong>amount</strong>: <del>₹1,00,000.50</del> → <ins>₹1,00,500.50</ins>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<strong>status</strong>: <del>recorded</del> → <ins>cancelled</ins>"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn an_event_links_to_the_next_one_only_when_there_is_one() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    let c = Some(s.cookie.as_str());
+    let (_, first) = get(&app, c, "/console/events/1").await;
+    assert!(first.contains(r#"href="/console/events/2""#), "{first}");
+    let head = app.log_head();
+    let (_, last) = get(&app, c, &format!("/console/events/{head}")).await;
+    let next = format!(r#"href="/console/events/{}""#, head + 1);
+    assert!(!last.contains(&next), "{last}");
+    let prev = format!(r#"href="/console/events/{}""#, head - 1);
+    assert!(
+        last.contains(&prev),
+        "the one before is still linked: {last}"
+    );
+}
+
+#[tokio::test]
+async fn a_pin_whose_note_is_only_whitespace_is_refused_with_a_page_saying_why() {
+    let app = seeded().await;
+    let s = sign_in(&app, ADMIN).await;
+    let c = Some(s.cookie.as_str());
+    let r = post(
+        &app,
+        c,
+        "/console/integrity/pins",
+        &format!("csrf={}&note=+++", s.csrf),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("a pin needs a note saying why it was recorded"),
+        "{page}"
+    );
+    let (_, integrity) = get(&app, c, "/console/integrity").await;
+    assert!(
+        integrity.contains("No pin has been recorded."),
+        "{integrity}"
+    );
+    // A note is kept trimmed.
+    let r = post(
+        &app,
+        c,
+        "/console/integrity/pins",
+        &format!("csrf={}&note=++March+close++", s.csrf),
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let (_, integrity) = get(&app, c, "/console/integrity").await;
+    assert!(integrity.contains("<td>March close</td>"), "{integrity}");
+}
+
+#[tokio::test]
+async fn the_integrity_page_says_when_there_are_more_pins_than_it_lists() {
+    let app = seeded().await;
+    let s = sign_in(&app, ADMIN).await;
+    let c = Some(s.cookie.as_str());
+    let listed = registrar::log::pins::MAX_LISTED;
+    let form = |n: u32| format!("csrf={}&note=pin-{n}", s.csrf);
+    for n in 1..=listed {
+        let r = post(&app, c, "/console/integrity/pins", &form(n)).await;
+        assert_eq!(r.status(), 303);
+    }
+    let (_, page) = get(&app, c, "/console/integrity").await;
+    assert!(!page.contains("pins of more"), "all {listed} are listed");
+    assert!(page.contains("<td>pin-1</td>"), "the oldest is listed");
+    let r = post(&app, c, "/console/integrity/pins", &form(listed + 1)).await;
+    assert_eq!(r.status(), 303);
+    let (_, page) = get(&app, c, "/console/integrity").await;
+    assert!(
+        page.contains(&format!("Showing the newest {listed} pins of more.")),
+        "{page}"
+    );
+    assert!(!page.contains("<td>pin-1</td>"), "the oldest is not listed");
+    assert!(page.contains(&format!("<td>pin-{}</td>", listed + 1)));
+}
+
+#[tokio::test]
+async fn a_student_page_lists_a_payment_that_was_theirs_at_the_time_set_though_it_moved_since() {
+    let app = seeded().await;
+    // Paid by s1 at 22:30 (provider time), moved to s-evil at 22:40.
+    let added = jodo_payment("added", "e-8", "p-moved", Some("s1"), "250", 1_700_001_000);
+    let moved = jodo_payment(
+        "updated",
+        "e-9",
+        "p-moved",
+        Some("s-evil"),
+        "250",
+        1_700_001_600,
+    );
+    app.accept_jodo(&added).await;
+    app.accept_jodo(&moved).await;
+    wait_for_projections(&app).await;
+    let s = sign_in(&app, READ).await;
+    let c = Some(s.cookie.as_str());
+    let link = r#"href="/console/payments/p-moved"#;
+    let (_, then) = get(&app, c, "/console/students/s1?as_of=2023-11-14T22:35:00Z").await;
+    assert!(then.contains(link), "{then}");
+    let (_, now) = get(&app, c, "/console/students/s1").await;
+    assert!(!now.contains(link), "{now}");
+    let (_, theirs) = get(&app, c, "/console/students/s-evil").await;
+    assert!(theirs.contains(link), "{theirs}");
+}

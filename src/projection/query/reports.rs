@@ -384,6 +384,8 @@ fn diff(old: Option<&PaymentState>, new: Option<&PaymentState>) -> Vec<FieldChan
 #[derive(Debug, Clone)]
 pub struct StatusChange {
     pub jodo_student_id: String,
+    /// The log seq of the event (the console links it to its delivery).
+    pub seq: i64,
     pub change: StudentChange,
     pub at: i64,
     pub received_at: i64,
@@ -393,7 +395,7 @@ pub struct StatusChange {
 }
 
 const STATUS_CHANGES: &str =
-    "SELECT entity, kind, at, received_at, event_id, doc FROM student_history
+    "SELECT entity, kind, at, received_at, event_id, doc, seq FROM student_history
      WHERE at >= ?1 AND at <= ?2 AND at <= ?3 AND received_at <= ?4 ORDER BY at, seq";
 
 /// Students registered, dropped and re-activated with a provider time in
@@ -422,6 +424,7 @@ pub fn status_changes(
         }
         out.push(StatusChange {
             jodo_student_id: r.get(0)?,
+            seq: r.get(6)?,
             change: StudentChange::parse(&kind).ok_or_else(|| {
                 ProjectionError::Invariant(format!(
                     "student_history holds an unknown kind {kind:?}"
@@ -472,6 +475,7 @@ pub fn statement(
         .into_iter()
         .map(|h| StatusChange {
             jodo_student_id: jodo_student_id.to_string(),
+            seq: h.seq,
             change: h.change,
             at: h.at,
             received_at: h.received_at,
