@@ -9,6 +9,7 @@ pub mod consistency;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod host;
 pub mod ingest;
 pub mod learners;
 mod observe;
@@ -253,7 +254,8 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state.clone())
-        .merge(crate::console::router(state));
+        .merge(crate::console::router(state.clone()))
+        .layer(middleware::from_fn_with_state(state, host::guard));
     with_error_layers(app)
 }
 

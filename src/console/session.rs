@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -192,35 +192,6 @@ pub fn is_open(config: &Config) -> bool {
     config.read_token.is_none()
 }
 
-/// The name a `Host` value (or a URL's authority) names, without its port.
-fn host_name(authority: &str) -> &str {
-    match authority.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => authority.split(':').next().unwrap_or(""),
-    }
-}
-
-/// Whether a request reached the console by a name it answers to: a
-/// loopback name, or the host of `--public-url`. An open console hands every
-/// visitor a session, so a page of another site whose name was rebound to
-/// 127.0.0.1 (DNS rebinding) would otherwise read it and act with it.
-fn host_is_ours(config: &Config, headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
-    let name = host_name(host);
-    if name.eq_ignore_ascii_case("localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    {
-        return true;
-    }
-    config.public_url.as_deref().is_some_and(|url| {
-        let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
-        let authority = authority.split('/').next().unwrap_or("");
-        host_name(authority).eq_ignore_ascii_case(name)
-    })
-}
-
 /// The role an open console's visitor gets without signing in: admin when
 /// no admin token is set either (as `/v1/admin` is then open too).
 fn open_role(config: &Config) -> Role {
@@ -256,12 +227,6 @@ pub async fn require_session(
     if let Some(viewer) = cookie_id(req.headers()).and_then(|id| c.sessions.get(id)) {
         req.extensions_mut().insert(viewer);
         return next.run(req).await;
-    }
-    if is_open(config) && !host_is_ours(config, req.headers()) {
-        return ConsoleError(ApiError::Forbidden(
-            "an open console answers only on loopback or its --public-url host".into(),
-        ))
-        .into_response();
     }
     if is_open(config) {
         let viewer = c.sessions.start(open_role(config), false);

@@ -382,3 +382,59 @@ async fn serve_listens_on_a_public_address_when_a_secret_is_set() {
         "serve did not start: {stderr}"
     );
 }
+
+/// A GET of `path` naming the server as `host`.
+async fn status_by_name(app: &TestApp, path: &str, host: &str) -> u16 {
+    app.client
+        .get(app.url(path))
+        .header("Host", host)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_server_with_open_routes_answers_only_to_its_addresses_localhost_and_public_host() {
+    // No read or admin token: /v1 is open to whoever can reach the server.
+    let app = spawn_app().await;
+    // A page of a site whose name was rebound to 127.0.0.1 (DNS rebinding).
+    assert_eq!(
+        status_by_name(&app, "/v1/students", "attacker.example").await,
+        403
+    );
+    assert_eq!(
+        status_by_name(&app, "/healthz", "attacker.example:80").await,
+        403
+    );
+    let r = app
+        .client
+        .post(app.url("/webhooks/jodo"))
+        .header("Host", "attacker.example")
+        .body(SEED_DROPPED)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(events(&app.conn()).is_empty(), "nothing is appended");
+    assert_eq!(
+        status_by_name(&app, "/v1/students", "localhost:1").await,
+        200
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_with_every_credential_set_answers_to_any_name() {
+    let app = spawn_app_with(|c| {
+        c.read_token = Some("read-token".into());
+        c.admin_token = Some("admin-token".into());
+    })
+    .await;
+    assert_eq!(
+        status_by_name(&app, "/healthz", "registrar.behind-a-proxy.example").await,
+        200
+    );
+    app.stop().await;
+}
