@@ -29,7 +29,8 @@
 //!   as JSON or CSV the same way for HTTP and the CLI.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`api`]: axum routers (ingest; the read resources students, payments,
-//!   learners, events, each with its `router()`; admin, health), read-your-writes
+//!   learners, events, each with its `router()`; admin, health), read-your-writes,
+//!   the guard against DNS rebinding while anything is open ([`api::host`])
 //!   and the error type. Nothing below it knows HTTP.
 //! - [`console`]: the audit console, HTML pages at `/console` for finance
 //!   staff (sign-in and sessions, the pages, readmit, verify and pins);
