@@ -16,13 +16,13 @@ mod status_changes;
 
 use std::io::Write;
 
-use chrono::{DateTime, Days, NaiveDate, NaiveTime, TimeZone};
+use chrono::{DateTime, Days, NaiveDate};
 use chrono_tz::Tz;
 use rusqlite::Connection;
 use serde_json::json;
 
 use crate::projection::entities::PaymentStatus;
-use crate::projection::query::reports::{self as data, Times};
+use crate::projection::query::reports::{self as data, day_start, Times};
 use crate::projection::ProjectionError;
 pub use sink::neutralise;
 use sink::{rfc3339, rfc3339_micros, Sink};
@@ -106,15 +106,6 @@ pub struct Request {
 pub enum Format {
     Json,
     Csv,
-}
-
-/// The start of a business date, unix seconds.
-fn day_start(d: NaiveDate, zone: Tz) -> i64 {
-    let local = d.and_time(NaiveTime::MIN);
-    zone.from_local_datetime(&local)
-        .earliest()
-        .map(|t| t.timestamp())
-        .unwrap_or_else(|| local.and_utc().timestamp())
 }
 
 /// The last microsecond of a business date.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Map;
 
 use super::sink::{rfc3339, Sink, Text};
-use super::{day_end_micros, Range, ReportError};
+use super::{Range, ReportError};
 use crate::projection::entities::PaymentStatus;
 use crate::projection::query::reports::{self as data, BusinessDays, Line, Times};
 
@@ -75,21 +75,13 @@ pub(super) fn write(
 ) -> Result<(), ReportError> {
     sink.begin("items", HEADER)?;
     let mut days = BusinessDays::new(zone);
-    // The close of the last business day seen: lines come in paid_at order.
-    let mut close: Option<(NaiveDate, i64)> = None;
     data::lines(conn, times, range.from, range.to, |l| {
         if !filter.keeps(l) {
             return Ok(());
         }
-        let date = days.date(l.paid_at);
-        let closed_at = match close {
-            Some((d, c)) if d == date => c,
-            _ => {
-                let c = day_end_micros(date, zone);
-                close = Some((date, c));
-                c
-            }
-        };
+        // The day closed at its last microsecond.
+        let (date, next_day) = days.day(l.paid_at);
+        let closed_at = next_day * 1_000_000 - 1;
         sink.item(&Item {
             payment_id: sink.text(&l.payment_id),
             paid_at: rfc3339(l.paid_at),

@@ -112,14 +112,23 @@ impl Line {
         links: &mut Links,
     ) -> Result<Line, ProjectionError> {
         let r = &state.record;
-        let linked = links.linked(conn, r)?;
+        let linked = links
+            .linked(
+                conn,
+                r.jodo_student_id.as_deref(),
+                r.student_identifier.as_deref(),
+            )?
+            .map(str::to_string);
+        let collector_code = links
+            .collector(conn, r.collector_code.as_deref(), linked.as_deref())?
+            .map(str::to_string);
         Ok(Line {
             payment_id: r.payment_id.clone(),
             paid_at: r.paid_at,
             amount: r.amount,
             status: state.status,
             mode: r.mode.clone(),
-            collector_code: links.collector(conn, r, linked.as_deref())?,
+            collector_code,
             linked,
             student_identifier: r.student_identifier.clone(),
             transaction_id: r.transaction_id.clone(),
@@ -220,21 +229,10 @@ fn fill_line(
     line.paid_at = r.get(1)?;
     line.amount = Money::from_minor(r.get(2)?);
     set(&mut line.mode, text(4)?.unwrap_or_default());
-    let (jodo_student_id, identifier) = (text(6)?, text(7)?);
-    let linked = match (jodo_student_id, identifier) {
-        (Some(id), _) => Some(id),
-        (None, Some(identifier)) => links.student_of(conn, identifier)?,
-        (None, None) => None,
-    };
+    let identifier = text(7)?;
+    let linked = links.linked(conn, text(6)?, identifier)?;
     set_opt(&mut line.linked, linked);
-    let collector = match (text(5)?, linked) {
-        (Some(own), _) => Some(own),
-        (None, Some(student)) => {
-            let student = student.to_string();
-            links.collector_of(conn, &student)?
-        }
-        (None, None) => None,
-    };
+    let collector = links.collector(conn, text(5)?, line.linked.as_deref())?;
     set_opt(&mut line.collector_code, collector);
     set_opt(&mut line.student_identifier, identifier);
     set_opt(&mut line.transaction_id, text(8)?);
@@ -743,15 +741,20 @@ impl BusinessDays {
     }
 
     pub fn date(&mut self, secs: i64) -> chrono::NaiveDate {
+        self.day(secs).0
+    }
+
+    /// The business date of `secs` and the first second after that day.
+    pub fn day(&mut self, secs: i64) -> (chrono::NaiveDate, i64) {
         if let Some((start, end, date)) = self.last {
             if (start..end).contains(&secs) {
-                return date;
+                return (date, end);
             }
         }
         let date = business_date(secs, self.zone);
         let (start, end) = day_bounds(date, self.zone);
         self.last = Some((start, end, date));
-        date
+        (date, end)
     }
 }
 
@@ -761,9 +764,9 @@ fn day_bounds(date: chrono::NaiveDate, zone: chrono_tz::Tz) -> (i64, i64) {
     (day_start(date, zone), day_start(next, zone))
 }
 
-/// The first instant of a business date: local midnight, or where a zone's
-/// clock change skips midnight, the first hour that exists.
-fn day_start(date: chrono::NaiveDate, zone: chrono_tz::Tz) -> i64 {
+/// The first instant of a business date, unix seconds: local midnight, or
+/// where a zone's clock change skips midnight, the first hour that exists.
+pub fn day_start(date: chrono::NaiveDate, zone: chrono_tz::Tz) -> i64 {
     use chrono::TimeZone;
     (0..3)
         .find_map(|h| {
