@@ -194,7 +194,7 @@ pub struct Links {
 
 impl Links {
     /// The student whose identifier a payment names ([`linked_student`]).
-    pub fn student_of(
+    fn student_of(
         &mut self,
         conn: &Connection,
         identifier: &str,
@@ -207,7 +207,7 @@ impl Links {
     }
 
     /// A student's collector code ([`student_collector`]).
-    pub fn collector_of(
+    fn collector_of(
         &mut self,
         conn: &Connection,
         jodo_student_id: &str,
@@ -219,29 +219,31 @@ impl Links {
         Ok(self.collector[jodo_student_id].as_deref())
     }
 
-    /// The student a payment record links to.
-    pub fn linked(
-        &mut self,
+    /// The student a payment links to: its own jodo_student_id, else the
+    /// one its identifier names.
+    pub fn linked<'a>(
+        &'a mut self,
         conn: &Connection,
-        record: &PaymentRecord,
-    ) -> Result<Option<String>, ProjectionError> {
-        match (&record.jodo_student_id, &record.student_identifier) {
-            (Some(id), _) => Ok(Some(id.clone())),
-            (None, Some(identifier)) => Ok(self.student_of(conn, identifier)?.map(str::to_string)),
+        jodo_student_id: Option<&'a str>,
+        identifier: Option<&str>,
+    ) -> Result<Option<&'a str>, ProjectionError> {
+        match (jodo_student_id, identifier) {
+            (Some(id), _) => Ok(Some(id)),
+            (None, Some(identifier)) => self.student_of(conn, identifier),
             (None, None) => Ok(None),
         }
     }
 
-    /// A payment record's collector code: its own, else its student's.
-    pub fn collector(
-        &mut self,
+    /// A payment's collector code: its own, else its linked student's.
+    pub fn collector<'a>(
+        &'a mut self,
         conn: &Connection,
-        record: &PaymentRecord,
+        own: Option<&'a str>,
         linked: Option<&str>,
-    ) -> Result<Option<String>, ProjectionError> {
-        match (&record.collector_code, linked) {
-            (Some(own), _) => Ok(Some(own.clone())),
-            (None, Some(student)) => Ok(self.collector_of(conn, student)?.map(str::to_string)),
+    ) -> Result<Option<&'a str>, ProjectionError> {
+        match (own, linked) {
+            (Some(own), _) => Ok(Some(own)),
+            (None, Some(student)) => self.collector_of(conn, student),
             (None, None) => Ok(None),
         }
     }
