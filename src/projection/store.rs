@@ -502,21 +502,20 @@ impl Stored for Students {
         doc: &str,
     ) -> rusqlite::Result<usize> {
         let p = &s.profile;
-        stmt.execute(rusqlite::params![
-            key,
-            p.identifier,
-            p.custom_identifier,
-            p.grade.as_ref().map(|g| &g.code),
-            p.collector_code,
-            s.status.as_str(),
-            s.search_text(),
-            t.head.0,
-            t.head.1,
-            t.revisions,
-            t.first_received_at,
-            t.last_received_at,
-            doc
-        ])
+        write(
+            stmt,
+            &[
+                &key,
+                &p.identifier,
+                &p.custom_identifier,
+                &p.grade.as_ref().map(|g| &g.code),
+                &p.collector_code,
+                &s.status.as_str(),
+                &s.search_text(),
+            ],
+            t,
+            doc,
+        )
     }
 }
 
@@ -550,24 +549,23 @@ impl Stored for Payments {
         doc: &str,
     ) -> rusqlite::Result<usize> {
         let r = &s.record;
-        stmt.execute(rusqlite::params![
-            key,
-            s.status.as_str(),
-            r.mode,
-            r.paid_at,
-            r.amount.minor(),
-            r.jodo_student_id,
-            r.student_identifier,
-            r.collector_code,
-            r.transaction_id,
-            s.cancelled_at,
-            t.head.0,
-            t.head.1,
-            t.revisions,
-            t.first_received_at,
-            t.last_received_at,
-            doc
-        ])
+        write(
+            stmt,
+            &[
+                &key,
+                &s.status.as_str(),
+                &r.mode,
+                &r.paid_at,
+                &r.amount.minor(),
+                &r.jodo_student_id,
+                &r.student_identifier,
+                &r.collector_code,
+                &r.transaction_id,
+                &s.cancelled_at,
+            ],
+            t,
+            doc,
+        )
     }
 }
 
@@ -592,15 +590,7 @@ impl Stored for Learners {
         t: &Tally,
         doc: &str,
     ) -> rusqlite::Result<usize> {
-        stmt.execute(rusqlite::params![
-            key,
-            t.head.0,
-            t.head.1,
-            t.revisions,
-            t.first_received_at,
-            t.last_received_at,
-            doc
-        ])
+        write(stmt, &[&key], t, doc)
     }
 }
 
@@ -628,19 +618,37 @@ impl Stored for Enrollments {
         t: &Tally,
         doc: &str,
     ) -> rusqlite::Result<usize> {
-        stmt.execute(rusqlite::params![
-            key,
-            s.record.user_id,
-            s.record.course_id,
-            s.status.as_str(),
-            t.head.0,
-            t.head.1,
-            t.revisions,
-            t.first_received_at,
-            t.last_received_at,
-            doc
-        ])
+        write(
+            stmt,
+            &[
+                &key,
+                &s.record.user_id,
+                &s.record.course_id,
+                &s.status.as_str(),
+            ],
+            t,
+            doc,
+        )
     }
+}
+
+/// Runs a current row's write: the entity's own columns (`own`, from ?1),
+/// then the tally's and the document, which every current table ends with.
+fn write(
+    stmt: &mut rusqlite::CachedStatement,
+    own: &[&dyn rusqlite::ToSql],
+    t: &Tally,
+    doc: &str,
+) -> rusqlite::Result<usize> {
+    let tail: [&dyn rusqlite::ToSql; 6] = [
+        &t.head.0,
+        &t.head.1,
+        &t.revisions,
+        &t.first_received_at,
+        &t.last_received_at,
+        &doc,
+    ];
+    stmt.execute(rusqlite::params_from_iter(own.iter().chain(tail.iter())))
 }
 
 /// The statements of one entity kind, built once from its table names.
