@@ -39,6 +39,48 @@ fn cli_report(app: &TestApp, args: &[&str], out: &std::path::Path) {
     );
 }
 
+/// P1, 500 in cash paid on 10 March, and P2, 700 by UPI on 11 March
+/// (events e1 and e2).
+async fn add_march_payments(app: &TestApp) {
+    app.accept_jodo(&payment(
+        "added",
+        "e1",
+        "P1",
+        "500",
+        "2025-03-10T05:00:00Z",
+        "cash",
+        "BR1",
+        1_741_582_800,
+    ))
+    .await;
+    app.accept_jodo(&payment(
+        "added",
+        "e2",
+        "P2",
+        "700",
+        "2025-03-11T05:00:00Z",
+        "upi",
+        "BR1",
+        1_741_669_200,
+    ))
+    .await;
+}
+
+/// P1 cancelled (event e3).
+async fn cancel_p1(app: &TestApp) {
+    app.accept_jodo(&payment(
+        "cancelled",
+        "e3",
+        "P1",
+        "500",
+        "2025-03-10T05:00:00Z",
+        "cash",
+        "BR1",
+        1_741_600_000,
+    ))
+    .await;
+}
+
 async fn csv_rows(app: &TestApp, path: &str) -> (String, Vec<Vec<String>>) {
     let r = app.get(path).await;
     assert_eq!(r.status(), 200, "GET {path}");
@@ -134,42 +176,11 @@ async fn a_payment_at_20_00_utc_on_1_june_falls_on_2_june_in_the_day_book_in_jso
 async fn the_march_day_book_known_at_the_close_differs_from_today_by_what_the_changes_report_lists()
 {
     let app = spawn_app().await;
-    app.accept_jodo(&payment(
-        "added",
-        "e1",
-        "P1",
-        "500",
-        "2025-03-10T05:00:00Z",
-        "cash",
-        "BR1",
-        1_741_582_800,
-    ))
-    .await;
-    app.accept_jodo(&payment(
-        "added",
-        "e2",
-        "P2",
-        "700",
-        "2025-03-11T05:00:00Z",
-        "upi",
-        "BR1",
-        1_741_669_200,
-    ))
-    .await;
+    add_march_payments(&app).await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let close = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    app.accept_jodo(&payment(
-        "cancelled",
-        "e3",
-        "P1",
-        "500",
-        "2025-03-10T05:00:00Z",
-        "cash",
-        "BR1",
-        1_741_600_000,
-    ))
-    .await;
+    cancel_p1(&app).await;
     app.accept_jodo(&payment(
         "updated",
         "e4",
@@ -297,39 +308,8 @@ async fn a_statement_lists_the_students_payments_with_their_revisions_and_totals
         1_740_000_000,
     ))
     .await;
-    app.accept_jodo(&payment(
-        "added",
-        "e1",
-        "P1",
-        "500",
-        "2025-03-10T05:00:00Z",
-        "cash",
-        "BR1",
-        1_741_582_800,
-    ))
-    .await;
-    app.accept_jodo(&payment(
-        "added",
-        "e2",
-        "P2",
-        "700",
-        "2025-03-11T05:00:00Z",
-        "upi",
-        "BR1",
-        1_741_669_200,
-    ))
-    .await;
-    app.accept_jodo(&payment(
-        "cancelled",
-        "e3",
-        "P1",
-        "500",
-        "2025-03-10T05:00:00Z",
-        "cash",
-        "BR1",
-        1_741_600_000,
-    ))
-    .await;
+    add_march_payments(&app).await;
+    cancel_p1(&app).await;
     let s = app.get_json("/v1/reports/statement/S1").await;
     assert_eq!(s["total_recorded"], "700.00", "{s}");
     assert_eq!(s["total_cancelled"], "500.00");
