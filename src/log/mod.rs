@@ -289,29 +289,54 @@ impl LogReader {
     }
 }
 
+/// One event of a test log: what [`test_log_with`] appends as event `i`.
+#[cfg(test)]
+pub(crate) struct TestEntry {
+    pub event_type: &'static str,
+    pub dedupe_key: String,
+    pub subject: Option<String>,
+    pub occurred_at: i64,
+    pub body: String,
+}
+
 /// A log of `n` small events in a temporary file, its triggers in place:
 /// the tests of this module's parts build on it.
 #[cfg(test)]
 pub(crate) fn test_log(n: u64) -> (tempfile::TempDir, rusqlite::Connection) {
+    test_log_with(n, |i| TestEntry {
+        event_type: "t",
+        dedupe_key: format!("k{i}"),
+        subject: None,
+        occurred_at: 1,
+        body: format!("{{\"n\":{i}}}"),
+    })
+}
+
+/// A log of the `n` events `entry` makes (received at 0, 1, ...), in a
+/// temporary file, its triggers in place.
+#[cfg(test)]
+pub(crate) fn test_log_with(
+    n: u64,
+    entry: impl Fn(u64) -> TestEntry,
+) -> (tempfile::TempDir, rusqlite::Connection) {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = crate::db::open_rw(&dir.path().join("log.db")).unwrap();
     crate::db::migrate(&mut conn).unwrap();
     let tx = conn.transaction().unwrap();
     let mut head = Head::EMPTY;
     for i in 0..n {
-        let body = format!("{{\"n\":{i}}}");
-        let key = format!("k{i}");
-        let entry = NewEntry {
+        let e = entry(i);
+        let new = NewEntry {
             source: "jodo",
-            event_type: "t",
+            event_type: e.event_type,
             event_version: "1.0",
-            dedupe_key: &key,
-            subject: None,
-            occurred_at: 1,
+            dedupe_key: &e.dedupe_key,
+            subject: e.subject.as_deref(),
+            occurred_at: e.occurred_at,
             received_at: i as i64,
-            body: body.as_bytes(),
+            body: e.body.as_bytes(),
         };
-        append(&tx, &mut head, &entry).unwrap();
+        append(&tx, &mut head, &new).unwrap();
     }
     tx.commit().unwrap();
     (dir, conn)

@@ -638,9 +638,7 @@ pub fn parse_pin(text: &str) -> Result<(u64, Hash), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{append, Head, NewEntry};
 
-    /// A log of `n` events in a temporary file, triggers dropped so tests can tamper.
     /// A log of `n` small events, triggers dropped (the tests tamper).
     fn log_of(n: u64) -> (tempfile::TempDir, Connection) {
         let (dir, conn) = crate::log::test_log(n);
@@ -652,31 +650,16 @@ mod tests {
     /// A log of `n` Jodo student events whose columns are what the parser
     /// derives, in a temporary file, triggers dropped.
     fn parsed_log_of(n: u64) -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = crate::db::open_rw(&dir.path().join("v.db")).unwrap();
-        crate::db::migrate(&mut conn).unwrap();
-        let tx = conn.transaction().unwrap();
-        let mut head = Head::EMPTY;
-        for i in 0..n {
-            let body = format!(
+        let (dir, conn) = crate::log::test_log_with(n, |i| crate::log::TestEntry {
+            event_type: "masterdata.student.registered",
+            dedupe_key: format!("e{i}"),
+            subject: Some(format!("s{i}")),
+            occurred_at: 1_700_000_000 + i as i64,
+            body: format!(
                 r#"{{"event":"masterdata.student.registered","event_id":"e{i}","version":"1.0","timestamp":{},"payload":{{"jodo_student_id":"s{i}","student":{{"identifier":"{i}","grade":{{"code":"G","name":"G"}},"academic_year_start":2024,"academic_year_end":2025}}}}}}"#,
                 1_700_000_000 + i
-            );
-            let key = format!("e{i}");
-            let subject = format!("s{i}");
-            let entry = NewEntry {
-                source: "jodo",
-                event_type: "masterdata.student.registered",
-                event_version: "1.0",
-                dedupe_key: &key,
-                subject: Some(&subject),
-                occurred_at: 1_700_000_000 + i as i64,
-                received_at: i as i64,
-                body: body.as_bytes(),
-            };
-            append(&tx, &mut head, &entry).unwrap();
-        }
-        tx.commit().unwrap();
+            ),
+        });
         conn.execute_batch("DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;")
             .unwrap();
         (dir, conn)
