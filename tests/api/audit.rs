@@ -89,6 +89,37 @@ pub(crate) struct Link {
     pub hash: Vec<u8>,
 }
 
+/// Rewrites row `seq`'s body as `forged` and recomputes every hash from
+/// there to the head: a forgery the chain alone cannot tell. `rows` are the
+/// log's rows from seq 1. Returns the new hashes, from `seq` on.
+pub(crate) fn forge_and_rechain(
+    conn: &Connection,
+    rows: &[Link],
+    seq: u64,
+    forged: &str,
+) -> Vec<Vec<u8>> {
+    let start = (seq - 1) as usize;
+    let mut prev = rows[start - 1].hash.clone();
+    let mut hashes = Vec::new();
+    for row in &rows[start..] {
+        let body = if row.seq == seq {
+            forged.as_bytes().to_vec()
+        } else {
+            row.body.clone()
+        };
+        let body_hash = blake3::hash(&body).as_bytes().to_vec();
+        let hash = link_hash(&prev, row.seq, &row.source, row.received_at, &body_hash);
+        conn.execute(
+            "UPDATE events SET body = ?1, body_hash = ?2, prev_hash = ?3, hash = ?4 WHERE seq = ?5",
+            (&body, &body_hash, &prev, &hash, row.seq as i64),
+        )
+        .unwrap();
+        hashes.push(hash.clone());
+        prev = hash;
+    }
+    hashes
+}
+
 pub(crate) fn links(conn: &Connection) -> Vec<Link> {
     let mut stmt = conn
         .prepare(
@@ -331,30 +362,11 @@ async fn verify_pin_fails_when_the_pinned_row_was_rewritten_with_a_recomputed_ch
     let (_dir, conn) = stop_and_open_for_tampering(app).await;
     // Rewrite seq 2 and recompute every hash from there: a consistent forgery.
     let forged = jodo_student("registered", "evt-audit-2", "forged", 1655448964);
-    let mut prev = rows[0].hash.clone();
-    let mut new_hash_2 = Vec::new();
-    for row in &rows[1..] {
-        let body = if row.seq == 2 {
-            forged.as_bytes().to_vec()
-        } else {
-            row.body.clone()
-        };
-        let body_hash = blake3::hash(&body).as_bytes().to_vec();
-        let hash = link_hash(&prev, row.seq, &row.source, row.received_at, &body_hash);
-        conn.execute(
-            "UPDATE events SET body = ?1, body_hash = ?2, prev_hash = ?3, hash = ?4 WHERE seq = ?5",
-            (&body, &body_hash, &prev, &hash, row.seq as i64),
-        )
+    let new_hashes = forge_and_rechain(&conn, &rows, 2, &forged);
+    // The columns derived from the body too, or verify's re-parse would
+    // already tell.
+    conn.execute("UPDATE events SET subject = 'forged' WHERE seq = 2", [])
         .unwrap();
-        if row.seq == 2 {
-            // The columns derived from the body too, or verify's re-parse
-            // would already tell.
-            conn.execute("UPDATE events SET subject = 'forged' WHERE seq = 2", [])
-                .unwrap();
-            new_hash_2 = hash.clone();
-        }
-        prev = hash;
-    }
     drop(conn);
     // Without a pin the forgery is self-consistent...
     let out = verify(&db, None).await;
@@ -368,7 +380,7 @@ async fn verify_pin_fails_when_the_pinned_row_was_rewritten_with_a_recomputed_ch
         out.stdout.trim(),
         format!(
             "FAILED: pin 2: the log holds hash {} there, not the pinned one",
-            hex::encode(&new_hash_2)
+            hex::encode(&new_hashes[0])
         )
     );
 }

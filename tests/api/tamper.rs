@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use tempfile::TempDir;
 
-use crate::audit::{app_with_three_events, link_hash, links, verify, CliOutput, Link};
+use crate::audit::{
+    app_with_three_events, forge_and_rechain, link_hash, links, verify, CliOutput, Link,
+};
 use crate::fixtures::*;
 
 /// A log of three events (seq 1 and 2 Jodo, seq 3 Toolzz), written by the
@@ -308,22 +310,7 @@ async fn a_tail_rechained_after_an_edit_is_caught_only_by_a_pin_recorded_before_
     // Edit seq 2 (its columns still match its body) and re-chain 2 and 3.
     let forged = jodo_student("registered", "evt-audit-2", "s2", 1655448964)
         .replace("9876543210", "9999999999");
-    let mut prev = rows[0].hash.clone();
-    for row in &rows[1..] {
-        let body = if row.seq == 2 {
-            forged.as_bytes().to_vec()
-        } else {
-            row.body.clone()
-        };
-        let body_hash = blake3::hash(&body).as_bytes().to_vec();
-        let hash = link_hash(&prev, row.seq, &row.source, row.received_at, &body_hash);
-        conn.execute(
-            "UPDATE events SET body = ?1, body_hash = ?2, prev_hash = ?3, hash = ?4 WHERE seq = ?5",
-            (&body, &body_hash, &prev, &hash, row.seq as i64),
-        )
-        .unwrap();
-        prev = hash;
-    }
+    forge_and_rechain(&conn, rows, 2, &forged);
     drop(conn);
     // Self-consistent: the chain and every derived column check out.
     let out = verify(&db, None).await;
