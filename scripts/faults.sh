@@ -123,6 +123,24 @@ verify() {
     "$BIN" verify --db "$1/registrar.db" >"$WORK/verify.out" 2>&1 || { cat "$WORK/verify.out" >&2; fail "verify: $1"; }
 }
 
+# recover_and_check LABEL WHEN DIR ACKED TAG FIRST LAST: once a fault is
+# lifted, posts deliveries TAG FIRST..LAST, 0.1 s apart, until one is
+# acknowledged; then kills the server, checks that every acknowledged
+# delivery is in the log exactly once, and verifies the log. Sets TRIES (the
+# posts recovery took) and CHECKED (check_acked's summary).
+recover_and_check() {
+    local label=$1 when=$2 dir=$3 acked=$4 tag=$5 first=$6 last=$7 i
+    TRIES=""
+    for i in $(seq "$first" "$last"); do
+        [ "$(post_jodo "$(jodo_body "$tag" "$i")" "$acked")" = 200 ] && { TRIES=$((i - first + 1)); break; }
+        sleep 0.1
+    done
+    [ -n "$TRIES" ] || fail "$label: ingest did not recover within $((last - first + 1)) tries $when"
+    kill9_server
+    CHECKED=$(check_acked "$dir/registrar.db" "$acked") || fail "$label: $CHECKED"
+    verify "$dir"
+}
+
 # jodo_body TAG I [PAD]: a student registration, padded with PAD bytes.
 jodo_body() {
     local pad=""
@@ -246,18 +264,9 @@ disk_full() {
     done
     [ "$run" -ge "$FULL_RUN" ] || fail "disk full: no run of $FULL_RUN 503s"
     rm -f "$dir/filler"
-    local recovered=""
-    for i in $(seq 2001 2100); do
-        [ "$(post_jodo "$(jodo_body full "$i")" "$acked")" = 200 ] && { recovered=$i; break; }
-        sleep 0.1
-    done
-    [ -n "$recovered" ] || fail "disk full: ingest did not recover within 100 tries once space was freed"
-    kill9_server
-    local checked
-    checked=$(check_acked "$dir/registrar.db" "$acked") || fail "disk full: $checked"
-    verify "$dir"
+    recover_and_check "disk full" "once space was freed" "$dir" "$acked" full 2001 2100
     echo "  $ok_full acknowledged while filling (durable: space SQLite already held), then $FULL_RUN x 503;" \
-        "recovered after $((recovered - 2000)) tries; $checked; verify ok"
+        "recovered after $TRIES tries; $CHECKED; verify ok"
 }
 
 # -------------------------------------------------------- c) read-only log
@@ -287,17 +296,8 @@ read_only_log() {
         [ "$code" = 503 ] || fail "read-only log: answered $code: $(cat "$WORK/answer")"
     done
     chattr -i "$dir/registrar.db" "$dir/registrar.db-wal"
-    local recovered=""
-    for i in $(seq 101 150); do
-        [ "$(post_jodo "$(jodo_body ro "$i")" "$acked")" = 200 ] && { recovered=$i; break; }
-        sleep 0.1
-    done
-    [ -n "$recovered" ] || fail "read-only log: ingest did not recover within 50 tries once writable again"
-    kill9_server
-    local checked
-    checked=$(check_acked "$dir/registrar.db" "$acked") || fail "read-only: $checked"
-    verify "$dir"
-    echo "  20 x 503 while read-only; recovered after $((recovered - 100)) tries; $checked; verify ok"
+    recover_and_check "read-only log" "once writable again" "$dir" "$acked" ro 101 150
+    echo "  20 x 503 while read-only; recovered after $TRIES tries; $CHECKED; verify ok"
 }
 
 started=$SECONDS
