@@ -628,25 +628,21 @@ fn report_cmd(args: ReportArgs) -> Result<ExitCode> {
         zone,
     };
     // Written as the rows are read: a year's register never sits in memory.
-    match args.out {
-        Some(file) => {
-            let f = std::fs::File::create(&file)
-                .with_context(|| format!("creating {}", file.display()))?;
-            let mut out = std::io::BufWriter::with_capacity(REPORT_BUFFER, f);
-            report::write(&conn, &req, args.format, &mut out)
-                .with_context(|| format!("writing {}", file.display()))?;
-            use std::io::Write;
-            out.flush()
-                .with_context(|| format!("writing {}", file.display()))?;
-        }
-        None => {
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::with_capacity(REPORT_BUFFER, stdout.lock());
-            report::write(&conn, &req, args.format, &mut out)?;
-            use std::io::Write;
-            out.flush()?;
-        }
-    }
+    let (sink, target): (Box<dyn std::io::Write>, String) = match &args.out {
+        Some(file) => (
+            Box::new(
+                std::fs::File::create(file)
+                    .with_context(|| format!("creating {}", file.display()))?,
+            ),
+            file.display().to_string(),
+        ),
+        None => (Box::new(std::io::stdout().lock()), "standard output".into()),
+    };
+    let mut out = std::io::BufWriter::with_capacity(REPORT_BUFFER, sink);
+    report::write(&conn, &req, args.format, &mut out)
+        .with_context(|| format!("writing {target}"))?;
+    use std::io::Write;
+    out.flush().with_context(|| format!("writing {target}"))?;
     conn.execute_batch("COMMIT")?;
     Ok(ExitCode::SUCCESS)
 }
