@@ -740,10 +740,6 @@ impl BusinessDays {
         BusinessDays { zone, last: None }
     }
 
-    pub fn date(&mut self, secs: i64) -> chrono::NaiveDate {
-        self.day(secs).0
-    }
-
     /// The business date of `secs` and the first second after that day.
     pub fn day(&mut self, secs: i64) -> (chrono::NaiveDate, i64) {
         if let Some((start, end, date)) = self.last {
