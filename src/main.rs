@@ -628,7 +628,7 @@ fn report_cmd(args: ReportArgs) -> Result<ExitCode> {
         zone,
     };
     // Written as the rows are read: a year's register never sits in memory.
-    let (sink, target): (Box<dyn std::io::Write>, String) = match &args.out {
+    let (sink, target): (Box<dyn std::io::Write + Send>, String) = match &args.out {
         Some(file) => (
             Box::new(
                 std::fs::File::create(file)
@@ -636,7 +636,7 @@ fn report_cmd(args: ReportArgs) -> Result<ExitCode> {
             ),
             file.display().to_string(),
         ),
-        None => (Box::new(std::io::stdout().lock()), "standard output".into()),
+        None => (Box::new(std::io::stdout()), "standard output".into()),
     };
     let mut out = std::io::BufWriter::with_capacity(REPORT_BUFFER, sink);
     report::write(&conn, &req, args.format, &mut out)

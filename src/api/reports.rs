@@ -220,10 +220,12 @@ impl Chunks {
     /// Queues a piece, waiting at most [`CLIENT_STALL_LIMIT`] for room.
     fn put(&self, piece: Piece) -> std::io::Result<()> {
         use std::io::{Error, ErrorKind};
-        let sent = self.runtime.block_on(tokio::time::timeout(
-            CLIENT_STALL_LIMIT,
-            self.tx.send(piece),
-        ));
+        // The timer is made inside the future, so on the runtime it runs
+        // on: the thread calling may be any (the register writes from one
+        // of its own).
+        let sent = self.runtime.block_on(async {
+            tokio::time::timeout(CLIENT_STALL_LIMIT, self.tx.send(piece)).await
+        });
         match sent {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Error::new(ErrorKind::BrokenPipe, "the client went away")),

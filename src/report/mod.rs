@@ -292,7 +292,7 @@ pub fn write(
     conn: &Connection,
     req: &Request,
     format: Format,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<(), ReportError> {
     let seq = data::position(conn)?;
     let mut head = serde_json::Map::new();

@@ -62,9 +62,9 @@ impl Serialize for Text<'_> {
 }
 
 enum Out<'w> {
-    Json(&'w mut dyn Write),
+    Json(&'w mut (dyn Write + Send)),
     // Boxed: one per report, and the writer is large beside a reference.
-    Csv(Box<csv::Writer<&'w mut dyn Write>>),
+    Csv(Box<csv::Writer<&'w mut (dyn Write + Send)>>),
 }
 
 /// A report's answer being written.
@@ -76,7 +76,11 @@ pub(super) struct Sink<'w> {
 }
 
 impl<'w> Sink<'w> {
-    pub fn new(format: Format, out: &'w mut dyn Write, head: Map<String, Value>) -> Sink<'w> {
+    pub fn new(
+        format: Format,
+        out: &'w mut (dyn Write + Send),
+        head: Map<String, Value>,
+    ) -> Sink<'w> {
         let out = match format {
             Format::Json => Out::Json(out),
             Format::Csv => Out::Csv(Box::new(
