@@ -5,7 +5,9 @@
 //! inside whichever commit crosses 1000 WAL pages: a latency spike on that
 //! batch of deliveries. The server turns that off on the write connection
 //! and runs PASSIVE checkpoints here instead, which never block the writer.
-//! Durability is unchanged: every commit still fsyncs the WAL.
+//! Durability is unchanged: every batch's WAL is fsynced before it is
+//! answered ([`crate::ledger`]), and this connection's `synchronous=FULL`
+//! makes SQLite fsync the WAL before it copies any frame into the database.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -31,7 +31,9 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens a read-write connection with the durability settings the log needs:
 /// WAL, so readers never block the writer, and `synchronous=FULL`, so a
-/// committed transaction survives power loss: a 2xx is only sent after commit.
+/// committed transaction survives power loss (the CLI, the checkpointer).
+/// The server's writer turns that to NORMAL and fsyncs on a thread of its
+/// own before it answers ([`crate::ledger`]).
 pub fn open_rw(path: &Path) -> rusqlite::Result<Connection> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {

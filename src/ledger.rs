@@ -4,9 +4,11 @@
 //! Requests reach it over a bounded queue ([`crate::config::Config::queue_depth`]);
 //! it takes up to `max_batch` at a time and commits them together (group
 //! commit: one fsync for the batch). Every request awaits its own result,
-//! sent only after the commit: a 2xx means durable. No projection is written
-//! here: after each commit the writer tells its [`CommitListener`] (the
-//! projector) how far the log goes, and the projector follows.
+//! sent only once the commit is on disk: a 2xx means durable. The fsync runs
+//! on a thread of its own ([`sync`]) while the writer commits the next batch.
+//! No projection is written here: once a batch is on disk the writer tells
+//! its [`CommitListener`] (the projector) how far the log goes, and the
+//! projector follows.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -21,6 +23,9 @@ use crate::log::{self, AppendOutcome, Head, NewEntry};
 use crate::metrics::Metrics;
 use crate::quarantine::{self, Reject};
 use crate::sources::ParseContext;
+
+mod sync;
+use sync::Syncer;
 
 /// Why the ledger could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -277,8 +282,15 @@ fn run(
     let waiter = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("the writer's waiting runtime");
+    let syncer = start_syncer(&conn, &cfg);
     let mut batch = Vec::with_capacity(cfg.max_batch + LOW_PER_BATCH);
     loop {
+        if let Some(broken) = syncer.as_ref().and_then(Syncer::broken) {
+            // Nothing written from here on could be promised durable: stop,
+            // so readiness fails and queued requests are answered 503.
+            *failure.lock().expect("failure lock") = Some(broken);
+            return;
+        }
         let first = waiter.block_on(async {
             tokio::select! {
                 biased;
@@ -315,7 +327,8 @@ fn run(
                             work(&tx)?;
                             tx.commit()
                         })
-                        .map_err(LedgerError::from);
+                        .map_err(LedgerError::from)
+                        .and_then(|()| durable(&syncer));
                     let _ = reply.send(done);
                 }
                 Command::Readmit {
@@ -324,7 +337,9 @@ fn run(
                     config,
                     reply,
                 } => {
-                    let _ = reply.send(readmit(&mut conn, id, &config, force));
+                    let done = readmit(&mut conn, id, &config, force)
+                        .and_then(|r| durable(&syncer).map(|()| r).map_err(ReadmitError::from));
+                    let _ = reply.send(done);
                 }
                 Command::Pin { note, reply } => {
                     let done = conn
@@ -333,6 +348,7 @@ fn run(
                         .and_then(|tx| {
                             let pin = log::pins::record(&tx, &note, now_micros())?;
                             tx.commit()?;
+                            durable(&syncer)?;
                             Ok(pin)
                         });
                     let _ = reply.send(done);
@@ -342,8 +358,12 @@ fn run(
             }
         }
         if !writes.is_empty() {
-            let outcome = commit_batch(&mut conn, &cfg, writes);
+            let (committed, outcome) = commit_batch(&mut conn, &cfg, writes);
             *failure.lock().expect("failure lock") = outcome.err().map(|e| e.to_string());
+            match &syncer {
+                Some(s) => s.send(committed),
+                None => committed.answer(&cfg, Ok(())),
+            }
         }
         if stop {
             return;
@@ -384,8 +404,8 @@ enum BatchFailure {
 fn commit_batch(
     conn: &mut Connection,
     cfg: &LedgerConfig,
-    mut writes: Vec<Command>,
-) -> Result<(), rusqlite::Error> {
+    writes: Vec<Command>,
+) -> (Committed, Result<(), rusqlite::Error>) {
     let received_at = now_micros();
     let mut failed = None;
     let done: Vec<Done> = match run_in_transaction(conn, cfg, &writes, received_at) {
@@ -411,45 +431,105 @@ fn commit_batch(
             .collect(),
     };
     assert_eq!(done.len(), writes.len(), "every command gets one answer");
-    // Hand the projector what was appended before answering: a client that
-    // reads right after its 2xx then waits the shortest time for its write.
-    if let Some(listener) = &cfg.on_commit {
-        let mut appended = Vec::new();
-        for (cmd, d) in writes.iter_mut().zip(&done) {
-            if let (
-                Command::Append { delivery, .. },
-                Done::Append(Ok(Appended {
-                    outcome: AppendOutcome::Appended { seq },
-                    ..
-                })),
-            ) = (cmd, d)
-            {
-                appended.push(Sequenced {
-                    seq: *seq,
-                    occurred_at: delivery.occurred_at,
-                    received_at,
-                    // Answered below without it: no copy needed.
-                    event: std::mem::replace(&mut delivery.event, Event::Unrecognized),
-                });
+    let committed = Committed {
+        writes,
+        done,
+        received_at,
+    };
+    (committed, failed.map_or(Ok(()), Err))
+}
+
+/// A batch committed to the WAL, not answered until the WAL is on disk.
+struct Committed {
+    writes: Vec<Command>,
+    /// One result per command, in their order.
+    done: Vec<Done>,
+    received_at: i64,
+}
+
+impl Committed {
+    /// Hands the projector what was appended, then answers every command;
+    /// with `synced` an error, every command that succeeded fails with it
+    /// instead and the projector hears of nothing.
+    fn answer(self, cfg: &LedgerConfig, synced: Result<(), &str>) {
+        let Committed {
+            mut writes,
+            mut done,
+            received_at,
+        } = self;
+        if let Err(e) = synced {
+            for d in &mut done {
+                match d {
+                    Done::Append(r @ Ok(_)) => *r = Err(LedgerError::Storage(e.to_string())),
+                    Done::Quarantine(r @ Ok(_)) => *r = Err(LedgerError::Storage(e.to_string())),
+                    _ => {}
+                }
             }
         }
-        if !appended.is_empty() {
-            debug_assert!(appended.windows(2).all(|w| w[0].seq < w[1].seq));
-            listener(appended);
+        // Hand the projector what was appended before answering: a client
+        // that reads right after its 2xx then waits the shortest time.
+        if let Some(listener) = &cfg.on_commit {
+            let mut appended = Vec::new();
+            for (cmd, d) in writes.iter_mut().zip(&done) {
+                if let (
+                    Command::Append { delivery, .. },
+                    Done::Append(Ok(Appended {
+                        outcome: AppendOutcome::Appended { seq },
+                        ..
+                    })),
+                ) = (cmd, d)
+                {
+                    appended.push(Sequenced {
+                        seq: *seq,
+                        occurred_at: delivery.occurred_at,
+                        received_at,
+                        // Answered below without it: no copy needed.
+                        event: std::mem::replace(&mut delivery.event, Event::Unrecognized),
+                    });
+                }
+            }
+            if !appended.is_empty() {
+                debug_assert!(appended.windows(2).all(|w| w[0].seq < w[1].seq));
+                listener(appended);
+            }
+        }
+        for (cmd, result) in writes.into_iter().zip(done) {
+            match (cmd, result) {
+                (Command::Append { reply, .. }, Done::Append(r)) => {
+                    let _ = reply.send(r);
+                }
+                (Command::Quarantine { reply, .. }, Done::Quarantine(r)) => {
+                    let _ = reply.send(r);
+                }
+                _ => unreachable!("results follow their commands"),
+            }
         }
     }
-    for (cmd, result) in writes.into_iter().zip(done) {
-        match (cmd, result) {
-            (Command::Append { reply, .. }, Done::Append(r)) => {
-                let _ = reply.send(r);
-            }
-            (Command::Quarantine { reply, .. }, Done::Quarantine(r)) => {
-                let _ = reply.send(r);
-            }
-            _ => unreachable!("results follow their commands"),
-        }
+}
+
+/// The fsync thread for the log file `conn` writes, with the connection
+/// switched to commit without one. `None` for a database with no file (in
+/// memory), which keeps `synchronous=FULL` and answers at commit.
+fn start_syncer(conn: &Connection, cfg: &LedgerConfig) -> Option<Syncer<Committed>> {
+    let path = conn.path().filter(|p| !p.is_empty())?;
+    let wal = std::path::PathBuf::from(format!("{path}-wal"));
+    if let Err(e) = conn.pragma_update(None, "synchronous", "NORMAL") {
+        tracing::warn!(error = %e, "the log stays synchronous=FULL: fsync at each commit");
+        return None;
     }
-    failed.map_or(Ok(()), Err)
+    let cfg = cfg.clone();
+    Some(Syncer::start(wal, move |c: Committed, synced| {
+        c.answer(&cfg, synced)
+    }))
+}
+
+/// Makes everything committed so far durable before the writer answers a
+/// command itself (SQLite did it at commit when there is no fsync thread).
+fn durable(syncer: &Option<Syncer<Committed>>) -> Result<(), LedgerError> {
+    match syncer {
+        Some(s) => s.sync_now().map_err(LedgerError::Storage),
+        None => Ok(()),
+    }
 }
 
 fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {

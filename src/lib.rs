@@ -12,7 +12,8 @@
 //! - [`event`]: the normalized events the sources produce.
 //! - [`money`]: exact amounts in integer minor units.
 //! - [`ledger`]: the one writer; appends to the log, group-committing
-//!   concurrent deliveries, and hands what it appended to the projector.
+//!   concurrent deliveries; its fsync thread answers each batch once the WAL
+//!   is on disk and hands what it appended to the projector.
 //! - [`log`]: append with dedupe, [`log::LogReader`] (head and a seq range:
 //!   all the projections read), the hash chain ([`log::chain`]) and
 //!   [`log::verify`]. Knows nothing derived from the log.
