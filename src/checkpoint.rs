@@ -10,15 +10,19 @@
 //! makes SQLite fsync the WAL before it copies any frame into the database.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::db;
 
-/// How often the checkpointer runs.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the checkpointer runs. A checkpoint copies each page once
+/// however often commits rewrote it since the last one (index leaves and
+/// interior pages, the newest row pages), and ingest is bounded by the disk's
+/// write bandwidth: once a second instead of every 100 ms measured +13%
+/// acknowledged events/s and a p99 20% lower, in interleaved pairs. The WAL
+/// then holds about a second of appends (tens of MiB under load).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1000);
 
 /// WAL pages past which the checkpointer also asks for a RESTART checkpoint
 /// (it waits for the writer's current transaction, then lets the next one
@@ -29,33 +33,33 @@ pub const WAL_RESTART_PAGES: i64 = 65_536;
 /// A running checkpointer; stopped (with a final TRUNCATE checkpoint) by
 /// [`Checkpointer::stop`].
 pub struct Checkpointer {
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the thread: it wakes at once, not at its next turn.
+    stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
     pub fn start(path: PathBuf) -> Checkpointer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+        let (stop, stopped) = channel();
         let thread = std::thread::Builder::new()
             .name("registrar-checkpoint".into())
-            .spawn(move || run(path, flag))
+            .spawn(move || run(path, stopped))
             .expect("spawning the checkpointer");
         Checkpointer {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         }
     }
 
     pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn run(path: PathBuf, stop: Arc<AtomicBool>) {
+fn run(path: PathBuf, stopped: Receiver<()>) {
     let conn = match db::open_rw(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -68,8 +72,7 @@ fn run(path: PathBuf, stop: Arc<AtomicBool>) {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
     };
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(CHECKPOINT_INTERVAL);
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_INTERVAL) {
         match checkpoint("PASSIVE") {
             Ok((_, wal_pages, _)) if wal_pages > WAL_RESTART_PAGES => {
                 // Blocks new write transactions while it runs: logged with
