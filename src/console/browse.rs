@@ -333,7 +333,9 @@ fn payments_table(ctx: &Ctx, pays: &[KnownPayment]) -> Markup {
 /// A payment record's fields as the revisions table shows them: (label,
 /// the value compared between revisions, the cell).
 fn fields(r: &PaymentRecord, zone: chrono_tz::Tz) -> Vec<(&'static str, String, Markup)> {
-    let text = |v: &Option<String>| (v.clone().unwrap_or_default(), opt(v.as_deref()));
+    // An optional text field's row: compared as its text, shown or marked absent.
+    let text =
+        |label, v: &Option<String>| (label, v.clone().unwrap_or_default(), opt(v.as_deref()));
     let details: Vec<String> = r
         .details
         .iter()
@@ -347,18 +349,9 @@ fn fields(r: &PaymentRecord, zone: chrono_tz::Tz) -> Vec<(&'static str, String, 
         ),
         ("Mode", r.mode.clone(), html! { (r.mode) }),
         ("Paid at", r.paid_at.to_string(), when(r.paid_at, zone)),
-        {
-            let (k, m) = text(&r.transaction_id);
-            ("Transaction id", k, m)
-        },
-        {
-            let (k, m) = text(&r.settlement_utr);
-            ("Settlement UTR", k, m)
-        },
-        {
-            let (k, m) = text(&r.notes);
-            ("Notes", k, m)
-        },
+        text("Transaction id", &r.transaction_id),
+        text("Settlement UTR", &r.settlement_utr),
+        text("Notes", &r.notes),
         (
             "Fee details",
             details.join(";"),
@@ -366,18 +359,9 @@ fn fields(r: &PaymentRecord, zone: chrono_tz::Tz) -> Vec<(&'static str, String, 
                 ul.details { @for d in &r.details { li { (d.fee_component) ": " (rupees(i128::from(d.amount.minor()))) } } }
             },
         ),
-        {
-            let (k, m) = text(&r.jodo_student_id);
-            ("Jodo student id", k, m)
-        },
-        {
-            let (k, m) = text(&r.student_identifier);
-            ("Student identifier", k, m)
-        },
-        {
-            let (k, m) = text(&r.collector_code);
-            ("Collector", k, m)
-        },
+        text("Jodo student id", &r.jodo_student_id),
+        text("Student identifier", &r.student_identifier),
+        text("Collector", &r.collector_code),
     ]
 }
 

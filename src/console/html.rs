@@ -170,15 +170,7 @@ pub fn page(f: &Frame, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                @if let Some(s) = f.refresh {
-                    meta http-equiv="refresh" content=(s);
-                }
-                title { (f.title) " · registrar audit console" }
-                link rel="stylesheet" href="/console/style.css";
-            }
+            (head(f.title, f.refresh))
             body {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
@@ -266,17 +258,27 @@ fn time_control(f: &Frame) -> Markup {
     }
 }
 
+/// Every page's `<head>`: `refresh` reloads it after that many seconds.
+fn head(title: &str, refresh: Option<u32>) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            @if let Some(s) = refresh {
+                meta http-equiv="refresh" content=(s);
+            }
+            title { (title) " · registrar audit console" }
+            link rel="stylesheet" href="/console/style.css";
+        }
+    }
+}
+
 /// A bare page for errors and sign-in: no navigation, no time control.
 pub fn bare(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · registrar audit console" }
-                link rel="stylesheet" href="/console/style.css";
-            }
+            (head(title, None))
             body {
                 header.top { p.brand { a href="/console" { "registrar" } " audit console" } }
                 main #main.narrow {
