@@ -20,23 +20,6 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/events/{seq}", get(get_event))
 }
 
-/// The providers a log event comes from.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    Jodo,
-    Toolzz,
-}
-
-impl Source {
-    fn event_source(self) -> crate::event::Source {
-        match self {
-            Source::Jodo => crate::event::Source::Jodo,
-            Source::Toolzz => crate::event::Source::Toolzz,
-        }
-    }
-}
-
 /// One event of the log, as an auditor sees it.
 #[derive(Serialize)]
 pub struct EventView {
@@ -87,7 +70,7 @@ impl From<StoredEvent> for EventView {
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     after_seq: Option<u64>,
-    source: Option<Source>,
+    source: Option<crate::event::Source>,
     #[serde(rename = "type")]
     event_type: Option<String>,
     subject: Option<String>,
@@ -111,7 +94,7 @@ pub async fn list_events(
     app.log
         .run(move |conn| {
             let filter = log::EventFilter {
-                source: q.source.map(Source::event_source),
+                source: q.source,
                 event_type: q.event_type,
                 subject: q.subject,
                 ..log::EventFilter::default()
