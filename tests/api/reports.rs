@@ -39,9 +39,8 @@ fn cli_report(app: &TestApp, args: &[&str], out: &std::path::Path) {
     );
 }
 
-/// P1, 500 in cash paid on 10 March, and P2, 700 by UPI on 11 March
-/// (events e1 and e2).
-async fn add_march_payments(app: &TestApp) {
+/// P1, 500 in cash paid on 10 March (event e1).
+async fn add_p1(app: &TestApp) {
     app.accept_jodo(&payment(
         "added",
         "e1",
@@ -53,6 +52,12 @@ async fn add_march_payments(app: &TestApp) {
         1_741_582_800,
     ))
     .await;
+}
+
+/// P1, 500 in cash paid on 10 March, and P2, 700 by UPI on 11 March
+/// (events e1 and e2).
+async fn add_march_payments(app: &TestApp) {
+    add_p1(app).await;
     app.accept_jodo(&payment(
         "added",
         "e2",
@@ -392,17 +397,7 @@ async fn the_cli_writes_the_same_bytes_as_the_http_route_for_the_same_times() {
 #[tokio::test]
 async fn a_report_known_at_a_close_is_identical_before_and_after_later_deliveries() {
     let app = spawn_app().await;
-    app.accept_jodo(&payment(
-        "added",
-        "e1",
-        "P1",
-        "500",
-        "2025-03-10T05:00:00Z",
-        "cash",
-        "BR1",
-        1_741_582_800,
-    ))
-    .await;
+    add_p1(&app).await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let close = chrono::Utc::now()
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
