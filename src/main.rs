@@ -542,7 +542,7 @@ fn rebuild_cmd(db: &Path, projections: &Path, zone: chrono_tz::Tz) -> Result<Exi
     };
     // The new file has the highest generation: choosing the store puts it
     // in place and removes the old one.
-    projector::open_store(projections, head).context("putting the new store in place")?;
+    projector::open_store(projections, head, false).context("putting the new store in place")?;
     println!(
         "rebuilt: {} events replayed ({} passed over) in {:.2} s (load {:.2} s, fold {:.2} s), {:.0} events/s, into {}",
         report.events,

@@ -85,7 +85,7 @@ pub async fn serve(
     db::migrate(&mut conn).map_err(open_err)?;
     let log_head = log::head(&conn).map_err(open_err)?.seq;
     let legacy = has_legacy_projections(&conn).map_err(open_err)?;
-    let opened = projector::open_store(&config.projections_path, log_head)?;
+    let opened = projector::open_store(&config.projections_path, log_head, true)?;
     let store_ready = opened.file.is_some();
     if opened.file.is_none() {
         tracing::info!(
@@ -100,6 +100,7 @@ pub async fn serve(
             path: config.projections_path.clone(),
             log_path: config.db_path.clone(),
             parse: config.parse,
+            sync: opened.sync,
         },
         Arc::clone(&live),
         opened.writer,

@@ -17,9 +17,12 @@
 //! - [`entities`]: the folds, pure, matching typed changes exhaustively.
 //! - [`store`]: the projection store file and every statement that writes it.
 //! - [`projector`]: the thread that follows the log into the store.
+//! - [`deferred`]: the live store unsynced while the server runs, and the
+//!   marker that has it rebuilt after a power loss.
 //! - [`rebuild`]: builds a fresh store file from the log.
 //! - [`query`]: reads whose meaning belongs to the projections.
 
+pub mod deferred;
 pub mod entities;
 pub mod live;
 pub mod projector;

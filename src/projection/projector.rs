@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::deferred::{self, Found, StoreSync};
 use super::live::{LiveStore, StoreFile};
 use super::rebuild::{self, RebuildReport};
 use super::store::{self, Projectable};
@@ -91,6 +92,8 @@ pub struct ProjectorConfig {
     /// The log file, read with connections of the projector's own.
     pub log_path: PathBuf,
     pub parse: ParseContext,
+    /// How the live store's writes reach the disk ([`Opened::sync`]).
+    pub sync: StoreSync,
 }
 
 /// A handle to the projector thread; cheap to clone.
@@ -184,6 +187,15 @@ impl Projector {
     fn run(self, cfg: ProjectorConfig, writer: Option<Connection>) {
         self.live.update_health(|h| h.running = true);
         let result = self.follow(&cfg, writer);
+        if result.is_ok() && cfg.sync == StoreSync::Deferred {
+            // A clean stop: the store's writes go to disk and the marker
+            // goes. A failed flush leaves the marker, so a power loss
+            // before the next start still has the store rebuilt.
+            let live = self.live.file();
+            if let Err(e) = deferred::end(&cfg.path, live.as_ref().map(|f| f.path())) {
+                tracing::error!(error = %e, "could not flush the projection store at stop");
+            }
+        }
         if let Err(e) = &result {
             tracing::error!(error = %e, "the projector stopped: projections no longer follow the log");
             self.live.update_health(|h| h.failed = Some(e.to_string()));
@@ -345,7 +357,7 @@ impl Projector {
             std::fs::rename(&built.path, &cfg.path).map_err(|e| e.to_string())?;
             built.path = cfg.path.clone();
         }
-        let mut conn = store::open_writer(&built.path).map_err(|e| e.to_string())?;
+        let mut conn = store::open_writer(&built.path, cfg.sync).map_err(|e| e.to_string())?;
         let mut position = store::position(&conn).map_err(|e| e.to_string())?;
         loop {
             let head = log.head().map_err(|e| e.to_string())?;
@@ -477,6 +489,8 @@ pub struct Opened {
     pub writer: Option<Connection>,
     /// The log seq it reflects (0 without one).
     pub position: u64,
+    /// How its writes reach the disk from now on.
+    pub sync: StoreSync,
 }
 
 /// Chooses the projection store at start, before anything else uses it:
@@ -486,7 +500,20 @@ pub struct Opened {
 /// short, a file a rebuild replaced, another version). With none and an
 /// empty log, an empty store is made at once; with none and events in the
 /// log, `file` is `None` and the caller starts a build.
-pub fn open_store(path: &Path, log_head: u64) -> Result<Opened, ProjectionError> {
+///
+/// A marker left by a server that deferred its flushes on another boot
+/// (see [`deferred`]) makes every file untrusted: all are deleted. With
+/// `defer`, the returned writer and later ones defer theirs, the marker
+/// written first.
+pub fn open_store(path: &Path, log_head: u64, defer: bool) -> Result<Opened, ProjectionError> {
+    let boot = deferred::boot_id();
+    let found = deferred::found(path, boot.as_deref())?;
+    if found == Found::OtherBoot {
+        tracing::warn!(
+            path = %path.display(),
+            "the machine went down while the projection store had writes not yet on disk: rebuilding it from the log"
+        );
+    }
     let mut candidates = vec![path.to_path_buf()];
     if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
         let dir = if dir.as_os_str().is_empty() {
@@ -516,6 +543,7 @@ pub fn open_store(path: &Path, log_head: u64) -> Result<Opened, ProjectionError>
         // A store ahead of the log belongs to another log (one restored from
         // a backup): it cannot be caught up, only rebuilt.
         .filter(|(_, s)| s.usable() && s.last_seq <= log_head)
+        .filter(|_| found != Found::OtherBoot)
         .max_by_key(|(_, s)| s.generation);
     for p in &candidates {
         if best.as_ref().is_none_or(|(b, _)| b != p) && p.exists() {
@@ -523,11 +551,20 @@ pub fn open_store(path: &Path, log_head: u64) -> Result<Opened, ProjectionError>
             store::remove(p)?;
         }
     }
+    // Every untrusted file is gone: the marker has done its work.
+    if found == Found::OtherBoot {
+        deferred::end(path, None)?;
+    }
+    let sync = if defer {
+        deferred::begin(path, boot.as_deref())?
+    } else {
+        StoreSync::Checkpoints
+    };
     match best {
         Some((chosen, state)) => {
             if chosen != path {
                 // Nothing has it open yet: fold its WAL in, then rename it.
-                store::open_writer(&chosen)?.query_row(
+                store::open_writer(&chosen, StoreSync::Checkpoints)?.query_row(
                     "PRAGMA wal_checkpoint(TRUNCATE)",
                     [],
                     |_| Ok(()),
@@ -538,11 +575,12 @@ pub fn open_store(path: &Path, log_head: u64) -> Result<Opened, ProjectionError>
                     let _ = std::fs::remove_file(c);
                 }
             }
-            let writer = store::open_writer(path)?;
+            let writer = store::open_writer(path, sync)?;
             Ok(Opened {
                 file: Some(StoreFile::new(path.to_path_buf())),
                 writer: Some(writer),
                 position: state.last_seq,
+                sync,
             })
         }
         None if log_head == 0 => {
@@ -552,14 +590,16 @@ pub fn open_store(path: &Path, log_head: u64) -> Result<Opened, ProjectionError>
             store::finish_build(conn, path)?;
             Ok(Opened {
                 file: Some(StoreFile::new(path.to_path_buf())),
-                writer: Some(store::open_writer(path)?),
+                writer: Some(store::open_writer(path, sync)?),
                 position: 0,
+                sync,
             })
         }
         None => Ok(Opened {
             file: None,
             writer: None,
             position: 0,
+            sync,
         }),
     }
 }

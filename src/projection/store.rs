@@ -6,8 +6,9 @@
 //! - by a build ([`create_for_build`]): a fresh file with no journal and no
 //!   fsync, since a failed build is deleted, not recovered; it is marked
 //!   complete by [`finish_build`], which turns it into a live file;
-//! - live ([`open_writer`]): WAL with `synchronous=NORMAL`. A crash may lose
-//!   the last transactions, never corrupt the file, and the projector then
+//! - live ([`open_writer`]): WAL with `synchronous=NORMAL`, or `OFF` while
+//!   the server runs (see [`super::deferred`]). A process crash may lose the
+//!   last transactions, never corrupt the file, and the projector then
 //!   resumes from the position stored in the same transactions as the rows.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::sync::OnceLock;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+use super::deferred::StoreSync;
 use super::entities::{
     EnrollmentState, Enrollments, LearnerState, Learners, PaymentState, Payments, StudentState,
     Students,
@@ -248,8 +250,9 @@ pub fn finish_build(conn: Connection, path: &Path) -> Result<(), ProjectionError
     Ok(())
 }
 
-/// Opens the projector's write connection on a complete store file.
-pub fn open_writer(path: &Path) -> Result<Connection, ProjectionError> {
+/// Opens the projector's write connection on a complete store file, its
+/// writes reaching the disk as `sync` says.
+pub fn open_writer(path: &Path, sync: StoreSync) -> Result<Connection, ProjectionError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -263,8 +266,9 @@ pub fn open_writer(path: &Path) -> Result<Connection, ProjectionError> {
     }
     // Derived data: a crash may lose the last transactions (never corrupt the
     // file in WAL mode); the position is in the same transactions, so the
-    // projector replays exactly what was lost.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // projector replays exactly what was lost. Deferred, not even a
+    // checkpoint fsyncs: see super::deferred for what covers a power loss.
+    sync.apply(&conn)?;
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     Ok(conn)
 }

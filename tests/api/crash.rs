@@ -195,3 +195,103 @@ async fn a_kill_during_a_rebuild_leaves_projections_equal_to_a_rebuild() {
     );
     proc.kill9();
 }
+
+/// Posts `n` deliveries one after another; returns the last seq.
+async fn deliver(base: &str, n: usize) -> u64 {
+    let client = reqwest::Client::new();
+    let mut last = 0;
+    for i in 0..n {
+        let b = body(i);
+        let sig = registrar::sources::jodo::sign(JODO_SECRET.as_bytes(), b.as_bytes());
+        let r = client
+            .post(format!("{base}/webhooks/jodo"))
+            .header("X-Jodo-Signature", sig)
+            .body(b)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        last = r.json::<serde_json::Value>().await.unwrap()["seq"]
+            .as_u64()
+            .unwrap();
+    }
+    last
+}
+
+/// Waits until the server's projections hold `seq`.
+async fn caught_up(base: &str, seq: u64) {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/v1/admin/status?min_seq={seq}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+fn marker(dir: &Path) -> PathBuf {
+    registrar::projection::deferred::marker_path(&dir.join("registrar.projections.db"))
+}
+
+#[tokio::test]
+async fn a_power_loss_with_projection_writes_not_on_disk_has_the_store_rebuilt_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let proc = spawn_binary(dir.path(), Stdio::null()).await;
+    let seq = deliver(&proc.base, 120).await;
+    caught_up(&proc.base, seq).await;
+    // While the server runs, the marker names this boot.
+    let boot = registrar::projection::deferred::boot_id().expect("a boot id");
+    assert_eq!(std::fs::read_to_string(marker(dir.path())).unwrap(), boot);
+    proc.kill9();
+    // What the machine going down can leave: the marker of the boot that
+    // ended, and a store whose pages on disk disagree with its position (a
+    // row from nowhere here). Trusted, it would stay wrong forever.
+    std::fs::write(marker(dir.path()), "00000000-0000-0000-0000-000000000000").unwrap();
+    let store = rusqlite::Connection::open(dir.path().join("registrar.projections.db")).unwrap();
+    let torn = store
+        .execute("UPDATE students SET status = 'torn' WHERE rowid = 1", [])
+        .unwrap();
+    assert_eq!(torn, 1);
+    drop(store);
+    let proc = spawn_binary(dir.path(), Stdio::null()).await;
+    assert_equal_to_a_fresh_rebuild(dir.path(), &proc).await;
+    assert_eq!(std::fs::read_to_string(marker(dir.path())).unwrap(), boot);
+    proc.kill9();
+}
+
+#[tokio::test]
+async fn a_kill_on_this_boot_keeps_the_projection_store_and_catches_it_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let proc = spawn_binary(dir.path(), Stdio::null()).await;
+    let seq = deliver(&proc.base, 40).await;
+    caught_up(&proc.base, seq).await;
+    proc.kill9();
+    // The page cache kept every write: the store is trusted, not rebuilt.
+    let proc = spawn_binary(dir.path(), Stdio::null()).await;
+    let status: serde_json::Value = reqwest::get(format!("{}/v1/admin/status", proc.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["projections"]["last_seq"], seq, "{status}");
+    assert_eq!(status["projections"]["rebuilds"], 0, "{status}");
+    proc.kill9();
+}
+
+#[tokio::test]
+async fn a_clean_stop_flushes_the_projection_store_and_removes_its_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let proc = spawn_binary(dir.path(), Stdio::null()).await;
+    let seq = deliver(&proc.base, 40).await;
+    caught_up(&proc.base, seq).await;
+    assert!(marker(dir.path()).exists(), "no marker while running");
+    proc.terminate();
+    assert!(
+        !marker(dir.path()).exists(),
+        "the marker outlived a clean stop"
+    );
+    // Restarted on another boot, nothing needs rebuilding.
+    let proc = spawn_binary(dir.path(), Stdio::null()).await;
+    assert_equal_to_a_fresh_rebuild(dir.path(), &proc).await;
+    proc.kill9();
+}

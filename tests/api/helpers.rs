@@ -265,4 +265,16 @@ impl BinaryServer {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
     }
+
+    /// SIGTERM (a clean stop), then reap; panics unless it exits 0.
+    pub fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        let status = self.child.wait().expect("reaped");
+        assert!(status.success(), "a clean stop exited {status}");
+    }
 }
