@@ -25,7 +25,7 @@ use crate::quarantine::{self, Reject};
 use crate::sources::ParseContext;
 
 mod sync;
-use sync::Syncer;
+use sync::{Broken, Syncer};
 
 /// Why the ledger could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +117,8 @@ pub struct Ledger {
     /// one, so they never take an authenticated delivery's place.
     low: mpsc::Sender<Command>,
     failure: Arc<Mutex<Option<String>>>,
+    /// Set by the fsync thread when an fsync fails (see `is_running`).
+    broken: Broken,
 }
 
 /// Unauthenticated rejects waiting for the writer at most; past it they are
@@ -146,17 +148,23 @@ impl Writer {
         let (tx, rx) = mpsc::channel(cfg.queue_depth);
         let (low, low_rx) = mpsc::channel(LOW_QUEUE_DEPTH);
         let failure = Failure::default();
-        let f = Arc::clone(&failure);
+        let broken = Broken::default();
+        let (f, b) = (Arc::clone(&failure), Arc::clone(&broken));
         let thread = std::thread::Builder::new()
             .name("registrar-writer".into())
-            .spawn(move || run(conn, rx, low_rx, cfg, f))
+            .spawn(move || run(conn, rx, low_rx, cfg, f, b))
             .expect("spawning the writer thread");
         (
             Writer {
                 tx: tx.clone(),
                 thread: Some(thread),
             },
-            Ledger { tx, low, failure },
+            Ledger {
+                tx,
+                low,
+                failure,
+                broken,
+            },
         )
     }
 
@@ -248,9 +256,11 @@ impl Ledger {
         rx.await.map_err(|_| LedgerError::Closed)?
     }
 
-    /// Whether the writer thread is still taking requests.
+    /// Whether the writer thread is still taking requests. False from the
+    /// moment an fsync fails, before that batch is answered: the writer
+    /// itself notices a moment later.
     pub fn is_running(&self) -> bool {
-        !self.tx.is_closed()
+        !self.tx.is_closed() && self.broken.lock().expect("fsync state lock").is_none()
     }
 
     /// Why the last commit failed, when it did.
@@ -277,12 +287,13 @@ fn run(
     mut low: mpsc::Receiver<Command>,
     cfg: LedgerConfig,
     failure: Failure,
+    broken: Broken,
 ) {
     // A runtime of the writer's own, only to wait on both queues at once.
     let waiter = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("the writer's waiting runtime");
-    let syncer = start_syncer(&conn, &cfg);
+    let syncer = start_syncer(&conn, &cfg, broken);
     let mut batch = Vec::with_capacity(cfg.max_batch + LOW_PER_BATCH);
     loop {
         if let Some(broken) = syncer.as_ref().and_then(Syncer::broken) {
@@ -510,7 +521,11 @@ impl Committed {
 /// The fsync thread for the log file `conn` writes, with the connection
 /// switched to commit without one. `None` for a database with no file (in
 /// memory), which keeps `synchronous=FULL` and answers at commit.
-fn start_syncer(conn: &Connection, cfg: &LedgerConfig) -> Option<Syncer<Committed>> {
+fn start_syncer(
+    conn: &Connection,
+    cfg: &LedgerConfig,
+    broken: Broken,
+) -> Option<Syncer<Committed>> {
     let path = conn.path().filter(|p| !p.is_empty())?;
     let wal = std::path::PathBuf::from(format!("{path}-wal"));
     if let Err(e) = conn.pragma_update(None, "synchronous", "NORMAL") {
@@ -518,7 +533,7 @@ fn start_syncer(conn: &Connection, cfg: &LedgerConfig) -> Option<Syncer<Committe
         return None;
     }
     let cfg = cfg.clone();
-    Some(Syncer::start(wal, move |c: Committed, synced| {
+    Some(Syncer::start(wal, broken, move |c: Committed, synced| {
         c.answer(&cfg, synced)
     }))
 }

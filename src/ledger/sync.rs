@@ -29,7 +29,9 @@ use std::thread::JoinHandle;
 pub const SYNC_QUEUE: usize = 8;
 
 /// Why the WAL could not be made durable, once it could not.
-type Broken = Arc<Mutex<Option<String>>>;
+/// Why the fsync failed, once it has: shared with whoever reports readiness,
+/// and set before the failed batch is answered.
+pub type Broken = Arc<Mutex<Option<String>>>;
 
 /// The fsync thread, answering items of type `T` once the WAL holding them
 /// is on disk. Dropping it answers everything queued, then joins the thread.
@@ -42,13 +44,14 @@ pub struct Syncer<T: Send + 'static> {
 
 impl<T: Send + 'static> Syncer<T> {
     /// Starts the thread for the WAL file `wal`. `answer` is called with each
-    /// item, in the order sent, and whether its fsync succeeded.
+    /// item, in the order sent, and whether its fsync succeeded; `broken`
+    /// records the first failure.
     pub fn start(
         wal: PathBuf,
+        broken: Broken,
         mut answer: impl FnMut(T, Result<(), &str>) + Send + 'static,
     ) -> Syncer<T> {
         let (tx, rx) = sync_channel::<T>(SYNC_QUEUE);
-        let broken = Broken::default();
         let (path, state) = (wal.clone(), Arc::clone(&broken));
         let thread = std::thread::Builder::new()
             .name("registrar-fsync".into())
@@ -127,9 +130,13 @@ mod tests {
         std::fs::write(&wal, b"frames").unwrap();
         let answered = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&answered);
-        let syncer = Syncer::start(wal, move |n: u32, r: Result<(), &str>| {
-            seen.lock().unwrap().push((n, r.is_ok()));
-        });
+        let syncer = Syncer::start(
+            wal,
+            Broken::default(),
+            move |n: u32, r: Result<(), &str>| {
+                seen.lock().unwrap().push((n, r.is_ok()));
+            },
+        );
         for n in 0..100 {
             syncer.send(n);
         }
@@ -145,9 +152,13 @@ mod tests {
         std::fs::write(&wal, b"frames").unwrap();
         let answered = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&answered);
-        let syncer = Syncer::start(wal.clone(), move |n: u32, r: Result<(), &str>| {
-            seen.lock().unwrap().push((n, r.map_err(str::to_owned)));
-        });
+        let syncer = Syncer::start(
+            wal.clone(),
+            Broken::default(),
+            move |n: u32, r: Result<(), &str>| {
+                seen.lock().unwrap().push((n, r.map_err(str::to_owned)));
+            },
+        );
         syncer.send(1);
         assert!(syncer.sync_now().is_ok());
         // The file gone stands for a failed fsync.
