@@ -218,14 +218,32 @@ async fn deliver(base: &str, n: usize) -> u64 {
     last
 }
 
-/// Waits until the server's projections hold `seq`.
-async fn caught_up(base: &str, seq: u64) {
+/// The server's status once its projections hold `seq`.
+async fn status_at(base: &str, seq: u64) -> serde_json::Value {
     let r = reqwest::Client::new()
         .get(format!("{base}/v1/admin/status?min_seq={seq}"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// A binary server in a fresh directory that has taken `n` deliveries and
+/// projected them; returns the last seq too.
+async fn serving(n: usize) -> (tempfile::TempDir, BinaryServer, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let proc = spawn_binary(dir.path(), Stdio::null()).await;
+    let seq = deliver(&proc.base, n).await;
+    status_at(&proc.base, seq).await;
+    (dir, proc, seq)
+}
+
+/// Asserts a restarted server kept its store: at `seq` with no rebuild.
+async fn assert_kept_without_a_rebuild(proc: &BinaryServer, seq: u64) {
+    let status = status_at(&proc.base, seq).await;
+    assert_eq!(status["projections"]["last_seq"], seq, "{status}");
+    assert_eq!(status["projections"]["rebuilds"], 0, "{status}");
 }
 
 fn marker(dir: &Path) -> PathBuf {
@@ -234,10 +252,7 @@ fn marker(dir: &Path) -> PathBuf {
 
 #[tokio::test]
 async fn a_power_loss_with_projection_writes_not_on_disk_has_the_store_rebuilt_at_the_next_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let proc = spawn_binary(dir.path(), Stdio::null()).await;
-    let seq = deliver(&proc.base, 120).await;
-    caught_up(&proc.base, seq).await;
+    let (dir, proc, _) = serving(120).await;
     // While the server runs, the marker names this boot.
     let boot = registrar::projection::deferred::boot_id().expect("a boot id");
     assert_eq!(std::fs::read_to_string(marker(dir.path())).unwrap(), boot);
@@ -260,38 +275,25 @@ async fn a_power_loss_with_projection_writes_not_on_disk_has_the_store_rebuilt_a
 
 #[tokio::test]
 async fn a_kill_on_this_boot_keeps_the_projection_store_and_catches_it_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let proc = spawn_binary(dir.path(), Stdio::null()).await;
-    let seq = deliver(&proc.base, 40).await;
-    caught_up(&proc.base, seq).await;
+    let (dir, proc, seq) = serving(40).await;
     proc.kill9();
     // The page cache kept every write: the store is trusted, not rebuilt.
     let proc = spawn_binary(dir.path(), Stdio::null()).await;
-    let status: serde_json::Value = reqwest::get(format!("{}/v1/admin/status", proc.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(status["projections"]["last_seq"], seq, "{status}");
-    assert_eq!(status["projections"]["rebuilds"], 0, "{status}");
+    assert_kept_without_a_rebuild(&proc, seq).await;
     proc.kill9();
 }
 
 #[tokio::test]
 async fn a_clean_stop_flushes_the_projection_store_and_removes_its_marker() {
-    let dir = tempfile::tempdir().unwrap();
-    let proc = spawn_binary(dir.path(), Stdio::null()).await;
-    let seq = deliver(&proc.base, 40).await;
-    caught_up(&proc.base, seq).await;
+    let (dir, proc, seq) = serving(40).await;
     assert!(marker(dir.path()).exists(), "no marker while running");
     proc.terminate();
     assert!(
         !marker(dir.path()).exists(),
         "the marker outlived a clean stop"
     );
-    // Restarted on another boot, nothing needs rebuilding.
+    // With no marker, even a start on another boot trusts the store.
     let proc = spawn_binary(dir.path(), Stdio::null()).await;
-    assert_equal_to_a_fresh_rebuild(dir.path(), &proc).await;
+    assert_kept_without_a_rebuild(&proc, seq).await;
     proc.kill9();
 }
