@@ -501,6 +501,9 @@ fn rebuild_cmd(db: &Path, projections: &Path, zone: chrono_tz::Tz) -> Result<Exi
     // itself, so the offline command must not.
     let _lock = server::lock_projections(projections)
         .map_err(|e| anyhow::anyhow!("{e}: rebuild it with POST /v1/admin/rebuild"))?;
+    // Files a power loss may have torn are deleted before the build, not
+    // after: the new file is fsynced and must survive the choice below.
+    projector::discard_if_torn(projections).context("checking the projection store")?;
     let head = {
         let conn = db::open_ro(db).with_context(|| format!("opening {}", db.display()))?;
         registrar::log::head(&conn)?.seq

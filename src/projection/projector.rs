@@ -501,49 +501,17 @@ pub struct Opened {
 /// empty log, an empty store is made at once; with none and events in the
 /// log, `file` is `None` and the caller starts a build.
 ///
-/// A marker left by a server that deferred its flushes on another boot
-/// (see [`deferred`]) makes every file untrusted: all are deleted. With
-/// `defer`, the returned writer and later ones defer theirs, the marker
-/// written first.
+/// Files first go through [`discard_if_torn`]. With `defer`, the returned
+/// writer and later ones defer their flushes, the marker written first.
 pub fn open_store(path: &Path, log_head: u64, defer: bool) -> Result<Opened, ProjectionError> {
-    let boot = deferred::boot_id();
-    let found = deferred::found(path, boot.as_deref())?;
-    if found == Found::OtherBoot {
-        tracing::warn!(
-            path = %path.display(),
-            "the machine went down while the projection store had writes not yet on disk: rebuilding it from the log"
-        );
-    }
-    let mut candidates = vec![path.to_path_buf()];
-    if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        let prefix = format!("{}.g", name.to_string_lossy());
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                let file = entry.file_name().to_string_lossy().into_owned();
-                let generation = file.strip_prefix(&prefix);
-                if generation
-                    .is_some_and(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
-                {
-                    candidates.push(generation_path(
-                        path,
-                        generation.unwrap_or_default().parse().unwrap_or(0),
-                    ));
-                }
-            }
-        }
-    }
+    discard_if_torn(path)?;
+    let candidates = store_files(path);
     let best = candidates
         .iter()
         .filter_map(|p| store::peek(p).map(|s| (p.clone(), s)))
         // A store ahead of the log belongs to another log (one restored from
         // a backup): it cannot be caught up, only rebuilt.
         .filter(|(_, s)| s.usable() && s.last_seq <= log_head)
-        .filter(|_| found != Found::OtherBoot)
         .max_by_key(|(_, s)| s.generation);
     for p in &candidates {
         if best.as_ref().is_none_or(|(b, _)| b != p) && p.exists() {
@@ -551,12 +519,8 @@ pub fn open_store(path: &Path, log_head: u64, defer: bool) -> Result<Opened, Pro
             store::remove(p)?;
         }
     }
-    // Every untrusted file is gone: the marker has done its work.
-    if found == Found::OtherBoot {
-        deferred::end(path, None)?;
-    }
     let sync = if defer {
-        deferred::begin(path, boot.as_deref())?
+        deferred::begin(path, deferred::boot_id().as_deref())?
     } else {
         StoreSync::Checkpoints
     };
@@ -602,4 +566,53 @@ pub fn open_store(path: &Path, log_head: u64, defer: bool) -> Result<Opened, Pro
             sync,
         }),
     }
+}
+
+/// When the marker beside the store at `path` was left on another boot (the
+/// machine went down with writes of a deferred store not yet on disk, see
+/// [`deferred`]), deletes every store file there and the marker: none can be
+/// trusted, and the log rebuilds them. Returns whether it did.
+pub fn discard_if_torn(path: &Path) -> Result<bool, ProjectionError> {
+    let boot = deferred::boot_id();
+    if deferred::found(path, boot.as_deref())? != Found::OtherBoot {
+        return Ok(false);
+    }
+    tracing::warn!(
+        path = %path.display(),
+        "the machine went down while the projection store had writes not yet on disk: rebuilding it from the log"
+    );
+    for p in store_files(path) {
+        store::remove(&p)?;
+    }
+    deferred::end(path, None)?;
+    Ok(true)
+}
+
+/// The store files at `path`: the configured one and its rebuilt siblings
+/// (`path.gN`), present or not.
+fn store_files(path: &Path) -> Vec<PathBuf> {
+    let mut files = vec![path.to_path_buf()];
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let prefix = format!("{}.g", name.to_string_lossy());
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                let generation = file.strip_prefix(&prefix);
+                if generation
+                    .is_some_and(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    files.push(generation_path(
+                        path,
+                        generation.unwrap_or_default().parse().unwrap_or(0),
+                    ));
+                }
+            }
+        }
+    }
+    files
 }

@@ -297,3 +297,24 @@ async fn a_clean_stop_flushes_the_projection_store_and_removes_its_marker() {
     assert_kept_without_a_rebuild(&proc, seq).await;
     proc.kill9();
 }
+
+#[tokio::test]
+async fn an_offline_rebuild_after_a_power_loss_keeps_the_file_it_built() {
+    let (dir, proc, seq) = serving(40).await;
+    proc.kill9();
+    std::fs::write(marker(dir.path()), "00000000-0000-0000-0000-000000000000").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["rebuild", "--db"])
+        .arg(dir.path().join("registrar.db"))
+        .output()
+        .expect("running registrar rebuild");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !marker(dir.path()).exists(),
+        "the marker outlived the rebuild"
+    );
+    // The built file is the store now: a server starts on it, no rebuild.
+    let proc = spawn_binary(dir.path(), Stdio::null()).await;
+    assert_kept_without_a_rebuild(&proc, seq).await;
+    proc.kill9();
+}
