@@ -4,9 +4,10 @@
 //! Why: every fsync of the projection store (SQLite's, at each of its
 //! checkpoints under `synchronous=NORMAL`) asks the disk to flush its whole
 //! write cache, so the log's own fsync, the one a 2xx waits for, queued
-//! behind megabytes of derived pages. Measured in `make bench`: with the store
-//! on `synchronous=OFF`, ingest +45%, p99 -40%, projection lag p99 from
-//! ~300 ms to ~80 ms (README, "What bounds each missed target").
+//! behind megabytes of derived pages. Measured in interleaved runs of `make
+//! bench -- --skip large`: with the store on `synchronous=OFF`, ingest +38 to
+//! +46%, p99 from 31-35 ms to 20-23 ms, projection lag p99 from 117-220 ms to
+//! 56-64 ms (README, "What bounds each missed target").
 //!
 //! Why it is safe:
 //! - A process crash (kill -9, a panic, the OOM killer) loses nothing that
