@@ -250,6 +250,12 @@ fn marker(dir: &Path) -> PathBuf {
     registrar::projection::deferred::marker_path(&dir.join("registrar.projections.db"))
 }
 
+/// What the machine going down leaves beside a deferred store: the marker
+/// of the boot that ended.
+fn leave_a_marker_of_another_boot(dir: &Path) {
+    std::fs::write(marker(dir), "00000000-0000-0000-0000-000000000000").unwrap();
+}
+
 #[tokio::test]
 async fn a_power_loss_with_projection_writes_not_on_disk_has_the_store_rebuilt_at_the_next_start() {
     let (dir, proc, _) = serving(120).await;
@@ -257,10 +263,9 @@ async fn a_power_loss_with_projection_writes_not_on_disk_has_the_store_rebuilt_a
     let boot = registrar::projection::deferred::boot_id().expect("a boot id");
     assert_eq!(std::fs::read_to_string(marker(dir.path())).unwrap(), boot);
     proc.kill9();
-    // What the machine going down can leave: the marker of the boot that
-    // ended, and a store whose pages on disk disagree with its position (a
-    // row from nowhere here). Trusted, it would stay wrong forever.
-    std::fs::write(marker(dir.path()), "00000000-0000-0000-0000-000000000000").unwrap();
+    leave_a_marker_of_another_boot(dir.path());
+    // And a store whose pages on disk disagree with its position (a row
+    // from nowhere here). Trusted, it would stay wrong forever.
     let store = rusqlite::Connection::open(dir.path().join("registrar.projections.db")).unwrap();
     let torn = store
         .execute("UPDATE students SET status = 'torn' WHERE rowid = 1", [])
@@ -302,7 +307,7 @@ async fn a_clean_stop_flushes_the_projection_store_and_removes_its_marker() {
 async fn an_offline_rebuild_after_a_power_loss_keeps_the_file_it_built() {
     let (dir, proc, seq) = serving(40).await;
     proc.kill9();
-    std::fs::write(marker(dir.path()), "00000000-0000-0000-0000-000000000000").unwrap();
+    leave_a_marker_of_another_boot(dir.path());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
         .args(["rebuild", "--db"])
         .arg(dir.path().join("registrar.db"))
