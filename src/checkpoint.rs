@@ -18,8 +18,8 @@ use crate::db;
 
 /// How often the checkpointer runs. A checkpoint copies each page once
 /// however often commits rewrote it since the last one (index leaves and
-/// interior pages, the newest row pages), and ingest is bounded by the disk's
-/// write bandwidth: once a second instead of every 100 ms measured +13%
+/// interior pages, the newest row pages), so fewer checkpoints write fewer
+/// bytes and fsync less often: once a second instead of every 100 ms measured +13%
 /// acknowledged events/s and a p99 20% lower, in interleaved pairs. The WAL
 /// then holds about a second of appends (tens of MiB under load).
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1000);
@@ -33,11 +33,11 @@ pub const WAL_RESTART_PAGES: i64 = 65_536;
 /// PASSIVE checkpoints run back to back before a RESTART, at most. A RESTART
 /// holds new write transactions off while it copies every frame not yet in
 /// the database file and fsyncs it; right after a PASSIVE that is everything
-/// committed while the PASSIVE ran (50-100 ms of appends under load, 90-120
-/// ms of blocked deliveries measured). Each further PASSIVE copies what came
-/// during the one before, without blocking anyone, so the RESTART is left a
-/// few milliseconds of frames (its block measured 16-20 ms in three of four
-/// runs; the fourth still took 100 ms).
+/// committed while the PASSIVE ran (50-100 ms of appends under load; it
+/// blocked 65-121 ms in 12 RESTARTs of 12). Each further PASSIVE copies what
+/// came during the one before, without blocking anyone, so the RESTART is
+/// left a few milliseconds of frames: 5-36 ms in 18 of 23, though 81-119 ms
+/// in 5 (spent in the database file's fsync, see README).
 pub const CATCH_UP_PASSES: usize = 3;
 
 /// Frames appended during a catch-up PASSIVE below which the RESTART runs at
