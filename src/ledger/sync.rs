@@ -28,7 +28,6 @@ use std::thread::JoinHandle;
 /// waits: it cannot run further ahead of the disk than this.
 pub const SYNC_QUEUE: usize = 8;
 
-/// Why the WAL could not be made durable, once it could not.
 /// Why the fsync failed, once it has: shared with whoever reports readiness,
 /// and set before the failed batch is answered.
 pub type Broken = Arc<Mutex<Option<String>>>;
@@ -123,34 +122,14 @@ fn sync(wal: &std::path::Path, broken: &Broken) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_item_is_answered_in_order_once_the_file_is_synced() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = dir.path().join("log.db-wal");
-        std::fs::write(&wal, b"frames").unwrap();
-        let answered = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&answered);
-        let syncer = Syncer::start(
-            wal,
-            Broken::default(),
-            move |n: u32, r: Result<(), &str>| {
-                seen.lock().unwrap().push((n, r.is_ok()));
-            },
-        );
-        for n in 0..100 {
-            syncer.send(n);
-        }
-        drop(syncer);
-        let answered = answered.lock().unwrap();
-        assert_eq!(*answered, (0..100).map(|n| (n, true)).collect::<Vec<_>>());
-    }
+    /// Each answer: the item and the fsync's error, if any.
+    type Answers = Arc<Mutex<Vec<(u32, Result<(), String>)>>>;
 
-    #[test]
-    fn a_failed_fsync_fails_its_batch_and_every_later_one() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A syncer over a WAL file in `dir` that records every answer.
+    fn recording(dir: &tempfile::TempDir) -> (PathBuf, Syncer<u32>, Answers) {
         let wal = dir.path().join("log.db-wal");
         std::fs::write(&wal, b"frames").unwrap();
-        let answered = Arc::new(Mutex::new(Vec::new()));
+        let answered = Answers::default();
         let seen = Arc::clone(&answered);
         let syncer = Syncer::start(
             wal.clone(),
@@ -159,6 +138,25 @@ mod tests {
                 seen.lock().unwrap().push((n, r.map_err(str::to_owned)));
             },
         );
+        (wal, syncer, answered)
+    }
+
+    #[test]
+    fn every_item_is_answered_in_order_once_the_file_is_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, syncer, answered) = recording(&dir);
+        for n in 0..100 {
+            syncer.send(n);
+        }
+        drop(syncer);
+        let answered = answered.lock().unwrap();
+        assert_eq!(*answered, (0..100).map(|n| (n, Ok(()))).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_failed_fsync_fails_its_batch_and_every_later_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, syncer, answered) = recording(&dir);
         syncer.send(1);
         assert!(syncer.sync_now().is_ok());
         // The file gone stands for a failed fsync.

@@ -123,10 +123,8 @@ pub fn begin(path: &Path, now: Option<&str>) -> io::Result<StoreSync> {
 /// store at `path`, durably.
 pub fn end(path: &Path, live: Option<&Path>) -> io::Result<()> {
     if let Some(live) = live {
-        for file in [
-            live.to_path_buf(),
-            super::store::companions(live)[0].clone(),
-        ] {
+        let [wal, _shm, _journal] = super::store::companions(live);
+        for file in [live.to_path_buf(), wal] {
             match File::open(&file) {
                 Ok(f) => f.sync_all()?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
