@@ -107,23 +107,14 @@ async fn a_kill_during_a_projector_batch_leaves_projections_equal_to_a_rebuild()
     let dir = tempfile::tempdir().unwrap();
     let proc = spawn_binary(dir.path(), Stdio::null()).await;
     let client = reqwest::Client::new();
-    let url = format!("{}/webhooks/jodo", proc.base);
     // Many deliveries in flight; the kill lands while the projector is
     // behind, in the middle of a batch.
     let mut acked = BTreeSet::new();
     let mut sends: FuturesUnordered<_> = (0..2_000)
         .map(|i| {
-            let (client, url) = (client.clone(), url.clone());
+            let (client, base) = (client.clone(), proc.base.clone());
             async move {
-                let b = body(i);
-                let sig = registrar::sources::jodo::sign(JODO_SECRET.as_bytes(), b.as_bytes());
-                let r = client
-                    .post(url)
-                    .header("X-Jodo-Signature", sig)
-                    .body(b)
-                    .send()
-                    .await
-                    .ok()?;
+                let r = post_signed_jodo(&client, &base, body(i)).await.ok()?;
                 let v: serde_json::Value = r.json().await.ok()?;
                 v["seq"].as_u64()
             }
@@ -201,19 +192,7 @@ async fn deliver(base: &str, n: usize) -> u64 {
     let client = reqwest::Client::new();
     let mut last = 0;
     for i in 0..n {
-        let b = body(i);
-        let sig = registrar::sources::jodo::sign(JODO_SECRET.as_bytes(), b.as_bytes());
-        let r = client
-            .post(format!("{base}/webhooks/jodo"))
-            .header("X-Jodo-Signature", sig)
-            .body(b)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        last = r.json::<serde_json::Value>().await.unwrap()["seq"]
-            .as_u64()
-            .unwrap();
+        last = accepted(post_signed_jodo(&client, base, body(i)).await.unwrap()).await;
     }
     last
 }

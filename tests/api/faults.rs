@@ -27,12 +27,7 @@ async fn a_log_destination_that_cannot_be_written_does_not_break_ingest() {
             &format!("s{i}"),
             1_700_000_000,
         );
-        let sig = registrar::auth::sign(JODO_SECRET.as_bytes(), body.as_bytes());
-        let r = client
-            .post(format!("{base}/webhooks/jodo"))
-            .header("X-Jodo-Signature", sig)
-            .body(body)
-            .send()
+        let r = post_signed_jodo(&client, &base, body)
             .await
             .expect("an answer");
         answers.push(r.status().as_u16());

@@ -204,6 +204,22 @@ impl TestApp {
     }
 }
 
+/// POSTs a Jodo body signed with the test secret to the server at `base`
+/// (a [`BinaryServer`]'s, or a [`TestApp`]'s from a task of its own).
+pub async fn post_signed_jodo(
+    client: &reqwest::Client,
+    base: &str,
+    body: String,
+) -> reqwest::Result<reqwest::Response> {
+    let sig = jodo::sign(JODO_SECRET.as_bytes(), body.as_bytes());
+    client
+        .post(format!("{base}/webhooks/jodo"))
+        .header("X-Jodo-Signature", sig)
+        .body(body)
+        .send()
+        .await
+}
+
 /// Asserts a 200 `accepted` and returns its seq.
 pub async fn accepted(r: reqwest::Response) -> u64 {
     let (status, body) = json(r).await;

@@ -683,8 +683,7 @@ async fn a_rebuild_yields_the_same_projections_and_loses_no_concurrent_delivery(
 
     // Deliveries keep arriving while the rebuild runs.
     let writer = {
-        let client = app.client.clone();
-        let url = app.url("/webhooks/jodo");
+        let (client, base) = (app.client.clone(), app.base.clone());
         tokio::spawn(async move {
             let mut acked = 0;
             for i in 0..200 {
@@ -696,14 +695,7 @@ async fn a_rebuild_yields_the_same_projections_and_loses_no_concurrent_delivery(
                     "1",
                     5000 + i,
                 );
-                let sig = registrar::sources::jodo::sign(JODO_SECRET.as_bytes(), body.as_bytes());
-                let r = client
-                    .post(&url)
-                    .header("X-Jodo-Signature", sig)
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
+                let r = post_signed_jodo(&client, &base, body).await.unwrap();
                 assert_eq!(r.status(), 200);
                 acked += 1;
             }
