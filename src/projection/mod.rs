@@ -21,6 +21,8 @@
 //!   marker that has it rebuilt after a power loss.
 //! - [`rebuild`]: builds a fresh store file from the log.
 //! - [`query`]: reads whose meaning belongs to the projections.
+//! - [`reparse`] (here): a logged event's body parsed again into its domain
+//!   event, the one way the projector and a rebuild both read the log.
 
 pub mod deferred;
 pub mod entities;
@@ -32,6 +34,10 @@ pub mod store;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use crate::event::Event;
+use crate::log::LoggedEvent;
+use crate::sources::{self, ParseContext, Parsed};
 
 /// Bump when the projection tables or the fold change: the server then
 /// rebuilds the store from the log, in the background, at start.
@@ -62,6 +68,24 @@ pub enum ProjectionError {
 impl From<rusqlite::types::FromSqlError> for ProjectionError {
     fn from(e: rusqlite::types::FromSqlError) -> Self {
         ProjectionError::Invariant(format!("a stored value has the wrong type: {e}"))
+    }
+}
+
+/// The domain event of a logged delivery, parsed again from its body (the
+/// log keeps bodies, not parsed events); `None` (logged by seq) when it no
+/// longer parses: accepted once, but a parser got stricter since. The
+/// projector and a rebuild both pass it over and count it, so one event
+/// cannot stop the projections, and both skip the same events.
+pub fn reparse(e: &LoggedEvent, ctx: &ParseContext) -> Option<Event> {
+    match sources::parse(e.source, &e.body, ctx) {
+        Ok(Parsed::Delivery(d)) => Some(d.event),
+        Ok(Parsed::Ping) | Err(_) => {
+            tracing::warn!(
+                seq = e.seq,
+                "event no longer parses; passed over by the projections"
+            );
+            None
+        }
     }
 }
 

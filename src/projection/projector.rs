@@ -32,8 +32,8 @@ use super::rebuild::{self, RebuildReport};
 use super::store::{self, Projectable};
 use super::ProjectionError;
 use crate::event::Sequenced;
-use crate::log::{LogReader, LoggedEvent};
-use crate::sources::{self, ParseContext, Parsed};
+use crate::log::LogReader;
+use crate::sources::ParseContext;
 
 /// Events applied in one projection transaction at most: bounds the memory
 /// of a batch and how long a crash can set the projection back.
@@ -433,7 +433,7 @@ pub fn apply_batch(
                     e.seq
                 )));
             }
-            match parse(e, ctx) {
+            match super::reparse(e, ctx) {
                 Some(event) => store::apply(&tx, &Projectable::logged(e, &event))?,
                 None => skipped += 1,
             }
@@ -446,22 +446,6 @@ pub fn apply_batch(
     }
     tx.commit()?;
     Ok(last.max(first - 1))
-}
-
-/// The domain event of a logged delivery; `None` (logged) when it no longer
-/// parses: accepted once, but a parser got stricter since. Passed over and
-/// counted, so one event cannot stop the projections.
-pub fn parse(e: &LoggedEvent, ctx: &ParseContext) -> Option<crate::event::Event> {
-    match sources::parse(e.source, &e.body, ctx) {
-        Ok(Parsed::Delivery(d)) => Some(d.event),
-        Ok(Parsed::Ping) | Err(_) => {
-            tracing::warn!(
-                seq = e.seq,
-                "event no longer parses; passed over by the projections"
-            );
-            None
-        }
-    }
 }
 
 /// The file a build of `generation` writes: beside the configured path, so a

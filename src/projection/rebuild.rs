@@ -23,7 +23,6 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::projector;
 use super::store::{self, Projectable};
 use super::ProjectionError;
 use crate::event::Event;
@@ -88,7 +87,7 @@ pub fn build(
                     let parsed: Vec<_> = batch
                         .into_iter()
                         .map(|e| {
-                            let event = projector::parse(&e, &ctx);
+                            let event = super::reparse(&e, &ctx);
                             (e, event)
                         })
                         .collect();
