@@ -19,10 +19,10 @@
 //!   [`log::verify`]. Knows nothing derived from the log.
 //! - [`quarantine`]: rejected deliveries, kept with their reason.
 //! - [`projection`]: current state folded from the log in provider-time
-//!   order: the folds ([`projection::entities`]), the store file and its SQL
-//!   ([`projection::store`]), the thread that follows the log
-//!   ([`projection::projector`]), the file serving reads
-//!   ([`projection::live`]), [`projection::rebuild`] and
+//!   order: the folds ([`projection::entities`]), the store's SQL
+//!   ([`projection::store`]) and files ([`projection::files`]), the thread
+//!   that follows the log ([`projection::projector`]), the file serving
+//!   reads ([`projection::live`]), [`projection::rebuild`] and
 //!   [`projection::query`], the one module that reads the store (typed
 //!   filters in, typed rows out; HTTP and the CLI only render).
 //! - [`report`]: the finance reports (day book, register, statement,

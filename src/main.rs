@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use registrar::config::{self, Config};
 use registrar::ledger::{self, Readmitted};
 use registrar::log::verify::{self, VerifyError};
-use registrar::projection::{projector, rebuild, store};
+use registrar::projection::{files, rebuild};
 use registrar::sources::ParseContext;
 use registrar::{db, quarantine, server};
 
@@ -499,17 +499,17 @@ fn rebuild_cmd(db: &Path, projections: &Path, zone: chrono_tz::Tz) -> Result<Exi
     }
     // A running server holds the lock: it swaps files under its readers
     // itself, so the offline command must not.
-    let _lock = server::lock_projections(projections)
+    let _lock = files::lock(projections)
         .map_err(|e| anyhow::anyhow!("{e}: rebuild it with POST /v1/admin/rebuild"))?;
     // Files a power loss may have torn are deleted before the build, not
     // after: the new file is fsynced and must survive the choice below.
-    projector::discard_if_torn(projections).context("checking the projection store")?;
+    files::discard_if_torn(projections).context("checking the projection store")?;
     let head = {
         let conn = db::open_ro(db).with_context(|| format!("opening {}", db.display()))?;
         registrar::log::head(&conn)?.seq
     };
-    let generation = store::peek(projections).map_or(0, |s| s.generation + 1);
-    let target = projector::generation_path(projections, generation);
+    let generation = files::next_generation(projections, None);
+    let target = files::generation_path(projections, generation);
     let bar = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(head);
         bar.set_style(
@@ -539,13 +539,13 @@ fn rebuild_cmd(db: &Path, projections: &Path, zone: chrono_tz::Tz) -> Result<Exi
     let report = match built {
         Ok(r) => r,
         Err(e) => {
-            let _ = store::remove(&target);
+            let _ = files::remove(&target);
             return Err(e).context("rebuilding");
         }
     };
     // The new file has the highest generation: choosing the store puts it
     // in place and removes the old one.
-    projector::open_store(projections, head, false).context("putting the new store in place")?;
+    files::open_store(projections, head, false).context("putting the new store in place")?;
     println!(
         "rebuilt: {} events replayed ({} passed over) in {:.2} s (load {:.2} s, fold {:.2} s), {:.0} events/s, into {}",
         report.events,
@@ -592,7 +592,7 @@ fn report_cmd(args: ReportArgs) -> Result<ExitCode> {
         StatusArg::Recorded => PaymentStatus::Recorded,
         StatusArg::Cancelled => PaymentStatus::Cancelled,
     });
-    let conn = registrar::projection::store::open_reader(&path)
+    let conn = registrar::projection::files::open_reader(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     // Read through SQLite's own bounded page cache, not a memory map: a
     // year's report touches every page of its index once, and mapped pages

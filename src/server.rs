@@ -3,7 +3,7 @@
 //!
 //! Start-up, in order: the log file (created and migrated), the projection
 //! store (chosen among the files present, see
-//! [`projector::open_store`]), the log writer, the projector, then the
+//! [`files::open_store`]), the log writer, the projector, then the
 //! listener. Ingest is served at once; if no usable projection store exists
 //! (first start on an existing log, a `PROJECTION_VERSION` bump, the upgrade
 //! from a release that kept projections in the log file) it is built in the
@@ -21,8 +21,9 @@ use crate::config::Config;
 use crate::connections::{self, Timeouts};
 use crate::ledger::{LedgerConfig, Writer};
 use crate::metrics::Metrics;
+use crate::projection::files;
 use crate::projection::live::LiveStore;
-use crate::projection::projector::{self, Projector, ProjectorConfig};
+use crate::projection::projector::{Projector, ProjectorConfig};
 use crate::projection::store;
 use crate::{db, log};
 
@@ -36,33 +37,10 @@ pub enum ServerError {
     },
     #[error("preparing the projections: {0}")]
     Projections(#[from] crate::projection::ProjectionError),
-    #[error("{0}")]
-    Locked(String),
+    #[error(transparent)]
+    Locked(#[from] crate::projection::files::LockError),
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// Holds the projection store's lock file while a server runs, so an offline
-/// `registrar rebuild` cannot swap files under it.
-pub fn lock_projections(path: &std::path::Path) -> Result<std::fs::File, ServerError> {
-    let mut lock_path = path.as_os_str().to_owned();
-    lock_path.push(".lock");
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::Locked(format!(
-            "{} is held by another registrar process (a running server?)",
-            std::path::Path::new(&lock_path).display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
-    }
 }
 
 /// Opens (creating and migrating) the log, chooses the projection store,
@@ -80,12 +58,14 @@ pub async fn serve(
         path: config.db_path.display().to_string(),
         source,
     };
-    let _lock = lock_projections(&config.projections_path)?;
+    // Held while the server runs: an offline `registrar rebuild` must not
+    // swap the store's files under the projector and its readers.
+    let _lock = files::lock(&config.projections_path)?;
     let mut conn = db::open_rw(&config.db_path).map_err(open_err)?;
     db::migrate(&mut conn).map_err(open_err)?;
     let log_head = log::head(&conn).map_err(open_err)?.seq;
     let legacy = has_legacy_projections(&conn).map_err(open_err)?;
-    let opened = projector::open_store(&config.projections_path, log_head, true)?;
+    let opened = files::open_store(&config.projections_path, log_head, true)?;
     let store_ready = opened.file.is_some();
     if opened.file.is_none() {
         tracing::info!(

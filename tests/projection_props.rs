@@ -36,7 +36,7 @@ use serde_json::json;
 
 use registrar::event::{Event, Sequenced, Source};
 use registrar::log::AppendOutcome;
-use registrar::projection::deferred::StoreSync;
+use registrar::projection::files::{self, StoreSync};
 use registrar::projection::store;
 use registrar::projection::{projector, rebuild};
 use registrar::sources::ParseContext;
@@ -570,7 +570,7 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     }
     let report = build.join().expect("build thread").expect("build");
     prop_assert_eq!(report.skipped, 0);
-    let mut built = store::open_writer(&built_path, StoreSync::Checkpoints).expect("open built");
+    let mut built = files::open_writer(&built_path, StoreSync::Checkpoints).expect("open built");
     let head = r.reader.head().expect("head");
     while store::position(&built).expect("position") < head {
         projector::apply_batch(

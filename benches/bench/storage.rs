@@ -314,7 +314,7 @@ fn note(check: &mut IngestCheck, msg: String) {
 /// paid_at falls in [from, to] (business dates read as UTC days), reading
 /// each document. Returns (rows, elapsed).
 pub fn payments_floor(store: &Path, from: &str, to: &str) -> Result<(u64, Duration)> {
-    let conn = registrar::projection::store::open_reader(store)?;
+    let conn = registrar::projection::files::open_reader(store)?;
     let day = |d: &str, end: bool| -> Result<i64> {
         let date = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")?;
         let t = if end {

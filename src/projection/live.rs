@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::watch;
 
-use super::store;
+use super::{files, store};
 
 /// Writer commits whose time is kept for the lag at most; past it the newest
 /// are merged (see [`LiveStore::log_advanced`]).
@@ -47,7 +47,7 @@ impl StoreFile {
     fn take(&self) -> rusqlite::Result<Connection> {
         match self.idle.lock().expect("reader pool lock").pop() {
             Some(c) => Ok(c),
-            None => store::open_reader(&self.path),
+            None => files::open_reader(&self.path),
         }
     }
 
@@ -64,7 +64,7 @@ impl Drop for StoreFile {
         if self.retired.load(Ordering::Acquire) {
             // Close every connection before the files go.
             self.idle.lock().map(|mut v| v.clear()).ok();
-            match store::remove(&self.path) {
+            match files::remove(&self.path) {
                 Ok(()) => {
                     tracing::info!(path = %self.path.display(), "old projection store removed")
                 }
@@ -112,9 +112,10 @@ pub struct LiveStore {
 }
 
 impl LiveStore {
-    pub fn new(current: Option<StoreFile>, position: u64, log_head: u64) -> LiveStore {
+    /// Serves reads from the store file at `current`, when there is one.
+    pub fn new(current: Option<PathBuf>, position: u64, log_head: u64) -> LiveStore {
         LiveStore {
-            current: RwLock::new(current.map(Arc::new)),
+            current: RwLock::new(current.map(|p| Arc::new(StoreFile::new(p)))),
             position: watch::Sender::new(position),
             log_head: watch::Sender::new(log_head),
             unprojected: Mutex::new(

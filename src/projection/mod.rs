@@ -15,17 +15,21 @@
 //! out identical.
 //!
 //! - [`entities`]: the folds, pure, matching typed changes exhaustively.
-//! - [`store`]: the projection store file and every statement that writes it.
+//! - [`store`]: the store's tables: every statement that writes them, on a
+//!   connection given.
+//! - [`files`]: the store's files: paths, opening them with their pragmas,
+//!   the live store unsynced while the server runs and the marker that has
+//!   it rebuilt after a power loss, generations and the choice among them at
+//!   start, removal, the lock.
 //! - [`projector`]: the thread that follows the log into the store.
-//! - [`deferred`]: the live store unsynced while the server runs, and the
-//!   marker that has it rebuilt after a power loss.
 //! - [`rebuild`]: builds a fresh store file from the log.
+//! - [`live`]: the file serving reads, its position and lag.
 //! - [`query`]: reads whose meaning belongs to the projections.
 //! - [`reparse`] (here): a logged event's body parsed again into its domain
 //!   event, the one way the projector and a rebuild both read the log.
 
-pub mod deferred;
 pub mod entities;
+pub mod files;
 pub mod live;
 pub mod projector;
 pub mod query;

@@ -18,7 +18,7 @@
 //! file lacks and swaps it in.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::deferred::{self, Found, StoreSync};
+use super::files::{self, StoreSync};
 use super::live::{LiveStore, StoreFile};
 use super::rebuild::{self, RebuildReport};
 use super::store::{self, Projectable};
@@ -92,7 +92,7 @@ pub struct ProjectorConfig {
     /// The log file, read with connections of the projector's own.
     pub log_path: PathBuf,
     pub parse: ParseContext,
-    /// How the live store's writes reach the disk ([`Opened::sync`]).
+    /// How the live store's writes reach the disk ([`files::Opened::sync`]).
     pub sync: StoreSync,
 }
 
@@ -192,7 +192,7 @@ impl Projector {
             // goes. A failed flush leaves the marker, so a power loss
             // before the next start still has the store rebuilt.
             let live = self.live.file();
-            if let Err(e) = deferred::end(&cfg.path, live.as_ref().map(|f| f.path())) {
+            if let Err(e) = files::end(&cfg.path, live.as_ref().map(|f| f.path())) {
                 tracing::error!(error = %e, "could not flush the projection store at stop");
             }
         }
@@ -321,8 +321,11 @@ impl Projector {
         std::thread::Builder::new()
             .name("registrar-rebuild".into())
             .spawn(move || {
-                let generation = next_generation(&cfg.path, me.live.file().as_deref());
-                let path = generation_path(&cfg.path, generation);
+                let generation = files::next_generation(
+                    &cfg.path,
+                    me.live.file().as_deref().map(StoreFile::path),
+                );
+                let path = files::generation_path(&cfg.path, generation);
                 let live = Arc::clone(&me.live);
                 let result = rebuild::build(&path, &cfg.log_path, cfg.parse, generation, |done| {
                     live.update_health(|h| h.rebuilding = Some(done))
@@ -332,7 +335,7 @@ impl Projector {
                     report,
                 })
                 .map_err(|e| {
-                    let _ = store::remove(&path);
+                    let _ = files::remove(&path);
                     e.to_string()
                 });
                 me.with_inbox(|i| i.built = Some(result));
@@ -353,11 +356,11 @@ impl Projector {
         if self.live.file().is_none() {
             // Nothing reads a store yet (the build at start): the new file
             // can take the configured name at once.
-            store::remove(&cfg.path).map_err(|e| e.to_string())?;
+            files::remove(&cfg.path).map_err(|e| e.to_string())?;
             std::fs::rename(&built.path, &cfg.path).map_err(|e| e.to_string())?;
             built.path = cfg.path.clone();
         }
-        let mut conn = store::open_writer(&built.path, cfg.sync).map_err(|e| e.to_string())?;
+        let mut conn = files::open_writer(&built.path, cfg.sync).map_err(|e| e.to_string())?;
         let mut position = store::position(&conn).map_err(|e| e.to_string())?;
         loop {
             let head = log.head().map_err(|e| e.to_string())?;
@@ -446,157 +449,4 @@ pub fn apply_batch(
     }
     tx.commit()?;
     Ok(last.max(first - 1))
-}
-
-/// The file a build of `generation` writes: beside the configured path, so a
-/// rename at the next start is atomic.
-pub fn generation_path(path: &Path, generation: i64) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(format!(".g{generation}"));
-    PathBuf::from(s)
-}
-
-/// The generation a new build takes: above every store file present.
-fn next_generation(path: &Path, live: Option<&StoreFile>) -> i64 {
-    let live = live
-        .and_then(|f| store::peek(f.path()))
-        .map(|s| s.generation);
-    let configured = store::peek(path).map(|s| s.generation);
-    live.max(configured).map_or(0, |g| g + 1)
-}
-
-/// The projection store chosen at start.
-pub struct Opened {
-    /// The live file, when a usable one exists.
-    pub file: Option<StoreFile>,
-    /// Its write connection.
-    pub writer: Option<Connection>,
-    /// The log seq it reflects (0 without one).
-    pub position: u64,
-    /// How its writes reach the disk from now on.
-    pub sync: StoreSync,
-}
-
-/// Chooses the projection store at start, before anything else uses it:
-/// of the files at `path` and its rebuilt siblings (`path.gN`), the complete
-/// one of this [`super::PROJECTION_VERSION`] with the highest generation wins
-/// and is renamed to `path`; every other is deleted (a build a crash cut
-/// short, a file a rebuild replaced, another version). With none and an
-/// empty log, an empty store is made at once; with none and events in the
-/// log, `file` is `None` and the caller starts a build.
-///
-/// Files first go through [`discard_if_torn`]. With `defer`, the returned
-/// writer and later ones defer their flushes, the marker written first.
-pub fn open_store(path: &Path, log_head: u64, defer: bool) -> Result<Opened, ProjectionError> {
-    discard_if_torn(path)?;
-    let candidates = store_files(path);
-    let best = candidates
-        .iter()
-        .filter_map(|p| store::peek(p).map(|s| (p.clone(), s)))
-        // A store ahead of the log belongs to another log (one restored from
-        // a backup): it cannot be caught up, only rebuilt.
-        .filter(|(_, s)| s.usable() && s.last_seq <= log_head)
-        .max_by_key(|(_, s)| s.generation);
-    for p in &candidates {
-        if best.as_ref().is_none_or(|(b, _)| b != p) && p.exists() {
-            tracing::info!(path = %p.display(), "removing a projection store that is not the live one");
-            store::remove(p)?;
-        }
-    }
-    let sync = if defer {
-        deferred::begin(path, deferred::boot_id().as_deref())?
-    } else {
-        StoreSync::Checkpoints
-    };
-    match best {
-        Some((chosen, state)) => {
-            if chosen != path {
-                // Nothing has it open yet: fold its WAL in, then rename it.
-                store::open_writer(&chosen, StoreSync::Checkpoints)?.query_row(
-                    "PRAGMA wal_checkpoint(TRUNCATE)",
-                    [],
-                    |_| Ok(()),
-                )?;
-                store::remove(path)?;
-                std::fs::rename(&chosen, path)?;
-                for c in store::companions(&chosen) {
-                    let _ = std::fs::remove_file(c);
-                }
-            }
-            let writer = store::open_writer(path, sync)?;
-            Ok(Opened {
-                file: Some(StoreFile::new(path.to_path_buf())),
-                writer: Some(writer),
-                position: state.last_seq,
-                sync,
-            })
-        }
-        None if log_head == 0 => {
-            let conn = store::create_for_build(path, 0)?;
-            store::create_history_indexes(&conn)?;
-            store::create_read_indexes(&conn)?;
-            store::finish_build(conn, path)?;
-            Ok(Opened {
-                file: Some(StoreFile::new(path.to_path_buf())),
-                writer: Some(store::open_writer(path, sync)?),
-                position: 0,
-                sync,
-            })
-        }
-        None => Ok(Opened {
-            file: None,
-            writer: None,
-            position: 0,
-            sync,
-        }),
-    }
-}
-
-/// When the marker beside the store at `path` was left on another boot (the
-/// machine went down with writes of a deferred store not yet on disk, see
-/// [`deferred`]), deletes every store file there and the marker: none can be
-/// trusted, and the log rebuilds them. Returns whether it did.
-pub fn discard_if_torn(path: &Path) -> Result<bool, ProjectionError> {
-    let boot = deferred::boot_id();
-    if deferred::found(path, boot.as_deref())? != Found::OtherBoot {
-        return Ok(false);
-    }
-    tracing::warn!(
-        path = %path.display(),
-        "the machine went down while the projection store had writes not yet on disk: rebuilding it from the log"
-    );
-    for p in store_files(path) {
-        store::remove(&p)?;
-    }
-    deferred::end(path, None)?;
-    Ok(true)
-}
-
-/// The store files at `path`: the configured one and its rebuilt siblings
-/// (`path.gN`), present or not.
-fn store_files(path: &Path) -> Vec<PathBuf> {
-    let mut files = vec![path.to_path_buf()];
-    if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        let prefix = format!("{}.g", name.to_string_lossy());
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                let file = entry.file_name().to_string_lossy().into_owned();
-                let generation = file.strip_prefix(&prefix);
-                if generation
-                    .is_some_and(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
-                {
-                    files.push(generation_path(
-                        path,
-                        generation.unwrap_or_default().parse().unwrap_or(0),
-                    ));
-                }
-            }
-        }
-    }
-    files
 }

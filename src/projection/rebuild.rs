@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::files;
 use super::store::{self, Projectable};
 use super::ProjectionError;
 use crate::event::Event;
@@ -72,7 +73,7 @@ pub fn build(
     mut progress: impl FnMut(u64),
 ) -> Result<RebuildReport, ProjectionError> {
     let started = Instant::now();
-    let conn = store::create_for_build(path, generation)?;
+    let conn = files::create_for_build(path, generation)?;
     let head = LogReader::open(log_path)?.head()?;
     let (events, skipped) = std::thread::scope(|scope| -> Result<(u64, u64), ProjectionError> {
         // The reader deals batches to the parsers in turn; the writer takes
@@ -171,7 +172,7 @@ pub fn build(
     let indexes = t.elapsed().as_secs_f64();
     conn.execute_batch("COMMIT")?;
     let committed = t.elapsed().as_secs_f64();
-    store::finish_build(conn, path)?;
+    files::finish_build(conn, path)?;
     tracing::info!(
         history_indexes_s = indexed,
         fold_s = folded - indexed,

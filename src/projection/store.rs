@@ -1,22 +1,14 @@
-//! The projection store: a SQLite file of its own (`--projections`), holding
-//! every derived table and the log position it reflects. Every statement that
-//! writes it is here; the folds in [`super::entities`] hold no SQL.
-//!
-//! A store file is made in one of two ways:
-//! - by a build ([`create_for_build`]): a fresh file with no journal and no
-//!   fsync, since a failed build is deleted, not recovered; it is marked
-//!   complete by [`finish_build`], which turns it into a live file;
-//! - live ([`open_writer`]): WAL with `synchronous=NORMAL`, or `OFF` while
-//!   the server runs (see [`super::deferred`]). A process crash may lose the
-//!   last transactions, never corrupt the file, and the projector then
-//!   resumes from the position stored in the same transactions as the rows.
+//! The projection store's tables: every statement that writes them, and the
+//! state row (position, version, generation, complete). The folds in
+//! [`super::entities`] hold no SQL; the files themselves (opening them, their
+//! pragmas, generations, removal) are [`super::files`]'s, which calls in here
+//! for the tables of a file it creates or marks complete. Every function takes
+//! a connection: nothing here opens one.
 
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension};
 
-use super::deferred::StoreSync;
 use super::entities::{
     EnrollmentState, Enrollments, LearnerState, Learners, PaymentState, Payments, StudentState,
     Students,
@@ -45,11 +37,6 @@ pub const TABLES: &[&str] = &[
     "enrollment_events",
     "certificates",
 ];
-
-/// Page cache of the projector's connection, in KiB. The projector's writes
-/// land on current rows and index pages all over the file; a miss costs a
-/// pread. Bounded, so memory stays flat.
-pub const WRITER_CACHE_KIB: i64 = 16 * 1024;
 
 /// Page cache of a build's connection, in KiB, while it loads and folds.
 pub const BUILD_CACHE_KIB: i64 = 32 * 1024;
@@ -151,45 +138,10 @@ impl Tally {
     }
 }
 
-/// The store's companion files, which SQLite names after it.
-pub fn companions(path: &Path) -> [PathBuf; 3] {
-    let with = |suffix: &str| {
-        let mut s = path.as_os_str().to_owned();
-        s.push(suffix);
-        PathBuf::from(s)
-    };
-    [with("-wal"), with("-shm"), with("-journal")]
-}
-
-/// Deletes a store file and its companions; missing ones are fine.
-pub fn remove(path: &Path) -> std::io::Result<()> {
-    for p in std::iter::once(path.to_path_buf()).chain(companions(path)) {
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Creates a fresh store file for a build at `path` (replacing whatever is
-/// there): tables with their primary keys only, no journal, no fsync, one
-/// connection holding it exclusively.
-pub fn create_for_build(path: &Path, generation: i64) -> Result<Connection, ProjectionError> {
-    remove(path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let conn = Connection::open(path)?;
-    // A build that fails is deleted and started again, so it needs neither a
-    // rollback journal nor fsync: the fastest way SQLite can write a file.
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = OFF;
-         PRAGMA synchronous = OFF;
-         PRAGMA locking_mode = EXCLUSIVE;
-         PRAGMA cache_size = -{BUILD_CACHE_KIB};"
-    ))?;
+/// Creates the tables of a build's file on `conn`, with their primary keys
+/// only (the indexes come after the passes that fill them), and its state
+/// row: position 0, not complete.
+pub fn create_build_tables(conn: &Connection, generation: i64) -> rusqlite::Result<()> {
     let (tables, _, _) = schema();
     conn.execute_batch(tables)?;
     conn.execute(
@@ -197,7 +149,7 @@ pub fn create_for_build(path: &Path, generation: i64) -> Result<Connection, Proj
          VALUES (1, 0, ?1, 0, ?2, 0)",
         (PROJECTION_VERSION, generation),
     )?;
-    Ok(conn)
+    Ok(())
 }
 
 /// Creates every table and index on `conn`, empty and complete (for tests
@@ -234,49 +186,10 @@ fn create_indexes(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.execute_batch(&format!("PRAGMA cache_size = -{BUILD_CACHE_KIB};"))
 }
 
-/// Ends a build: closes the build connection, turns the file into a live one
-/// (WAL) and marks it complete, durably, so a restart may pick it.
-pub fn finish_build(conn: Connection, path: &Path) -> Result<(), ProjectionError> {
-    conn.close().map_err(|(_, e)| e)?;
-    let conn = Connection::open(path)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(ProjectionError::Invariant(format!(
-            "the projection store stayed in journal mode {mode}"
-        )));
-    }
-    conn.pragma_update(None, "synchronous", "FULL")?;
+/// Marks a built file's tables complete: a restart may pick the file.
+pub fn mark_complete(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute("UPDATE projection_state SET complete = 1 WHERE id = 1", [])?;
     Ok(())
-}
-
-/// Opens the projector's write connection on a complete store file, its
-/// writes reaching the disk as `sync` says.
-pub fn open_writer(path: &Path, sync: StoreSync) -> Result<Connection, ProjectionError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(crate::db::BUSY_TIMEOUT)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(ProjectionError::Invariant(format!(
-            "the projection store stayed in journal mode {mode}"
-        )));
-    }
-    // Derived data: a crash may lose the last transactions (never corrupt the
-    // file in WAL mode); the position is in the same transactions, so the
-    // projector replays exactly what was lost. Deferred, not even a
-    // checkpoint fsyncs: see super::deferred for what covers a power loss.
-    sync.apply(&conn)?;
-    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-    Ok(conn)
-}
-
-/// Opens a read-only connection for the read API: memory-mapped, plans
-/// kept stable, a larger statement cache (see [`crate::db::open_ro`]).
-pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
-    crate::db::open_ro(path)
 }
 
 /// Reads a store file's state row; `None` when the file has none (not a
@@ -312,20 +225,6 @@ pub fn state(conn: &Connection) -> rusqlite::Result<Option<StoreState>> {
         })
     })
     .optional()
-}
-
-/// Reads the state of the store file at `path` without changing it; `None`
-/// when there is no readable store there.
-pub fn peek(path: &Path) -> Option<StoreState> {
-    if !path.exists() {
-        return None;
-    }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .ok()?;
-    state(&conn).ok().flatten()
 }
 
 /// The last seq these tables reflect.

@@ -226,7 +226,7 @@ async fn assert_kept_without_a_rebuild(proc: &BinaryServer, seq: u64) {
 }
 
 fn marker(dir: &Path) -> PathBuf {
-    registrar::projection::deferred::marker_path(&dir.join("registrar.projections.db"))
+    registrar::projection::files::marker_path(&dir.join("registrar.projections.db"))
 }
 
 /// What the machine going down leaves beside a deferred store: the marker
@@ -239,7 +239,7 @@ fn leave_a_marker_of_another_boot(dir: &Path) {
 async fn a_power_loss_with_projection_writes_not_on_disk_has_the_store_rebuilt_at_the_next_start() {
     let (dir, proc, _) = serving(120).await;
     // While the server runs, the marker names this boot.
-    let boot = registrar::projection::deferred::boot_id().expect("a boot id");
+    let boot = registrar::projection::files::boot_id().expect("a boot id");
     assert_eq!(std::fs::read_to_string(marker(dir.path())).unwrap(), boot);
     proc.kill9();
     leave_a_marker_of_another_boot(dir.path());

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use registrar::event::{Delivery, Sequenced, Source};
 use registrar::log::{self, AppendOutcome, LogReader};
-use registrar::projection::deferred::StoreSync;
+use registrar::projection::files::{self, StoreSync};
 use registrar::projection::{projector, rebuild, store};
 use registrar::sources::{self, ParseContext, Parsed};
 use registrar::{db, ledger};
@@ -56,7 +56,7 @@ impl TestDb {
         let head = self.reader.head().expect("head");
         let placeholder = Connection::open_in_memory().expect("placeholder");
         drop(std::mem::replace(&mut self.conn, placeholder));
-        let opened = projector::open_store(&self.store_path(), head, false).expect("reopen");
+        let opened = files::open_store(&self.store_path(), head, false).expect("reopen");
         assert!(opened.file.is_some(), "the store survives a restart");
         self.conn = opened.writer.expect("a writer");
     }
@@ -68,7 +68,7 @@ impl TestDb {
         let report = rebuild::build(&path, &self.log_path(), ParseContext::default(), 1, |_| {})
             .expect("rebuild");
         (
-            store::open_writer(&path, StoreSync::Checkpoints).expect("open rebuilt"),
+            files::open_writer(&path, StoreSync::Checkpoints).expect("open rebuilt"),
             report,
         )
     }
@@ -82,7 +82,7 @@ pub fn fresh_db() -> TestDb {
     log.pragma_update(None, "synchronous", "OFF")
         .expect("synchronous");
     db::migrate(&mut log).expect("migrate");
-    let opened = projector::open_store(&dir.path().join("registrar.projections.db"), 0, false)
+    let opened = files::open_store(&dir.path().join("registrar.projections.db"), 0, false)
         .expect("a projection store");
     let conn = opened.writer.expect("an empty log gets a store at once");
     conn.pragma_update(None, "synchronous", "OFF")
