@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use registrar::config::{self, Config};
 use registrar::ledger::{self, Readmitted};
 use registrar::log::verify::{self, VerifyError};
-use registrar::projection::{files, rebuild};
+use registrar::projection::rebuild::{self, RebuildError};
 use registrar::sources::ParseContext;
 use registrar::{db, quarantine, server};
 
@@ -497,38 +497,21 @@ fn rebuild_cmd(db: &Path, projections: &Path, zone: chrono_tz::Tz) -> Result<Exi
     if !db.exists() {
         bail!("no database at {}", db.display());
     }
-    // A running server holds the lock: it swaps files under its readers
-    // itself, so the offline command must not.
-    let _lock = files::lock(projections)
-        .map_err(|e| anyhow::anyhow!("{e}: rebuild it with POST /v1/admin/rebuild"))?;
-    // Files a power loss may have torn are deleted before the build, not
-    // after: the new file is fsynced and must survive the choice below.
-    files::discard_if_torn(projections).context("checking the projection store")?;
-    let head = {
-        let conn = db::open_ro(db).with_context(|| format!("opening {}", db.display()))?;
-        registrar::log::head(&conn)?.seq
-    };
-    let generation = files::next_generation(projections, None);
-    let target = files::generation_path(projections, generation);
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(head);
-        bar.set_style(
+    let bar = std::io::stderr().is_terminal().then(|| {
+        indicatif::ProgressBar::new(0).with_style(
             indicatif::ProgressStyle::with_template(
                 "{bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
             )
             .expect("a valid template"),
-        );
-        Some(bar)
-    } else {
-        None
-    };
-    let built = rebuild::build(
-        &target,
+        )
+    });
+    let rebuilt = rebuild::offline(
         db,
+        projections,
         ParseContext { toolzz_zone: zone },
-        generation,
-        |done| {
+        |done, head| {
             if let Some(bar) = &bar {
+                bar.set_length(head);
                 bar.set_position(done);
             }
         },
@@ -536,16 +519,11 @@ fn rebuild_cmd(db: &Path, projections: &Path, zone: chrono_tz::Tz) -> Result<Exi
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let report = match built {
+    let report = match rebuilt {
         Ok(r) => r,
-        Err(e) => {
-            let _ = files::remove(&target);
-            return Err(e).context("rebuilding");
-        }
+        Err(RebuildError::Locked(e)) => bail!("{e}: rebuild it with POST /v1/admin/rebuild"),
+        Err(e) => return Err(e).context("rebuilding the projection store"),
     };
-    // The new file has the highest generation: choosing the store puts it
-    // in place and removes the old one.
-    files::open_store(projections, head, false).context("putting the new store in place")?;
     println!(
         "rebuilt: {} events replayed ({} passed over) in {:.2} s (load {:.2} s, fold {:.2} s), {:.0} events/s, into {}",
         report.events,

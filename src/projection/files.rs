@@ -144,6 +144,20 @@ pub fn remove(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Moves the store file at `from`, which no connection has open, to `to`,
+/// replacing the store there (companions and all).
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    remove(to)?;
+    std::fs::rename(from, to)?;
+    // The WAL was folded in before (a checkpoint, or the last connection's
+    // close): companions left under the old name hold nothing, and must not
+    // pair with a later file of that name.
+    for c in companions(from) {
+        let _ = std::fs::remove_file(c);
+    }
+    Ok(())
+}
+
 fn remove_if_present(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -469,11 +483,7 @@ pub fn open_store(path: &Path, log_head: u64, defer: bool) -> Result<Opened, Pro
                     [],
                     |_| Ok(()),
                 )?;
-                remove(path)?;
-                std::fs::rename(&chosen, path)?;
-                for c in companions(&chosen) {
-                    let _ = std::fs::remove_file(c);
-                }
+                rename(&chosen, path)?;
             }
             Ok(Opened {
                 file: Some(path.to_path_buf()),

@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 
 use super::files::{self, StoreSync};
 use super::live::{LiveStore, StoreFile};
-use super::rebuild::{self, RebuildReport};
+use super::rebuild::{self, Built, RebuildError, RebuildReport};
 use super::store::{self, Projectable};
 use super::ProjectionError;
 use crate::event::Sequenced;
@@ -60,7 +60,7 @@ pub const HANDOFF_EVENTS: usize = 16_384;
 /// Events read from the log per query while applying.
 const READ_CHUNK: usize = 1_024;
 
-type RebuildReply = oneshot::Sender<Result<RebuildReport, String>>;
+type RebuildReply = oneshot::Sender<Result<RebuildReport, RebuildError>>;
 
 /// What the projector has been asked to do.
 #[derive(Default)]
@@ -76,12 +76,7 @@ struct Inbox {
     /// A build is running or waiting to be swapped in.
     building: bool,
     /// A finished build, ready to be caught up and swapped in.
-    built: Option<Result<Built, String>>,
-}
-
-struct Built {
-    path: PathBuf,
-    report: RebuildReport,
+    built: Option<Result<Built, ProjectionError>>,
 }
 
 /// Settings of the projector.
@@ -161,7 +156,7 @@ impl Projector {
 
     /// Rebuilds the store into a fresh file; resolves once the new file
     /// serves reads. A request while a rebuild runs joins it.
-    pub async fn rebuild(&self) -> Result<RebuildReport, String> {
+    pub async fn rebuild(&self) -> Result<RebuildReport, RebuildError> {
         let (tx, rx) = oneshot::channel();
         self.with_inbox(|i| {
             i.rebuild_waiters.push(tx);
@@ -170,8 +165,7 @@ impl Projector {
                 i.rebuild_requested = true;
             }
         });
-        rx.await
-            .map_err(|_| "the projector stopped before the rebuild finished".to_string())?
+        rx.await.map_err(|_| RebuildError::Stopped)?
     }
 
     pub fn live(&self) -> &Arc<LiveStore> {
@@ -203,7 +197,7 @@ impl Projector {
         self.live.update_health(|h| h.running = false);
         let waiters = std::mem::take(&mut self.inbox.0.lock().expect("inbox").rebuild_waiters);
         for w in waiters {
-            let _ = w.send(Err("the projector stopped".into()));
+            let _ = w.send(Err(RebuildError::Stopped));
         }
     }
 
@@ -266,10 +260,10 @@ impl Projector {
             };
             if let Some(built) = built {
                 build.take().map(|t| t.join());
-                let outcome = match built {
-                    Ok(b) => self.adopt(cfg, &log, &mut writer, b),
-                    Err(e) => Err(e),
-                };
+                // Shared: every waiter hears the same failure.
+                let outcome = built
+                    .and_then(|b| self.adopt(cfg, &log, &mut writer, b))
+                    .map_err(Arc::new);
                 let waiters = {
                     let mut inbox = self.inbox.0.lock().expect("inbox");
                     inbox.building = false;
@@ -288,7 +282,7 @@ impl Projector {
                     }
                 }
                 for w in waiters {
-                    let _ = w.send(outcome.clone());
+                    let _ = w.send(outcome.clone().map_err(RebuildError::Failed));
                 }
                 continue;
             }
@@ -321,23 +315,16 @@ impl Projector {
         std::thread::Builder::new()
             .name("registrar-rebuild".into())
             .spawn(move || {
-                let generation = files::next_generation(
+                // Only the path: holding the file would keep it from being
+                // deleted once retired.
+                let live = me.live.file().map(|f| f.path().to_path_buf());
+                let result = rebuild::build_next(
                     &cfg.path,
-                    me.live.file().as_deref().map(StoreFile::path),
+                    live.as_deref(),
+                    &cfg.log_path,
+                    cfg.parse,
+                    |done| me.live.update_health(|h| h.rebuilding = Some(done)),
                 );
-                let path = files::generation_path(&cfg.path, generation);
-                let live = Arc::clone(&me.live);
-                let result = rebuild::build(&path, &cfg.log_path, cfg.parse, generation, |done| {
-                    live.update_health(|h| h.rebuilding = Some(done))
-                })
-                .map(|report| Built {
-                    path: path.clone(),
-                    report,
-                })
-                .map_err(|e| {
-                    let _ = files::remove(&path);
-                    e.to_string()
-                });
                 me.with_inbox(|i| i.built = Some(result));
             })
             .expect("spawning the rebuild thread")
@@ -350,25 +337,23 @@ impl Projector {
         log: &LogReader,
         writer: &mut Option<Connection>,
         built: Built,
-    ) -> Result<RebuildReport, String> {
+    ) -> Result<RebuildReport, ProjectionError> {
         let started = Instant::now();
         let mut built = built;
         if self.live.file().is_none() {
             // Nothing reads a store yet (the build at start): the new file
             // can take the configured name at once.
-            files::remove(&cfg.path).map_err(|e| e.to_string())?;
-            std::fs::rename(&built.path, &cfg.path).map_err(|e| e.to_string())?;
+            files::rename(&built.path, &cfg.path)?;
             built.path = cfg.path.clone();
         }
-        let mut conn = files::open_writer(&built.path, cfg.sync).map_err(|e| e.to_string())?;
-        let mut position = store::position(&conn).map_err(|e| e.to_string())?;
+        let mut conn = files::open_writer(&built.path, cfg.sync)?;
+        let mut position = store::position(&conn)?;
         loop {
-            let head = log.head().map_err(|e| e.to_string())?;
+            let head = log.head()?;
             if position >= head {
                 break;
             }
-            position = apply_batch(&mut conn, log, &cfg.parse, head, &mut VecDeque::new())
-                .map_err(|e| e.to_string())?;
+            position = apply_batch(&mut conn, log, &cfg.parse, head, &mut VecDeque::new())?;
         }
         // The old writer goes first; readers of the old file finish on it.
         *writer = Some(conn);

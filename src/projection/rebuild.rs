@@ -12,18 +12,21 @@
 //!    into its current row; then the read indexes are built.
 //!
 //! The file is then marked complete and handed to the projector, which
-//! applies what arrived meanwhile and swaps it in (see [`super::projector`]).
+//! applies what arrived meanwhile and swaps it in (see [`super::projector`]);
+//! or, offline ([`offline`]), put in place by the same choice a server makes
+//! at start ([`files::open_store`]), the projector catching it up there.
 //! The fold is the same `step` the incremental path uses, over the same
 //! sorted history, so a rebuild equals an incremental build by construction
 //! (and the property test checks it).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 
-use super::files;
+use super::files::{self, LockError};
 use super::store::{self, Projectable};
 use super::ProjectionError;
 use crate::event::Event;
@@ -60,6 +63,96 @@ pub struct RebuildReport {
     pub fold_seconds: f64,
     /// Applying what arrived during the build, before the swap.
     pub catch_up_seconds: f64,
+}
+
+/// Why a rebuild did not put a new store in place. The store serving reads,
+/// if any, stays.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// Building the file, catching it up or putting it in place failed.
+    /// Shared: every request that joined the rebuild hears the same failure.
+    #[error(transparent)]
+    Failed(Arc<ProjectionError>),
+    /// The projector stopped (the server shutting down, or a write error)
+    /// before the rebuild finished.
+    #[error("the projector stopped before the rebuild finished")]
+    Stopped,
+    /// Another process holds the store's files (an offline rebuild beside a
+    /// running server).
+    #[error(transparent)]
+    Locked(#[from] LockError),
+}
+
+impl From<ProjectionError> for RebuildError {
+    fn from(e: ProjectionError) -> Self {
+        RebuildError::Failed(Arc::new(e))
+    }
+}
+
+/// A store file a build completed, beside the configured one, not yet in
+/// place.
+pub struct Built {
+    pub path: PathBuf,
+    pub report: RebuildReport,
+}
+
+/// `registrar rebuild`, while no server runs: builds the store configured at
+/// `projections` afresh from the log at `log_path`, then puts it in place
+/// the way a server's start chooses its store ([`files::open_store`]).
+/// `progress` hears the events loaded so far and the log's head.
+pub fn offline(
+    log_path: &Path,
+    projections: &Path,
+    ctx: ParseContext,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<RebuildReport, RebuildError> {
+    // A running server holds the lock: it swaps files under its readers
+    // itself, so this must not.
+    let _lock = files::lock(projections)?;
+    // Files a power loss may have torn are deleted before the build, not
+    // after: the new file is fsynced and must survive the choice below.
+    files::discard_if_torn(projections)?;
+    let log = LogReader::open(log_path).map_err(ProjectionError::from)?;
+    let head = log.head().map_err(ProjectionError::from)?;
+    let built = build_next(projections, None, log_path, ctx, |done| {
+        progress(done, head)
+    })?;
+    // The new file has the highest generation: the choice puts it in place
+    // and removes the others. Against the log's head now, not before the
+    // build: a readmit by the CLI may have appended meanwhile, and a store
+    // ahead of the given head would be discarded as another log's.
+    let head = log.head().map_err(ProjectionError::from)?;
+    files::open_store(projections, head, false)?;
+    Ok(built.report)
+}
+
+/// Builds a fresh store for the one configured at `path`, from the log at
+/// `log_path`, into the file of the next generation ([`files::next_generation`]:
+/// above every store file present; `live` is the file serving reads, when
+/// there is one), so the choice at a start prefers it. The projector's
+/// rebuilds and [`offline`] both build this way. On error the file is
+/// deleted.
+pub fn build_next(
+    path: &Path,
+    live: Option<&Path>,
+    log_path: &Path,
+    ctx: ParseContext,
+    progress: impl FnMut(u64),
+) -> Result<Built, ProjectionError> {
+    let generation = files::next_generation(path, live);
+    let target = files::generation_path(path, generation);
+    match build(&target, log_path, ctx, generation, progress) {
+        Ok(report) => Ok(Built {
+            path: target,
+            report,
+        }),
+        Err(e) => {
+            // Not complete, so never chosen; deleted now rather than at the
+            // next start. A failure to delete it changes nothing more.
+            let _ = files::remove(&target);
+            Err(e)
+        }
+    }
 }
 
 /// Builds a complete store file at `path` from the log at `log_path`, up to
@@ -196,4 +289,51 @@ pub fn build(
         fold_seconds: seconds - load_seconds,
         catch_up_seconds: 0.0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An empty, migrated log file in `dir`.
+    fn empty_log(dir: &Path) -> PathBuf {
+        let path = dir.join("registrar.db");
+        crate::db::migrate(&mut crate::db::open_rw(&path).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn an_offline_rebuild_puts_the_file_it_built_at_the_configured_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = empty_log(dir.path());
+        let projections = dir.path().join("registrar.projections.db");
+        // The first build makes the store; the second replaces it with a
+        // later generation, as over an existing store.
+        for generation in [0, 1] {
+            let report = offline(&log, &projections, ParseContext::default(), |_, _| {}).unwrap();
+            assert_eq!((report.events, report.last_seq), (0, 0));
+            let conn = files::open_writer(&projections, files::StoreSync::Checkpoints).unwrap();
+            let state = store::state(&conn).unwrap().expect("a store in place");
+            assert!(state.usable(), "{state:?}");
+            assert_eq!(state.generation, generation);
+            assert!(
+                !files::generation_path(&projections, generation).exists(),
+                "the built file was left beside the store"
+            );
+        }
+    }
+
+    #[test]
+    fn an_offline_rebuild_is_refused_while_another_process_holds_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = empty_log(dir.path());
+        let projections = dir.path().join("registrar.projections.db");
+        let _server = files::lock(&projections).unwrap();
+        let refused = offline(&log, &projections, ParseContext::default(), |_, _| {});
+        assert!(
+            matches!(refused, Err(RebuildError::Locked(LockError::Held(_)))),
+            "{refused:?}"
+        );
+        assert!(!projections.exists(), "a refused rebuild wrote a store");
+    }
 }
