@@ -25,14 +25,17 @@ use crate::quarantine::{self, Reject};
 use crate::sources::ParseContext;
 
 mod sync;
+pub use sync::SyncError;
 use sync::{Broken, Syncer};
 
 /// Why the ledger could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    /// The database refused the write (disk full, locked, read-only, I/O).
+    /// The database refused the write (disk full, locked, read-only, I/O),
+    /// or the WAL could not be made durable. Shared: one failed commit fails
+    /// every command of its batch.
     #[error("storage unavailable: {0}")]
-    Storage(String),
+    Storage(Arc<StorageError>),
     /// The writer's queue is full.
     #[error("the writer is busy")]
     Busy,
@@ -41,9 +44,24 @@ pub enum LedgerError {
     Closed,
 }
 
+/// Why the log could not be written, or what was written made durable.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(transparent)]
+    Db(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Unsynced(#[from] Arc<SyncError>),
+}
+
+impl From<StorageError> for LedgerError {
+    fn from(e: StorageError) -> Self {
+        LedgerError::Storage(Arc::new(e))
+    }
+}
+
 impl From<rusqlite::Error> for LedgerError {
     fn from(e: rusqlite::Error) -> Self {
-        LedgerError::Storage(e.to_string())
+        StorageError::Db(e).into()
     }
 }
 
@@ -116,7 +134,7 @@ pub struct Ledger {
     /// Unauthenticated rejects: a queue of their own, served after the main
     /// one, so they never take an authenticated delivery's place.
     low: mpsc::Sender<Command>,
-    failure: Arc<Mutex<Option<String>>>,
+    failure: Failure,
     /// Set by the fsync thread when an fsync fails (see `is_running`).
     broken: Broken,
 }
@@ -136,7 +154,7 @@ pub struct Writer {
 
 /// The last commit's failure, if it failed: the log cannot be written now
 /// (disk full, read-only). Cleared by the next commit that succeeds.
-type Failure = Arc<Mutex<Option<String>>>;
+type Failure = Arc<Mutex<Option<Arc<StorageError>>>>;
 
 impl Writer {
     /// Starts the writer on `conn`, which must be migrated and projected.
@@ -260,11 +278,11 @@ impl Ledger {
     /// moment an fsync fails, before that batch is answered: the writer
     /// itself notices a moment later.
     pub fn is_running(&self) -> bool {
-        !self.tx.is_closed() && self.broken.lock().expect("fsync state lock").is_none()
+        !self.tx.is_closed() && self.broken.get().is_none()
     }
 
     /// Why the last commit failed, when it did.
-    pub fn last_failure(&self) -> Option<String> {
+    pub fn last_failure(&self) -> Option<Arc<StorageError>> {
         self.failure.lock().expect("failure lock").clone()
     }
 
@@ -299,7 +317,7 @@ fn run(
         if let Some(broken) = syncer.as_ref().and_then(Syncer::broken) {
             // Nothing written from here on could be promised durable: stop,
             // so readiness fails and queued requests are answered 503.
-            *failure.lock().expect("failure lock") = Some(broken);
+            *failure.lock().expect("failure lock") = Some(Arc::new(broken.into()));
             return;
         }
         let first = waiter.block_on(async {
@@ -370,7 +388,7 @@ fn run(
         }
         if !writes.is_empty() {
             let (committed, outcome) = commit_batch(&mut conn, &cfg, writes);
-            *failure.lock().expect("failure lock") = outcome.err().map(|e| e.to_string());
+            *failure.lock().expect("failure lock") = outcome.err();
             match &syncer {
                 Some(s) => s.send(committed),
                 None => committed.answer(&cfg, Ok(())),
@@ -416,17 +434,18 @@ fn commit_batch(
     conn: &mut Connection,
     cfg: &LedgerConfig,
     writes: Vec<Command>,
-) -> (Committed, Result<(), rusqlite::Error>) {
+) -> (Committed, Result<(), Arc<StorageError>>) {
     let received_at = now_micros();
     let mut failed = None;
     let done: Vec<Done> = match run_in_transaction(conn, cfg, &writes, received_at) {
         Ok(done) => done,
         Err(BatchFailure::Storage(e)) => {
             tracing::error!(error = %e, "batch commit failed; answering 503 for the whole batch");
-            failed = Some(clone_error(&e));
+            let e = Arc::new(StorageError::Db(e));
+            failed = Some(Arc::clone(&e));
             writes
                 .iter()
-                .map(|w| Done::failed(w, LedgerError::from(clone_error(&e))))
+                .map(|w| Done::failed(w, LedgerError::Storage(Arc::clone(&e))))
                 .collect()
         }
         Err(BatchFailure::Command(e)) if writes.len() == 1 => vec![Done::failed(&writes[0], e)],
@@ -462,18 +481,21 @@ impl Committed {
     /// Hands the projector what was appended, then answers every command;
     /// with `synced` an error, every command that succeeded fails with it
     /// instead and the projector hears of nothing.
-    fn answer(self, cfg: &LedgerConfig, synced: Result<(), &str>) {
+    fn answer(self, cfg: &LedgerConfig, synced: Result<(), &Arc<SyncError>>) {
         let Committed {
             mut writes,
             mut done,
             received_at,
         } = self;
         if let Err(e) = synced {
+            let e = Arc::new(StorageError::Unsynced(Arc::clone(e)));
+            let failed = || LedgerError::Storage(Arc::clone(&e));
             for d in &mut done {
                 match d {
-                    Done::Append(r @ Ok(_)) => *r = Err(LedgerError::Storage(e.to_string())),
-                    Done::Quarantine(r @ Ok(_)) => *r = Err(LedgerError::Storage(e.to_string())),
-                    _ => {}
+                    Done::Append(r @ Ok(_)) => *r = Err(failed()),
+                    Done::Quarantine(r @ Ok(_)) => *r = Err(failed()),
+                    // Failed already: keeps its own reason.
+                    Done::Append(Err(_)) | Done::Quarantine(Err(_)) => {}
                 }
             }
         }
@@ -542,20 +564,8 @@ fn start_syncer(
 /// command itself (SQLite did it at commit when there is no fsync thread).
 fn durable(syncer: &Option<Syncer<Committed>>) -> Result<(), LedgerError> {
     match syncer {
-        Some(s) => s.sync_now().map_err(LedgerError::Storage),
+        Some(s) => s.sync_now().map_err(|e| StorageError::from(e).into()),
         None => Ok(()),
-    }
-}
-
-fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
-    match e {
-        rusqlite::Error::SqliteFailure(code, msg) => {
-            rusqlite::Error::SqliteFailure(*code, msg.clone())
-        }
-        other => rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-            Some(other.to_string()),
-        ),
     }
 }
 

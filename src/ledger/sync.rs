@@ -19,18 +19,24 @@
 //! The batch and every later one are answered with the error, and the writer
 //! stops (`/readyz` fails) until a restart lets SQLite recover the WAL.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 /// Committed batches waiting for their fsync at most. Past it the writer
 /// waits: it cannot run further ahead of the disk than this.
 pub const SYNC_QUEUE: usize = 8;
 
+/// The log's WAL could not be made durable.
+#[derive(Debug, thiserror::Error)]
+#[error("the log's WAL could not be synced to disk: {0}")]
+pub struct SyncError(#[source] std::io::Error);
+
 /// Why the fsync failed, once it has: shared with whoever reports readiness,
-/// and set before the failed batch is answered.
-pub type Broken = Arc<Mutex<Option<String>>>;
+/// and set before the failed batch is answered. Set once, never cleared: a
+/// failed fsync is not tried again.
+pub type Broken = Arc<OnceLock<Arc<SyncError>>>;
 
 /// The fsync thread, answering items of type `T` once the WAL holding them
 /// is on disk. Dropping it answers everything queued, then joins the thread.
@@ -48,7 +54,7 @@ impl<T: Send + 'static> Syncer<T> {
     pub fn start(
         wal: PathBuf,
         broken: Broken,
-        mut answer: impl FnMut(T, Result<(), &str>) + Send + 'static,
+        mut answer: impl FnMut(T, Result<(), &Arc<SyncError>>) + Send + 'static,
     ) -> Syncer<T> {
         let (tx, rx) = sync_channel::<T>(SYNC_QUEUE);
         let (path, state) = (wal.clone(), Arc::clone(&broken));
@@ -60,7 +66,7 @@ impl<T: Send + 'static> Syncer<T> {
                     ready.extend(rx.try_iter());
                     let synced = sync(&path, &state);
                     for item in ready {
-                        answer(item, synced.as_ref().map(|_| ()).map_err(String::as_str));
+                        answer(item, synced.as_ref().map(|_| ()));
                     }
                 }
             })
@@ -83,13 +89,13 @@ impl<T: Send + 'static> Syncer<T> {
 
     /// Fsyncs the WAL on the calling thread, for a command the writer answers
     /// itself (a readmit, a pin): everything committed so far is then on disk.
-    pub fn sync_now(&self) -> Result<(), String> {
+    pub fn sync_now(&self) -> Result<(), Arc<SyncError>> {
         sync(&self.wal, &self.broken)
     }
 
     /// Why the WAL could not be made durable, once it could not.
-    pub fn broken(&self) -> Option<String> {
-        self.broken.lock().expect("fsync state lock").clone()
+    pub fn broken(&self) -> Option<Arc<SyncError>> {
+        self.broken.get().cloned()
     }
 }
 
@@ -105,22 +111,23 @@ impl<T: Send + 'static> Drop for Syncer<T> {
 /// Fsyncs the file at `wal` unless an earlier fsync failed. The file is
 /// opened by name each time: SQLite may truncate it but keeps its name, and
 /// an fsync through any descriptor flushes the file's pages.
-fn sync(wal: &std::path::Path, broken: &Broken) -> Result<(), String> {
-    if let Some(e) = broken.lock().expect("fsync state lock").clone() {
-        return Err(e);
+fn sync(wal: &Path, broken: &Broken) -> Result<(), Arc<SyncError>> {
+    if let Some(e) = broken.get() {
+        return Err(Arc::clone(e));
     }
     let synced = std::fs::File::open(wal).and_then(|f| f.sync_data());
     synced.map_err(|e| {
-        let message = format!("the log's WAL could not be synced to disk: {e}");
         tracing::error!(error = %e, wal = %wal.display(), "fsync failed: the writer stops; restart the server");
-        *broken.lock().expect("fsync state lock") = Some(message.clone());
-        message
+        // Two threads failing at once (the fsync thread and a command the
+        // writer answers itself): the first failure is the one kept.
+        Arc::clone(broken.get_or_init(|| Arc::new(SyncError(e))))
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     /// Each answer: the item and the fsync's error, if any.
     type Answers = Arc<Mutex<Vec<(u32, Result<(), String>)>>>;
@@ -134,8 +141,8 @@ mod tests {
         let syncer = Syncer::start(
             wal.clone(),
             Broken::default(),
-            move |n: u32, r: Result<(), &str>| {
-                seen.lock().unwrap().push((n, r.map_err(str::to_owned)));
+            move |n: u32, r: Result<(), &Arc<SyncError>>| {
+                seen.lock().unwrap().push((n, r.map_err(|e| e.to_string())));
             },
         );
         (wal, syncer, answered)
