@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -102,8 +102,9 @@ pub struct Health {
 pub struct LiveStore {
     current: RwLock<Option<Arc<StoreFile>>>,
     position: watch::Sender<u64>,
-    /// The log's head as the writer last published it.
-    log_head: watch::Sender<u64>,
+    /// The log's head as the writer last published it. Read for the lag and
+    /// readiness only; nothing waits on it (the projector has its own inbox).
+    log_head: AtomicU64,
     /// The writer's commits the projection has not reached yet: (last seq of
     /// the commit, when it was committed), oldest first. The age of the
     /// first is the projection's lag in time.
@@ -117,7 +118,7 @@ impl LiveStore {
         LiveStore {
             current: RwLock::new(current.map(|p| Arc::new(StoreFile::new(p)))),
             position: watch::Sender::new(position),
-            log_head: watch::Sender::new(log_head),
+            log_head: AtomicU64::new(log_head),
             unprojected: Mutex::new(
                 (log_head > position)
                     .then(|| (log_head, Instant::now()))
@@ -201,13 +202,7 @@ impl LiveStore {
 
     /// The writer committed up to `head`.
     pub fn log_advanced(&self, head: u64) {
-        self.log_head.send_if_modified(|h| {
-            let newer = head > *h;
-            if newer {
-                *h = head;
-            }
-            newer
-        });
+        self.log_head.fetch_max(head, Ordering::AcqRel);
         if head > self.position() {
             let mut pending = self.unprojected.lock().expect("lag lock");
             let full = pending.len() >= MAX_TRACKED_COMMITS;
@@ -223,12 +218,7 @@ impl LiveStore {
     }
 
     pub fn log_head(&self) -> u64 {
-        *self.log_head.borrow()
-    }
-
-    /// Subscribes to the log's head (the projector waits on it).
-    pub fn watch_log_head(&self) -> watch::Receiver<u64> {
-        self.log_head.subscribe()
+        self.log_head.load(Ordering::Acquire)
     }
 
     /// How far the projection is behind: events, and the age of the oldest

@@ -65,8 +65,6 @@ pub enum ProjectionError {
     Invariant(String),
     #[error("projection store file: {0}")]
     Io(#[from] std::io::Error),
-    #[error("reading the log: {0}")]
-    Log(String),
 }
 
 impl From<rusqlite::types::FromSqlError> for ProjectionError {

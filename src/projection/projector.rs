@@ -168,10 +168,6 @@ impl Projector {
         rx.await.map_err(|_| RebuildError::Stopped)?
     }
 
-    pub fn live(&self) -> &Arc<LiveStore> {
-        &self.live
-    }
-
     fn with_inbox(&self, f: impl FnOnce(&mut Inbox)) {
         let (lock, cv) = &*self.inbox;
         f(&mut lock.lock().expect("projector inbox lock"));
