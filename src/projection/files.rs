@@ -1,9 +1,9 @@
 //! The projection store's files: where they are, opening them (with their
 //! pragmas), the marker of writes not yet on disk, the generations a rebuild
 //! leaves beside the configured path, the choice among them at start, their
-//! removal, and the lock. The tables inside are [`super::store`]'s; this
-//! module runs no statement on them but the state row's (through
-//! [`store::state`] and friends).
+//! removal, and the lock. The tables inside are [`super::store`]'s: this
+//! module runs no statement on them itself, and calls it for the tables of
+//! a file it creates, marks complete or reads the state of.
 //!
 //! The files of the store configured at `path` (`--projections`):
 //! - `path`: the live store, and SQLite's companions `path-wal`, `path-shm`,

@@ -2,20 +2,23 @@
 //!
 //! The writer wakes it after each commit ([`Projector::committed`]), handing
 //! it the events it appended, already parsed; the projector applies them in
-//! seq order in large transactions, bounded by [`BATCH_EVENTS`] and [`BATCH_TIME`], storing its
-//! position in the same transaction. The store commits with
-//! `synchronous=NORMAL`: after a crash the projector resumes from the position
-//! the store kept, which is exactly the rows it kept. Events it was not
-//! handed (after a restart, past [`HANDOFF_EVENTS`] waiting, or appended by
-//! another process) it reads from the log and parses.
+//! seq order in large transactions, bounded by [`BATCH_EVENTS`] and
+//! [`BATCH_TIME`], storing its position in the same transaction. The store
+//! commits without waiting for the disk (`synchronous=NORMAL`, or `OFF`
+//! while the server runs: see [`super::files`]): after a crash the projector
+//! resumes from the position the store kept, which is exactly the rows it
+//! kept. Events it was not handed (after a restart, past [`HANDOFF_EVENTS`]
+//! waiting, or appended by another process) it reads from the log and parses
+//! ([`super::reparse`]).
 //!
 //! A write error stops it loudly (logged, `/readyz` fails): it never skips an
 //! event. An event that no longer parses (a parser got stricter since it was
 //! accepted) is passed over, counted in the store and logged by seq.
 //!
-//! Rebuilds run beside it (see [`super::rebuild`]): the projector keeps the
-//! live file current while the new one is built, then applies what the new
-//! file lacks and swaps it in.
+//! Rebuilds run beside it, on a thread of their own ([`super::rebuild`]):
+//! the projector keeps the live file current while the new one is built,
+//! then applies what the new file lacks and swaps it in. Which file it
+//! starts on was chosen before it started ([`super::files::open_store`]).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

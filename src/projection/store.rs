@@ -24,7 +24,8 @@ const HISTORY_INDEXES_MARKER: &str = "-- @history-indexes";
 const READ_INDEXES_MARKER: &str = "-- @read-indexes";
 
 /// Every projection table. The log file of a release before the split held
-/// these (and `next_` copies during a rebuild); see [`LEGACY_TABLES`].
+/// these (and `next_` copies during a rebuild); see
+/// [`crate::server::drop_legacy_projections`].
 pub const TABLES: &[&str] = &[
     "projection_state",
     "students",
