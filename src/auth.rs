@@ -1,7 +1,7 @@
 //! Authentication of deliveries, in one place: the Jodo signature and custom
 //! header, and the Toolzz URL token. Pure: no I/O, no clock, no HTTP types.
 //!
-//! Ingest ([`crate::api::ingest`]) checks a request with [`check_jodo`] or
+//! Ingest ([`crate::ingest`]) checks a request with [`check_jodo`] or
 //! [`check_toolzz`]; a refused delivery keeps what readmission needs as a
 //! [`Kept`] (written into the quarantine row's `headers` JSON); `quarantine
 //! readmit` ([`crate::ledger::readmit`]) reads it back with [`Kept::read`] and

@@ -52,6 +52,8 @@ pub mod connections;
 pub mod console;
 pub mod db;
 pub mod event;
+pub mod http;
+pub mod ingest;
 pub mod ledger;
 pub mod log;
 pub mod metrics;

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::params::{resolve, Params};
-use super::{ApiError, AppState};
+use crate::http::params::{resolve, Params};
+use crate::http::{ApiError, AppState};
 use crate::projection::entities::PaymentStatus;
 use crate::report::{self, Format, ParamError, Report, ReportError, Request};
 
@@ -152,7 +152,7 @@ async fn answer(
             ))
         }
     };
-    super::consistency::record(position);
+    crate::http::consistency::record(position);
     // An error before the first chunk is still an answer of its own (a
     // statement's unknown student is a 404); after it, the body is cut short.
     let first = match rx.recv().await {

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use super::html::{empty, opt, pretty_body, when, when_micros};
 use super::session::Viewer;
 use super::{parse_form, ConsoleError, ConsoleState, Ctx, Html, Query};
-use crate::api::ApiError;
 use crate::event::Source;
+use crate::http::ApiError;
 use crate::ledger::{now_micros, PinError, ReadmitError, Readmitted};
 use crate::log::pins::{self, PinCheck};
 use crate::log::verify::{self, Verified, VerifyError};
@@ -47,7 +47,7 @@ pub async fn events(
     Query(q, pairs): Query<EventsQuery>,
 ) -> Result<Html, ConsoleError> {
     let times = q.times(c.app.config.business_zone)?;
-    let after = crate::api::params::seq_param("after", q.after.unwrap_or(0))?;
+    let after = crate::http::params::seq_param("after", q.after.unwrap_or(0))?;
     // The trail as known at / as of the times set: events received by then,
     // events that happened by then.
     let filter = log::EventFilter {
@@ -141,7 +141,7 @@ pub async fn event(
     let seq: u64 = seq
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{seq:?} is not a seq")))?;
-    crate::api::params::seq_param("seq", seq)?;
+    crate::http::params::seq_param("seq", seq)?;
     let (e, prev, head) = c
         .app
         .log

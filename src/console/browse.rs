@@ -10,9 +10,9 @@ use super::reports::{
 };
 use super::session::Viewer;
 use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
-use crate::api::params::resolve;
-use crate::api::ApiError;
 use crate::event::PaymentRecord;
+use crate::http::params::resolve;
+use crate::http::ApiError;
 use crate::projection::entities::{PaymentStatus, StudentStatus};
 use crate::projection::query::payments::{self, Revision};
 use crate::projection::query::students;

@@ -35,7 +35,7 @@ macro_rules! page_query {
             pub fn times(
                 &self,
                 zone: chrono_tz::Tz,
-            ) -> Result<crate::projection::query::reports::Times, crate::api::ApiError> {
+            ) -> Result<crate::projection::query::reports::Times, crate::http::ApiError> {
                 crate::console::reports::times(self.as_of.as_deref(), self.known_at.as_deref(), zone)
             }
         }
@@ -60,9 +60,9 @@ use axum::Router;
 use maud::{html, Markup};
 use serde::de::DeserializeOwned;
 
-use crate::api::params::parse_query;
-use crate::api::rate::KeyedRateLimit;
-use crate::api::{ApiError, AppState};
+use crate::http::params::parse_query;
+use crate::http::rate::KeyedRateLimit;
+use crate::http::{ApiError, AppState};
 use html::{Frame, TimeView};
 use session::{Sessions, Viewer};
 

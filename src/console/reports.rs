@@ -23,7 +23,7 @@ use rusqlite::Connection;
 use super::html::{empty, opt, rupees, rupees_text, segment, when, when_micros};
 use super::session::Viewer;
 use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
-use crate::api::ApiError;
+use crate::http::ApiError;
 use crate::projection::entities::PaymentState;
 use crate::projection::query::payments::Revision;
 use crate::projection::query::reports::{self as data, Change, DayKey, Figures, Times};

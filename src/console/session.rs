@@ -18,8 +18,10 @@ use serde::Deserialize;
 
 use super::html::bare;
 use super::{ConsoleError, ConsoleState, Html, Query};
-use crate::api::{self, ApiError};
+use crate::auth::secret_eq;
 use crate::config::Config;
+use crate::http::tokens::{admin_token, check_token};
+use crate::http::ApiError;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "registrar_session";
@@ -30,7 +32,7 @@ pub const MAX_SESSIONS: usize = 1_000;
 /// Failed sign-ins allowed at once before they are refused (429).
 pub const FAILED_SIGN_IN_BURST: u32 = 5;
 /// Clients whose failed sign-ins are counted at once (see
-/// [`crate::api::rate::KeyedRateLimit`]).
+/// [`crate::http::rate::KeyedRateLimit`]).
 pub const MAX_SIGN_IN_CLIENTS: usize = 1024;
 /// Failed sign-ins allowed per second after the burst, on average: one
 /// every ten seconds, far below guessing speed.
@@ -71,7 +73,7 @@ impl Viewer {
 
     /// 403 unless `given` is this session's CSRF token.
     pub fn check_csrf(&self, given: &str) -> Result<(), ApiError> {
-        if api::secret_eq(given.as_bytes(), self.csrf.as_bytes()) {
+        if secret_eq(given.as_bytes(), self.csrf.as_bytes()) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(
@@ -195,7 +197,7 @@ pub fn is_open(config: &Config) -> bool {
 /// The role an open console's visitor gets without signing in: admin when
 /// no admin token is set either (as `/v1/admin` is then open too).
 fn open_role(config: &Config) -> Role {
-    if api::admin_token(config).is_none() {
+    if admin_token(config).is_none() {
         Role::Admin
     } else {
         Role::Read
@@ -204,12 +206,12 @@ fn open_role(config: &Config) -> Role {
 
 /// The role `token` signs in as, through the API's one token check.
 fn role_of(config: &Config, token: &str) -> Option<Role> {
-    let admin = api::admin_token(config);
-    if admin.is_some() && api::check_token(Some(token), admin).is_ok() {
+    let admin = admin_token(config);
+    if admin.is_some() && check_token(Some(token), admin).is_ok() {
         return Some(Role::Admin);
     }
     let read = config.read_token.as_deref();
-    if read.is_some() && api::check_token(Some(token), read).is_ok() {
+    if read.is_some() && check_token(Some(token), read).is_ok() {
         return Some(Role::Read);
     }
     None

@@ -16,18 +16,11 @@ use serde_json::Value;
 
 use super::ApiError;
 use crate::projection::query::{self, Lookup};
-use crate::projection::ProjectionError;
 
 /// Items per page unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: u32 = 100;
 /// Items per page at most: bounds the work and memory of one request.
 pub const MAX_LIMIT: u32 = 1000;
-
-impl From<ProjectionError> for ApiError {
-    fn from(e: ProjectionError) -> Self {
-        ApiError::Internal(format!("projection: {e}"))
-    }
-}
 
 /// A query string parsed into `T`, or a 400 in the API's error shape.
 /// Unknown parameters are rejected (a typo must not silently widen a query).
@@ -54,24 +47,6 @@ pub fn parse_query<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
             ApiError::bad_request(format!("query string: {path}: {}", e.inner()))
         }
     })
-}
-
-/// For the fuzz targets in `fuzz/` (not an API): parses a query string as
-/// every route's parameters would, and returns how many routes accept it.
-#[doc(hidden)]
-pub fn fuzz_query(query: &str) -> usize {
-    [
-        parse_query::<super::students::StudentsQuery>(query).is_ok(),
-        parse_query::<super::students::AsOfQuery>(query).is_ok(),
-        parse_query::<super::students::PageQuery>(query).is_ok(),
-        parse_query::<super::payments::PaymentsQuery>(query).is_ok(),
-        parse_query::<super::learners::EnrollmentsQuery>(query).is_ok(),
-        parse_query::<super::events::EventsQuery>(query).is_ok(),
-        parse_query::<NoParams>(query).is_ok(),
-    ]
-    .into_iter()
-    .filter(|ok| *ok)
-    .count()
 }
 
 /// For the fuzz targets in `fuzz/` (not an API): decodes `cursor` as every

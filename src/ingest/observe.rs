@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::AppState;
+use crate::http::AppState;
 use crate::metrics::{DeliveryLabels, SourceLabels};
 use crate::sources::{jodo, toolzz};
 

@@ -13,7 +13,8 @@ use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{admin_token, ApiError, AppState};
+use super::tokens::admin_token;
+use super::{ApiError, AppState};
 use crate::config::Config;
 
 /// Whether anything answers without a credential.
