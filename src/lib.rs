@@ -47,6 +47,7 @@
 pub mod api;
 pub mod auth;
 pub mod checkpoint;
+pub mod commands;
 pub mod config;
 pub mod connections;
 pub mod console;

@@ -371,7 +371,7 @@ pub async fn readmit(
     let done = c
         .app
         .ledger
-        .readmit(id, force, c.app.config.clone())
+        .readmit(id, force, c.app.config.jodo_keys())
         .await
         .map_err(|e| match e {
             ReadmitError::NotFound(_) => ApiError::NotFound(e.to_string()),

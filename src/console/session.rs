@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::html::bare;
 use super::{ConsoleError, ConsoleState, Html, Query};
 use crate::auth::secret_eq;
-use crate::config::Config;
+use crate::config::Settings;
 use crate::http::tokens::{admin_token, check_token};
 use crate::http::ApiError;
 
@@ -177,26 +177,26 @@ fn cookie_id(headers: &HeaderMap) -> Option<&str> {
 
 /// The `Set-Cookie` value for session `id`: HttpOnly, SameSite=Strict,
 /// scoped to the console, `Secure` when the console is served over https.
-fn set_cookie(config: &Config, id: &str) -> HeaderValue {
+fn set_cookie(config: &Settings, id: &str) -> HeaderValue {
     let secure = if config.is_https() { "; Secure" } else { "" };
     let v = format!("{COOKIE}={id}; Path=/console; HttpOnly; SameSite=Strict{secure}");
     HeaderValue::from_str(&v).expect("a hex id is a valid header value")
 }
 
-fn clear_cookie(config: &Config) -> HeaderValue {
+fn clear_cookie(config: &Settings) -> HeaderValue {
     let secure = if config.is_https() { "; Secure" } else { "" };
     let v = format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0{secure}");
     HeaderValue::from_str(&v).expect("a valid header value")
 }
 
 /// Whether the console is open: no read token, so no sign-in (loopback only).
-pub fn is_open(config: &Config) -> bool {
+pub fn is_open(config: &Settings) -> bool {
     config.read_token.is_none()
 }
 
 /// The role an open console's visitor gets without signing in: admin when
 /// no admin token is set either (as `/v1/admin` is then open too).
-fn open_role(config: &Config) -> Role {
+fn open_role(config: &Settings) -> Role {
     if admin_token(config).is_none() {
         Role::Admin
     } else {
@@ -205,7 +205,7 @@ fn open_role(config: &Config) -> Role {
 }
 
 /// The role `token` signs in as, through the API's one token check.
-fn role_of(config: &Config, token: &str) -> Option<Role> {
+fn role_of(config: &Settings, token: &str) -> Option<Role> {
     let admin = admin_token(config);
     if admin.is_some() && check_token(Some(token), admin).is_ok() {
         return Some(Role::Admin);
@@ -438,7 +438,7 @@ mod tests {
 
     #[test]
     fn the_cookie_is_http_only_strict_and_secure_over_https() {
-        let mut config = Config::new("x.db");
+        let mut config = Settings::new("x.db");
         let plain = set_cookie(&config, "abc");
         let plain = plain.to_str().unwrap();
         assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Strict"));
@@ -452,7 +452,7 @@ mod tests {
 
     #[test]
     fn tokens_sign_in_as_their_role() {
-        let mut config = Config::new("x.db");
+        let mut config = Settings::new("x.db");
         config.read_token = Some("read-t".into());
         config.admin_token = Some("admin-t".into());
         assert_eq!(role_of(&config, "read-t"), Some(Role::Read));

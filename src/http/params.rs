@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ApiError;
-use crate::projection::query::{self, Lookup};
+use crate::projection::query::{self, Unresolved};
 
 /// Items per page unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -287,12 +287,10 @@ pub(crate) fn parse_bound(name: &str, text: &str, end_of_day: bool) -> Result<i6
 
 /// Resolves a student id path parameter, or 404 / 409.
 pub(crate) fn resolve(conn: &Connection, id: &str) -> Result<String, ApiError> {
-    match query::resolve_student(conn, id)? {
-        Lookup::Found(j) => Ok(j),
-        Lookup::NotFound => Err(ApiError::NotFound(format!("no student has id {id:?}"))),
-        Lookup::Ambiguous(ids) => Err(ApiError::Conflict(format!(
-            "{id:?} is the identifier of several students ({}); use the jodo_student_id",
-            ids.join(", ")
-        ))),
-    }
+    query::resolve_student(conn, id)?
+        .one(id)
+        .map_err(|e| match e {
+            Unresolved::NotFound(_) => ApiError::NotFound(e.to_string()),
+            Unresolved::Ambiguous { .. } => ApiError::Conflict(e.to_string()),
+        })
 }

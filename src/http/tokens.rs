@@ -9,7 +9,7 @@ use axum::response::Response;
 
 use super::{ApiError, AppState};
 use crate::auth::secret_eq;
-use crate::config::Config;
+use crate::config::Settings;
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -53,7 +53,7 @@ pub async fn require_read_token(
 /// The token admin actions take: the admin token; without one configured,
 /// the read token; without either, none (open like the rest of a loopback
 /// server).
-pub fn admin_token(config: &Config) -> Option<&str> {
+pub fn admin_token(config: &Settings) -> Option<&str> {
     config
         .admin_token
         .as_deref()

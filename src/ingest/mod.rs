@@ -22,7 +22,7 @@ use axum::middleware;
 use axum::routing::post;
 use axum::Router;
 
-use crate::auth::{self, JodoSecrets, Kept, Presented};
+use crate::auth::{self, Kept, Presented};
 use crate::event::Source;
 use crate::http::params::percent_decode;
 use crate::http::{ApiError, AppState};
@@ -89,7 +89,7 @@ pub async fn jodo(
         }
     };
     let outcome = auth::check_jodo(
-        &JodoSecrets::of(&app.config),
+        &app.config.jodo_secrets(),
         &body,
         Presented::from_values(signatures()),
         custom_header,
