@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::ledger::LedgerError;
 use crate::projection::live::ReadError;
 use crate::projection::ProjectionError;
+use crate::report::{ParamError, ReportError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -140,6 +141,22 @@ impl From<LedgerError> for ApiError {
                 cause: e.to_string(),
                 retry_after: None,
             },
+        }
+    }
+}
+
+impl From<ParamError> for ApiError {
+    fn from(e: ParamError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::NotFound(m) => ApiError::NotFound(m),
+            ReportError::Projection(e) => e.into(),
+            ReportError::Write(m) => ApiError::Internal(m),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! ([`AppState`]), read connections on the log ([`Readers`]), the one error
 //! type ([`ApiError`], [`error`]), query-string parsing ([`params`]), rate
 //! limits ([`rate`]), the token checks ([`tokens`]), read-your-writes
-//! ([`consistency`]) and the guard against DNS rebinding ([`host`]).
+//! ([`consistency`]), reports streamed off the async workers ([`stream`]) and the guard against DNS rebinding ([`host`]).
 //!
 //! The channels themselves are siblings above this module, and none imports
 //! another: [`crate::ingest`] (the webhooks), [`crate::api`] (`/v1`, admin,
@@ -15,6 +15,7 @@ pub mod host;
 pub mod params;
 pub mod rate;
 mod readers;
+pub mod stream;
 pub mod tokens;
 
 use std::sync::Arc;
