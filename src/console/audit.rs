@@ -13,7 +13,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::html::{empty, opt, pretty_body, when, when_micros};
-use super::session::Viewer;
+use super::viewer::Viewer;
 use super::{parse_form, ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::event::Source;
 use crate::http::ApiError;
@@ -312,7 +312,7 @@ pub async fn quarantined(
     let ctx = Ctx::new(&c, &viewer, pairs);
     let dz = ctx.zone();
     let (text, cut) = pretty_body(&e.reject.body, MAX_BODY_SHOWN);
-    let admin = viewer.role == super::session::Role::Admin;
+    let admin = viewer.role == super::viewer::Role::Admin;
     let body = html! {
         dl.profile {
             dt { "Source" } dd { (e.reject.source) }
@@ -466,7 +466,7 @@ pub async fn integrity(
     let state = c.verify.lock().expect("verify lock").summary();
     let ctx = Ctx::new(&c, &viewer, pairs);
     let dz = ctx.zone();
-    let admin = viewer.role == super::session::Role::Admin;
+    let admin = viewer.role == super::viewer::Role::Admin;
     let body = html! {
         section aria-labelledby="verify" {
             h2 #verify { "Verify the chain" }

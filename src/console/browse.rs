@@ -8,7 +8,7 @@ use super::html::{empty, opt, rupees, segment, when, when_micros};
 use super::reports::{
     self, collections_by_mode, figure_cells, figure_heads, fold_known, KnownPayment,
 };
-use super::session::Viewer;
+use super::viewer::Viewer;
 use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::event::PaymentRecord;
 use crate::http::params::resolve;

@@ -47,6 +47,7 @@ mod browse;
 pub mod html;
 mod reports;
 pub mod session;
+mod viewer;
 
 use std::sync::{Arc, Mutex};
 
@@ -64,7 +65,8 @@ use crate::http::params::parse_query;
 use crate::http::rate::KeyedRateLimit;
 use crate::http::{ApiError, AppState};
 use html::{Frame, TimeView};
-use session::{Sessions, Viewer};
+use session::Sessions;
+use viewer::Viewer;
 
 /// The stylesheet, served by the binary.
 const STYLE: &str = include_str!("style.css");

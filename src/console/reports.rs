@@ -20,7 +20,7 @@ use maud::{html, Markup};
 use rusqlite::Connection;
 
 use super::html::{empty, opt, rupees, rupees_text, segment, when, when_micros};
-use super::session::Viewer;
+use super::viewer::Viewer;
 use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::http::{stream, ApiError};
 use crate::projection::entities::PaymentState;

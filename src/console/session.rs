@@ -17,8 +17,8 @@ use maud::html;
 use serde::Deserialize;
 
 use super::html::bare;
+use super::viewer::{Role, Viewer};
 use super::{ConsoleError, ConsoleState, Html, Query};
-use crate::auth::secret_eq;
 use crate::config::Settings;
 use crate::http::tokens::{admin_token, check_token};
 use crate::http::ApiError;
@@ -39,49 +39,6 @@ pub const MAX_SIGN_IN_CLIENTS: usize = 1024;
 pub const FAILED_SIGN_IN_RATE: f64 = 0.1;
 /// Longest token accepted in the sign-in form (a real one is tens of bytes).
 pub const MAX_TOKEN_BYTES: usize = 1_024;
-
-/// What a session may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Read every page.
-    Read,
-    /// Also readmit, run verify, record a pin.
-    Admin,
-}
-
-/// Who is asking, as the pages see it (a request extension).
-#[derive(Debug, Clone)]
-pub struct Viewer {
-    pub role: Role,
-    /// The session's CSRF token, for the forms a page renders.
-    pub csrf: String,
-    /// Signed in with a token (not an open console's automatic session).
-    pub signed_in: bool,
-    id: String,
-}
-
-impl Viewer {
-    /// 403 unless the session has the admin role.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        match self.role {
-            Role::Admin => Ok(()),
-            Role::Read => Err(ApiError::Forbidden(
-                "this needs the admin role: sign in with the admin token".into(),
-            )),
-        }
-    }
-
-    /// 403 unless `given` is this session's CSRF token.
-    pub fn check_csrf(&self, given: &str) -> Result<(), ApiError> {
-        if secret_eq(given.as_bytes(), self.csrf.as_bytes()) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(
-                "the form's CSRF token is missing or stale: reload the page and try again".into(),
-            ))
-        }
-    }
-}
 
 struct Session {
     role: Role,
