@@ -148,6 +148,16 @@ named_kinds! {
     }
 }
 
+impl StudentChange {
+    /// Whether the status-changes report lists this kind: whether it
+    /// registers, drops or re-activates the student. A new kind must say.
+    pub const fn is_status_change(self) -> bool {
+        match self {
+            StudentChange::Registered | StudentChange::Dropped | StudentChange::Activated => true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grade {
     pub code: String,
