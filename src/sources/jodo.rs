@@ -53,14 +53,6 @@ impl JodoType {
     }
 }
 
-/// The known event types' names, for code that matches on text.
-pub const STUDENT_REGISTERED: &str = JodoType::StudentRegistered.as_str();
-pub const STUDENT_DROPPED: &str = JodoType::StudentDropped.as_str();
-pub const STUDENT_ACTIVATED: &str = JodoType::StudentActivated.as_str();
-pub const PAYMENT_ADDED: &str = JodoType::PaymentAdded.as_str();
-pub const PAYMENT_UPDATED: &str = JodoType::PaymentUpdated.as_str();
-pub const PAYMENT_CANCELLED: &str = JodoType::PaymentCancelled.as_str();
-
 /// Parses and validates a Jodo body.
 pub fn parse(body: &[u8]) -> Result<Delivery, ParseError> {
     check_utf8(body)?;

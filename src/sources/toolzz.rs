@@ -47,13 +47,6 @@ impl ToolzzType {
     }
 }
 
-/// The known slugs, for code that matches on text.
-pub const MEMBERS_CREATED: &str = ToolzzType::MembersCreated.as_str();
-pub const MEMBERS_UPDATED: &str = ToolzzType::MembersUpdated.as_str();
-pub const COURSE_ENROLLMENT: &str = ToolzzType::CourseEnrollment.as_str();
-pub const COURSE_COMPLETED: &str = ToolzzType::CourseCompleted.as_str();
-pub const CERTIFICATE_ISSUED: &str = ToolzzType::CertificateIssued.as_str();
-
 /// The dedupe key of a Toolzz body: `blake3:` and the hex of its hash.
 pub fn dedupe_key(body: &[u8]) -> String {
     format!("blake3:{}", blake3::hash(body).to_hex())
