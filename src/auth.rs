@@ -1,7 +1,7 @@
 //! Authentication of deliveries, in one place: the Jodo signature and custom
 //! header, and the Toolzz URL token. Pure: no I/O, no clock, no HTTP types.
 //!
-//! Ingest ([`crate::api::ingest`]) checks a request with [`check_jodo`] or
+//! Ingest ([`crate::ingest`]) checks a request with [`check_jodo`] or
 //! [`check_toolzz`]; a refused delivery keeps what readmission needs as a
 //! [`Kept`] (written into the quarantine row's `headers` JSON); `quarantine
 //! readmit` ([`crate::ledger::readmit`]) reads it back with [`Kept::read`] and
@@ -129,13 +129,23 @@ pub struct JodoSecrets<'a> {
     pub header: Option<(&'a str, &'a [u8])>,
 }
 
-impl<'a> JodoSecrets<'a> {
-    /// What the configuration requires.
-    pub fn of(config: &'a crate::config::Config) -> JodoSecrets<'a> {
+/// [`JodoSecrets`], owned: what the writer keeps to re-check a readmitted
+/// delivery on its own thread.
+#[derive(Clone, Default)]
+pub struct JodoKeys {
+    /// The HMAC key of `X-Jodo-Signature`.
+    pub secret: Option<String>,
+    /// The custom header: lower-case name and value.
+    pub header: Option<(String, String)>,
+}
+
+impl JodoKeys {
+    /// The keys, borrowed as the checks take them.
+    pub fn secrets(&self) -> JodoSecrets<'_> {
         JodoSecrets {
-            secret: config.jodo_secret.as_deref().map(str::as_bytes),
-            header: config
-                .jodo_header
+            secret: self.secret.as_deref().map(str::as_bytes),
+            header: self
+                .header
                 .as_ref()
                 .map(|(name, value)| (name.as_str(), value.as_bytes())),
         }

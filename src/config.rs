@@ -1,8 +1,14 @@
 //! Runtime settings, with the limits every queue and body is held to.
+//!
+//! [`Settings`] is what a caller asks for (the command line, a test, a
+//! benchmark); [`Settings::validate`] is the one way to a [`Config`], so
+//! every caller's values are checked by the same rules. A `Config` reads
+//! like its settings (it derefs to them) and cannot be changed afterwards.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::auth::{JodoKeys, JodoSecrets};
 use crate::sources::ParseContext;
 
 /// Largest request body accepted, by default (1 MiB). Jodo and Toolzz bodies
@@ -67,9 +73,10 @@ pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// forgotten browser must not stay signed in for days.
 pub const MAX_SESSION_IDLE: Duration = Duration::from_secs(12 * 60 * 60);
 
-/// Everything the server needs to run.
+/// Everything the server needs to run, as asked for: checked by
+/// [`Settings::validate`] into a [`Config`].
 #[derive(Clone)]
-pub struct Config {
+pub struct Settings {
     /// The log file: events, quarantine, counters.
     pub db_path: PathBuf,
     /// The projection store: every derived table.
@@ -112,11 +119,11 @@ pub struct Config {
     pub display_zone: Option<chrono_tz::Tz>,
 }
 
-impl Config {
+impl Settings {
     /// Defaults around a database path, with no secrets.
-    pub fn new(db_path: impl Into<PathBuf>) -> Config {
+    pub fn new(db_path: impl Into<PathBuf>) -> Settings {
         let db_path = db_path.into();
-        Config {
+        Settings {
             projections_path: default_projections_path(&db_path),
             db_path,
             jodo_secret: None,
@@ -142,6 +149,58 @@ impl Config {
         }
     }
 
+    /// Reads the secrets from the environment (never from flags, which other
+    /// users of the machine can see): `REGISTRAR_JODO_SECRET`,
+    /// `REGISTRAR_JODO_HEADER`, `REGISTRAR_TOOLZZ_TOKEN`,
+    /// `REGISTRAR_READ_TOKEN`, `REGISTRAR_ADMIN_TOKEN`. Empty counts as unset.
+    pub fn secrets_from_env(mut self) -> Result<Settings, ConfigError> {
+        fn secret(name: &str) -> Option<String> {
+            std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+        }
+        self.jodo_secret = secret("REGISTRAR_JODO_SECRET");
+        self.jodo_header = secret("REGISTRAR_JODO_HEADER")
+            .map(|h| parse_header(&h))
+            .transpose()?;
+        self.toolzz_token = secret("REGISTRAR_TOOLZZ_TOKEN");
+        self.read_token = secret("REGISTRAR_READ_TOKEN");
+        self.admin_token = secret("REGISTRAR_ADMIN_TOKEN");
+        Ok(self)
+    }
+
+    /// Checks every value against its limit: the one way to a [`Config`].
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let positive = [
+            ("--max-body-bytes", self.max_body_bytes as u64),
+            ("--quarantine-cap", self.quarantine_cap),
+            ("--queue-depth", self.queue_depth as u64),
+            ("--max-batch", self.max_batch as u64),
+            (
+                "--header-read-timeout-ms",
+                self.header_read_timeout.as_millis() as u64,
+            ),
+            ("--idle-timeout-ms", self.idle_timeout.as_millis() as u64),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::NotPositive(name));
+        }
+        if self.min_seq_wait > MAX_MIN_SEQ_WAIT {
+            return Err(ConfigError::MinSeqWaitTooLong(MAX_MIN_SEQ_WAIT));
+        }
+        if self.session_idle.is_zero() || self.session_idle > MAX_SESSION_IDLE {
+            return Err(ConfigError::SessionIdle(MAX_SESSION_IDLE));
+        }
+        if let Some(url) = &self.public_url {
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                return Err(ConfigError::PublicUrl);
+            }
+        }
+        if let Some((name, value)) = &self.jodo_header {
+            parse_header(&format!("{name}: {value}"))?;
+        }
+        Ok(Config(self))
+    }
+
     /// True when no provider secret is configured: anyone who can reach the
     /// server can write to the log.
     pub fn is_unsigned(&self) -> bool {
@@ -161,10 +220,58 @@ impl Config {
     }
 }
 
-impl std::fmt::Debug for Config {
+/// [`Settings`] that passed [`Settings::validate`]: read through `Deref`,
+/// never changed.
+#[derive(Clone, Debug)]
+pub struct Config(Settings);
+
+impl std::ops::Deref for Config {
+    type Target = Settings;
+    fn deref(&self) -> &Settings {
+        &self.0
+    }
+}
+
+impl Settings {
+    /// What a Jodo request must carry: the signature's key, the custom header.
+    pub fn jodo_secrets(&self) -> JodoSecrets<'_> {
+        JodoSecrets {
+            secret: self.jodo_secret.as_deref().map(str::as_bytes),
+            header: self
+                .jodo_header
+                .as_ref()
+                .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        }
+    }
+
+    /// [`Settings::jodo_secrets`], owned, for the writer's readmissions.
+    pub fn jodo_keys(&self) -> JodoKeys {
+        JodoKeys {
+            secret: self.jodo_secret.clone(),
+            header: self.jodo_header.clone(),
+        }
+    }
+}
+
+/// Why settings are refused. Each names the flag a person would change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} must be positive")]
+    NotPositive(&'static str),
+    #[error("--min-seq-wait-ms is at most {}", .0.as_millis())]
+    MinSeqWaitTooLong(Duration),
+    #[error("--session-idle-minutes must be between 1 and {}", .0.as_secs() / 60)]
+    SessionIdle(Duration),
+    #[error("--public-url must start with http:// or https://")]
+    PublicUrl,
+    #[error("REGISTRAR_JODO_HEADER: {0}")]
+    Header(#[from] HeaderError),
+}
+
+impl std::fmt::Debug for Settings {
     /// Never prints a secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
+        f.debug_struct("Settings")
             .field("db_path", &self.db_path)
             .field("projections_path", &self.projections_path)
             .field("jodo_secret", &self.jodo_secret.as_ref().map(|_| "<set>"))
@@ -183,19 +290,30 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// Why a `REGISTRAR_JODO_HEADER` value is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error("expected `Name: value`")]
+    NoColon,
+    #[error("expected `Name: value` with both parts non-empty")]
+    Empty,
+    #[error("{0:?} is not a valid header name")]
+    BadName(String),
+}
+
 /// Parses `Name: value` for `REGISTRAR_JODO_HEADER`.
-pub fn parse_header(text: &str) -> Result<(String, String), String> {
-    let (name, value) = text.split_once(':').ok_or("expected `Name: value`")?;
+pub fn parse_header(text: &str) -> Result<(String, String), HeaderError> {
+    let (name, value) = text.split_once(':').ok_or(HeaderError::NoColon)?;
     let name = name.trim().to_ascii_lowercase();
     let value = value.trim().to_string();
     if name.is_empty() || value.is_empty() {
-        return Err("expected `Name: value` with both parts non-empty".into());
+        return Err(HeaderError::Empty);
     }
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return Err(format!("{name:?} is not a valid header name"));
+        return Err(HeaderError::BadName(name));
     }
     Ok((name, value))
 }

@@ -35,7 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::api::ApiError;
+use crate::http::ApiError;
 
 /// How long an accept error (out of file descriptors, mostly) pauses the
 /// loop: retrying at once would spin a core while nothing can change, and

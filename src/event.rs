@@ -6,6 +6,38 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
 
+/// Declares an enum of named kinds from one list of `Variant => "name"`
+/// pairs, with `ALL` (every variant, in declaration order) and `as_str` (its
+/// name) generated from that same list: no variant can be missing from
+/// either, and every `match` on the enum elsewhere stays exhaustive, so the
+/// compiler points at each place a new kind must be handled.
+macro_rules! named_kinds {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The kind's name, as sent or stored.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+    };
+}
+pub(crate) use named_kinds;
+
 /// Where a delivery came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -88,20 +120,40 @@ pub enum Event {
     Unrecognized,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StudentChange {
-    Registered,
-    Dropped,
-    Activated,
+impl Event {
+    /// Who the event is about (the log's `subject`), `None` for an
+    /// unrecognized type, whose source may probe its payload instead.
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            Event::Student { student, .. } => Some(&student.jodo_student_id),
+            Event::Payment { payment, .. } => Some(&payment.payment_id),
+            Event::Learner { learner, .. } => Some(&learner.user_id),
+            Event::Enrollment { enrollment, .. } => Some(&enrollment.user_id),
+            Event::CertificateIssued(c) => Some(&c.user_id),
+            Event::Unrecognized => None,
+        }
+    }
+}
+
+named_kinds! {
+    /// What an event did to a Jodo student. Stored in `student_history.kind`
+    /// by [`StudentChange::as_str`]; the serde name must agree (checked by
+    /// the projection's `Kind::parse`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum StudentChange {
+        Registered => "registered",
+        Dropped => "dropped",
+        Activated => "activated",
+    }
 }
 
 impl StudentChange {
-    pub fn as_str(self) -> &'static str {
+    /// Whether the status-changes report lists this kind: whether it
+    /// registers, drops or re-activates the student. A new kind must say.
+    pub const fn is_status_change(self) -> bool {
         match self {
-            StudentChange::Registered => "registered",
-            StudentChange::Dropped => "dropped",
-            StudentChange::Activated => "activated",
+            StudentChange::Registered | StudentChange::Dropped | StudentChange::Activated => true,
         }
     }
 }
@@ -133,21 +185,14 @@ pub struct StudentProfile {
     pub notes: Vec<Note>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PaymentChange {
-    Added,
-    Updated,
-    Cancelled,
-}
-
-impl PaymentChange {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentChange::Added => "added",
-            PaymentChange::Updated => "updated",
-            PaymentChange::Cancelled => "cancelled",
-        }
+named_kinds! {
+    /// What an event did to a Jodo payment (`payment_revisions.kind`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum PaymentChange {
+        Added => "added",
+        Updated => "updated",
+        Cancelled => "cancelled",
     }
 }
 
@@ -174,19 +219,13 @@ pub struct PaymentRecord {
     pub collector_code: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LearnerChange {
-    Created,
-    Updated,
-}
-
-impl LearnerChange {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LearnerChange::Created => "created",
-            LearnerChange::Updated => "updated",
-        }
+named_kinds! {
+    /// What an event did to a Toolzz learner (`learner_revisions.kind`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum LearnerChange {
+        Created => "created",
+        Updated => "updated",
     }
 }
 
@@ -214,19 +253,13 @@ pub struct LearnerProfile {
     pub schools: Vec<SchoolMembership>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EnrollmentChange {
-    Enrolled,
-    Completed,
-}
-
-impl EnrollmentChange {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EnrollmentChange::Enrolled => "enrolled",
-            EnrollmentChange::Completed => "completed",
-        }
+named_kinds! {
+    /// What an event did to a Toolzz enrollment (`enrollment_events.kind`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum EnrollmentChange {
+        Enrolled => "enrolled",
+        Completed => "completed",
     }
 }
 
@@ -260,4 +293,47 @@ pub struct Certificate {
     pub kind: Option<String>,
     /// The provider's number, as text (never through f64).
     pub approval_rate: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind of every change enum: (its name, its serde name).
+    fn names() -> Vec<Vec<(&'static str, String)>> {
+        fn of<K: Copy + Serialize>(
+            all: &[K],
+            as_str: fn(K) -> &'static str,
+        ) -> Vec<(&'static str, String)> {
+            all.iter()
+                .map(|k| {
+                    (
+                        as_str(*k),
+                        serde_json::to_value(k)
+                            .unwrap()
+                            .as_str()
+                            .unwrap()
+                            .to_string(),
+                    )
+                })
+                .collect()
+        }
+        vec![
+            of(StudentChange::ALL, StudentChange::as_str),
+            of(PaymentChange::ALL, PaymentChange::as_str),
+            of(LearnerChange::ALL, LearnerChange::as_str),
+            of(EnrollmentChange::ALL, EnrollmentChange::as_str),
+        ]
+    }
+
+    #[test]
+    fn every_change_kind_is_stored_under_its_serde_name_and_no_two_share_one() {
+        for kinds in names() {
+            for (stored, serde) in &kinds {
+                assert_eq!(stored, serde);
+            }
+            let distinct: std::collections::BTreeSet<_> = kinds.iter().map(|k| k.0).collect();
+            assert_eq!(distinct.len(), kinds.len(), "{kinds:?}");
+        }
+    }
 }

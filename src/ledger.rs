@@ -17,6 +17,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::auth::{JodoKeys, JodoSecrets};
 use crate::event::{Delivery, Event, Sequenced};
 use crate::log::pins::Pin;
 use crate::log::{self, AppendOutcome, Head, NewEntry};
@@ -98,7 +99,8 @@ enum Command {
     Readmit {
         id: i64,
         force: bool,
-        config: Arc<crate::config::Config>,
+        /// The keys the delivery's signature is checked against again.
+        jodo: JodoKeys,
         reply: oneshot::Sender<Result<Readmitted, ReadmitError>>,
     },
     /// Record the log's head as a pin ([`log::pins::record`]).
@@ -255,13 +257,13 @@ impl Ledger {
         &self,
         id: i64,
         force: bool,
-        config: Arc<crate::config::Config>,
+        jodo: JodoKeys,
     ) -> Result<Readmitted, ReadmitError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Readmit {
             id,
             force,
-            config,
+            jodo,
             reply,
         })?;
         rx.await.map_err(|_| LedgerError::Closed)?
@@ -363,10 +365,10 @@ fn run(
                 Command::Readmit {
                     id,
                     force,
-                    config,
+                    jodo,
                     reply,
                 } => {
-                    let done = readmit(&mut conn, id, &config, force)
+                    let done = readmit(&mut conn, id, &jodo.secrets(), &cfg.parse, force)
                         .and_then(|r| durable(&syncer).map(|()| r).map_err(ReadmitError::from));
                     let _ = reply.send(done);
                 }
@@ -748,10 +750,11 @@ impl From<rusqlite::Error> for ReadmitError {
 pub fn readmit(
     conn: &mut Connection,
     id: i64,
-    config: &crate::config::Config,
+    jodo: &JodoSecrets,
+    parse: &ParseContext,
     force: bool,
 ) -> Result<Readmitted, ReadmitError> {
-    use crate::auth::{self, JodoSecrets, Kept};
+    use crate::auth::{self, Kept};
     use crate::event::Source;
     use crate::sources::{self, Parsed};
 
@@ -770,7 +773,7 @@ pub fn readmit(
         let recheck = match source {
             Source::Jodo => auth::recheck_jodo(
                 &Kept::read(&entry.reject.headers),
-                &JodoSecrets::of(config),
+                jodo,
                 entry.reject.authenticated,
                 body,
             ),
@@ -778,7 +781,7 @@ pub fn readmit(
         };
         recheck.map_err(|r| ReadmitError::Unauthenticated(r.to_string()))?;
     }
-    let delivery = match sources::parse(source, body, &config.parse) {
+    let delivery = match sources::parse(source, body, parse) {
         Ok(Parsed::Delivery(d)) => d,
         Ok(Parsed::Ping) => return Err(ReadmitError::Ping),
         Err(e) => return Err(ReadmitError::Invalid(e)),

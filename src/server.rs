@@ -14,17 +14,22 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::api::rate::RateLimit;
-use crate::api::{self, App, AppState, Readers};
+use axum::middleware;
+use axum::Router;
+
 use crate::checkpoint::Checkpointer;
 use crate::config::Config;
 use crate::connections::{self, Timeouts};
+use crate::http::error::{with_error_layers, ApiError};
+use crate::http::rate::RateLimit;
+use crate::http::{host, App, AppState, Readers};
 use crate::ledger::{LedgerConfig, Writer};
 use crate::metrics::Metrics;
 use crate::projection::files;
 use crate::projection::live::LiveStore;
 use crate::projection::projector::{Projector, ProjectorConfig};
 use crate::projection::store;
+use crate::{api, console, ingest};
 use crate::{db, log};
 
 /// Why the server could not start or stopped with an error.
@@ -38,7 +43,7 @@ pub enum ServerError {
     #[error("preparing the projections: {0}")]
     Projections(#[from] crate::projection::ProjectionError),
     #[error(transparent)]
-    Locked(#[from] crate::projection::files::LockError),
+    Locked(#[from] files::LockError),
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -135,9 +140,7 @@ pub async fn serve(
         projector,
         metrics,
     });
-    // No request-tracing layer: a URI can carry the Toolzz token, and the
-    // ingest handlers log one line per delivery themselves.
-    let app = api::router(state);
+    let app = router(state);
     let served = connections::serve(listener, app, timeouts, shutdown).await;
     writer.shutdown().await;
     tokio::task::spawn_blocking(move || projector_thread.stop())
@@ -146,6 +149,24 @@ pub async fn serve(
     checkpointer.stop();
     served?;
     Ok(())
+}
+
+/// Every HTTP channel, composed in this one place: the webhooks
+/// ([`ingest`]), the API ([`api`]) and the console ([`console`]), behind
+/// the guard against DNS rebinding ([`host::guard`]), with the error shape
+/// and the caught panic ([`with_error_layers`]) around all of them. The
+/// connection limits are [`connections::serve`]'s.
+///
+/// No request-tracing layer: a URI can carry the Toolzz token, and the
+/// ingest handlers log one line per delivery themselves.
+pub fn router(state: AppState) -> Router {
+    let app = ingest::router(state.clone())
+        .merge(api::router(state.clone()))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .with_state(state.clone())
+        .merge(console::router(state.clone()))
+        .layer(middleware::from_fn_with_state(state, host::guard));
+    with_error_layers(app)
 }
 
 /// Whether the log file still holds projection tables (a release before the

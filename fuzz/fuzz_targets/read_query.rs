@@ -5,7 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use registrar::api::{consistency, params};
+use registrar::api;
+use registrar::http::{consistency, params};
 
 #[path = "common.rs"]
 mod common;
@@ -19,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(query) = std::str::from_utf8(query) else {
         return;
     };
-    params::fuzz_query(query);
+    api::fuzz_query(query);
     params::fuzz_cursor(query);
     consistency::fuzz_min_seq(query, header);
 });

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use registrar::api::params::percent_decode;
+use registrar::http::params::percent_decode;
 use registrar::auth;
 use registrar::event::Source;
 use registrar::sources::{self, ParseContext};

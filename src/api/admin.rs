@@ -5,8 +5,8 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::params::{NoParams, Params};
-use super::{ApiError, AppState};
+use crate::http::params::{NoParams, Params};
+use crate::http::{ApiError, AppState};
 use crate::log;
 use crate::projection::rebuild::RebuildReport;
 use crate::quarantine;

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::params::{
+use crate::http::params::{
     bad_cursor, paginate, rfc3339, rfc3339_micros, seq_param, Listing, NoParams, Page, Params,
 };
-use super::{ApiError, AppState};
+use crate::http::{ApiError, AppState};
 use crate::log::{self, chain, StoredEvent};
 
 pub(super) fn router() -> Router<AppState> {

@@ -7,8 +7,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 
-use super::params::{NoParams, Params};
-use super::AppState;
+use crate::http::params::{NoParams, Params};
+use crate::http::AppState;
 use crate::quarantine;
 
 /// `GET /healthz`: answers while the process runs.

@@ -7,8 +7,8 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::params::{paginate, rfc3339, Listing, NoParams, Page, Params};
-use super::{ApiError, AppState};
+use crate::http::params::{paginate, rfc3339, Listing, NoParams, Page, Params};
+use crate::http::{ApiError, AppState};
 use crate::projection::entities::{EnrollmentState, EnrollmentStatus};
 use crate::projection::query::learners::{self, EnrollmentFilter};
 

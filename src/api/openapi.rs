@@ -4,7 +4,7 @@
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::params::{NoParams, Params};
+use crate::http::params::{NoParams, Params};
 
 fn q(name: &str, description: &str) -> Value {
     json!({ "name": name, "in": "query", "required": false, "schema": { "type": "string" }, "description": description })
@@ -17,7 +17,7 @@ fn p(name: &str, description: &str) -> Value {
 fn page() -> [Value; 2] {
     [
         json!({ "name": "limit", "in": "query", "required": false,
-                "schema": { "type": "integer", "minimum": 1, "maximum": super::params::MAX_LIMIT, "default": super::params::DEFAULT_LIMIT } }),
+                "schema": { "type": "integer", "minimum": 1, "maximum": crate::http::params::MAX_LIMIT, "default": crate::http::params::DEFAULT_LIMIT } }),
         q("cursor", "Opaque; the next_cursor of the previous page."),
     ]
 }

@@ -6,9 +6,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::params::{paginate, parse_bound, rfc3339, Listing, NoParams, Page, Params};
-use super::{ApiError, AppState};
 use crate::event::FeeDetail;
+use crate::http::params::{paginate, parse_bound, rfc3339, Listing, NoParams, Page, Params};
+use crate::http::{ApiError, AppState};
 use crate::projection::entities::{PaymentState, PaymentStatus};
 use crate::projection::query::payments::{self, PaymentFilter, Revision};
 

@@ -7,10 +7,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::params::{paginate, parse_instant, resolve, rfc3339, Listing, Page, Params};
 use super::payments::PaymentView;
-use super::{ApiError, AppState};
 use crate::event::StudentProfile;
+use crate::http::params::{paginate, parse_instant, resolve, rfc3339, Listing, Page, Params};
+use crate::http::{ApiError, AppState};
 use crate::money::Total;
 use crate::projection::entities::{StudentState, StudentStatus};
 use crate::projection::query::{self, payments, students};

@@ -13,10 +13,10 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::html::{empty, opt, pretty_body, when, when_micros};
-use super::session::Viewer;
+use super::viewer::Viewer;
 use super::{parse_form, ConsoleError, ConsoleState, Ctx, Html, Query};
-use crate::api::ApiError;
 use crate::event::Source;
+use crate::http::ApiError;
 use crate::ledger::{now_micros, PinError, ReadmitError, Readmitted};
 use crate::log::pins::{self, PinCheck};
 use crate::log::verify::{self, Verified, VerifyError};
@@ -47,7 +47,7 @@ pub async fn events(
     Query(q, pairs): Query<EventsQuery>,
 ) -> Result<Html, ConsoleError> {
     let times = q.times(c.app.config.business_zone)?;
-    let after = crate::api::params::seq_param("after", q.after.unwrap_or(0))?;
+    let after = crate::http::params::seq_param("after", q.after.unwrap_or(0))?;
     // The trail as known at / as of the times set: events received by then,
     // events that happened by then.
     let filter = log::EventFilter {
@@ -141,7 +141,7 @@ pub async fn event(
     let seq: u64 = seq
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{seq:?} is not a seq")))?;
-    crate::api::params::seq_param("seq", seq)?;
+    crate::http::params::seq_param("seq", seq)?;
     let (e, prev, head) = c
         .app
         .log
@@ -312,7 +312,7 @@ pub async fn quarantined(
     let ctx = Ctx::new(&c, &viewer, pairs);
     let dz = ctx.zone();
     let (text, cut) = pretty_body(&e.reject.body, MAX_BODY_SHOWN);
-    let admin = viewer.role == super::session::Role::Admin;
+    let admin = viewer.role == super::viewer::Role::Admin;
     let body = html! {
         dl.profile {
             dt { "Source" } dd { (e.reject.source) }
@@ -371,7 +371,7 @@ pub async fn readmit(
     let done = c
         .app
         .ledger
-        .readmit(id, force, c.app.config.clone())
+        .readmit(id, force, c.app.config.jodo_keys())
         .await
         .map_err(|e| match e {
             ReadmitError::NotFound(_) => ApiError::NotFound(e.to_string()),
@@ -466,7 +466,7 @@ pub async fn integrity(
     let state = c.verify.lock().expect("verify lock").summary();
     let ctx = Ctx::new(&c, &viewer, pairs);
     let dz = ctx.zone();
-    let admin = viewer.role == super::session::Role::Admin;
+    let admin = viewer.role == super::viewer::Role::Admin;
     let body = html! {
         section aria-labelledby="verify" {
             h2 #verify { "Verify the chain" }

@@ -8,11 +8,11 @@ use super::html::{empty, opt, rupees, segment, when, when_micros};
 use super::reports::{
     self, collections_by_mode, figure_cells, figure_heads, fold_known, KnownPayment,
 };
-use super::session::Viewer;
+use super::viewer::Viewer;
 use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
-use crate::api::params::resolve;
-use crate::api::ApiError;
 use crate::event::PaymentRecord;
+use crate::http::params::resolve;
+use crate::http::ApiError;
 use crate::projection::entities::{PaymentStatus, StudentStatus};
 use crate::projection::query::payments::{self, Revision};
 use crate::projection::query::students;

@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat};
 use chrono_tz::Tz;
 use maud::{html, Markup, DOCTYPE};
 
-use super::session::{Role, Viewer};
+use super::viewer::{Role, Viewer};
 
 /// The parts of the console, as the navigation lists them: (path, label).
 pub const NAV: &[(&str, &str)] = &[

@@ -35,7 +35,7 @@ macro_rules! page_query {
             pub fn times(
                 &self,
                 zone: chrono_tz::Tz,
-            ) -> Result<crate::projection::query::reports::Times, crate::api::ApiError> {
+            ) -> Result<crate::projection::query::reports::Times, crate::http::ApiError> {
                 crate::console::reports::times(self.as_of.as_deref(), self.known_at.as_deref(), zone)
             }
         }
@@ -47,6 +47,7 @@ mod browse;
 pub mod html;
 mod reports;
 pub mod session;
+mod viewer;
 
 use std::sync::{Arc, Mutex};
 
@@ -60,11 +61,12 @@ use axum::Router;
 use maud::{html, Markup};
 use serde::de::DeserializeOwned;
 
-use crate::api::params::parse_query;
-use crate::api::rate::KeyedRateLimit;
-use crate::api::{ApiError, AppState};
+use crate::http::params::parse_query;
+use crate::http::rate::KeyedRateLimit;
+use crate::http::{ApiError, AppState};
 use html::{Frame, TimeView};
-use session::{Sessions, Viewer};
+use session::Sessions;
+use viewer::Viewer;
 
 /// The stylesheet, served by the binary.
 const STYLE: &str = include_str!("style.css");

@@ -4,14 +4,13 @@
 //!
 //! Pages render the reports' typed data ([`data::day_book`],
 //! [`data::changes`]): money stays integer minor units until the rupee
-//! formatter shows it. The CSV link runs the report itself
-//! ([`report::run`] with [`Format::Csv`]) with the same parameters: the
-//! download is what the page shows, and the same bytes as
-//! `GET /v1/reports/...?format=csv`.
+//! formatter shows it. The CSV link runs the report itself with the same
+//! parameters, streamed as the API streams it ([`stream::report`] with
+//! [`Format::Csv`]): the download is what the page shows, and the same
+//! bytes as `GET /v1/reports/...?format=csv`.
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Extension;
 use std::collections::BTreeMap;
 
@@ -21,9 +20,9 @@ use maud::{html, Markup};
 use rusqlite::Connection;
 
 use super::html::{empty, opt, rupees, rupees_text, segment, when, when_micros};
-use super::session::Viewer;
+use super::viewer::Viewer;
 use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
-use crate::api::ApiError;
+use crate::http::{stream, ApiError};
 use crate::projection::entities::PaymentState;
 use crate::projection::query::payments::Revision;
 use crate::projection::query::reports::{self as data, Change, DayKey, Figures, Times};
@@ -76,23 +75,6 @@ fn month_of(day: NaiveDate) -> (NaiveDate, NaiveDate) {
 fn today(zone: Tz) -> NaiveDate {
     zone.from_utc_datetime(&chrono::Utc::now().naive_utc())
         .date_naive()
-}
-
-fn run(
-    conn: &Connection,
-    report: Report,
-    range: Range,
-    times: Times,
-    zone: Tz,
-    format: Format,
-) -> Result<report::Rendered, ApiError> {
-    let req = Request {
-        report,
-        range: Some(range),
-        times,
-        zone,
-    };
-    Ok(report::run(conn, &req, format)?)
 }
 
 /// The day book's figures, as [`data::day_book`] adds them up, and the log
@@ -205,21 +187,22 @@ impl DayBookQuery {
     }
 }
 
-fn csv_answer(r: report::Rendered) -> Response {
-    let mut response = r.body.into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(r.headers.content_type),
-    );
-    if let Some(d) = r
-        .headers
-        .disposition
-        .and_then(|d| HeaderValue::from_str(&d).ok())
-    {
-        h.insert(header::CONTENT_DISPOSITION, d);
-    }
-    response
+/// A report as CSV, streamed off the async workers as the API streams it
+/// ([`stream::report`]).
+async fn csv(
+    c: &ConsoleState,
+    report: Report,
+    range: Range,
+    times: Times,
+    zone: Tz,
+) -> Result<Response, ConsoleError> {
+    let request = Request {
+        report,
+        range: Some(range),
+        times,
+        zone,
+    };
+    Ok(stream::report(c.app.live.clone(), Format::Csv, move |_| Ok(request)).await?)
 }
 
 /// The figures cells of a line.
@@ -342,12 +325,7 @@ pub async fn day_book_csv(
     let zone = c.app.config.business_zone;
     let (_, _, range) = q.range(zone)?;
     let t = q.times(zone)?;
-    let report = q.report();
-    let r = c
-        .app
-        .projections(move |conn| run(conn, report, range, t, zone, Format::Csv))
-        .await?;
-    Ok(csv_answer(r))
+    csv(&c, q.report(), range, t, zone).await
 }
 
 page_query!(ChangesQuery {
@@ -463,11 +441,7 @@ pub async fn changes_csv(
     let zone = c.app.config.business_zone;
     let (_, _, range) = q.range(zone)?;
     let t = q.times(zone)?;
-    let r = c
-        .app
-        .projections(move |conn| run(conn, Report::Changes, range, t, zone, Format::Csv))
-        .await?;
-    Ok(csv_answer(r))
+    csv(&c, Report::Changes, range, t, zone).await
 }
 
 #[cfg(test)]

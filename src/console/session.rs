@@ -17,9 +17,11 @@ use maud::html;
 use serde::Deserialize;
 
 use super::html::bare;
+use super::viewer::{Role, Viewer};
 use super::{ConsoleError, ConsoleState, Html, Query};
-use crate::api::{self, ApiError};
-use crate::config::Config;
+use crate::config::Settings;
+use crate::http::tokens::{admin_token, check_token};
+use crate::http::ApiError;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "registrar_session";
@@ -30,56 +32,13 @@ pub const MAX_SESSIONS: usize = 1_000;
 /// Failed sign-ins allowed at once before they are refused (429).
 pub const FAILED_SIGN_IN_BURST: u32 = 5;
 /// Clients whose failed sign-ins are counted at once (see
-/// [`crate::api::rate::KeyedRateLimit`]).
+/// [`crate::http::rate::KeyedRateLimit`]).
 pub const MAX_SIGN_IN_CLIENTS: usize = 1024;
 /// Failed sign-ins allowed per second after the burst, on average: one
 /// every ten seconds, far below guessing speed.
 pub const FAILED_SIGN_IN_RATE: f64 = 0.1;
 /// Longest token accepted in the sign-in form (a real one is tens of bytes).
 pub const MAX_TOKEN_BYTES: usize = 1_024;
-
-/// What a session may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Read every page.
-    Read,
-    /// Also readmit, run verify, record a pin.
-    Admin,
-}
-
-/// Who is asking, as the pages see it (a request extension).
-#[derive(Debug, Clone)]
-pub struct Viewer {
-    pub role: Role,
-    /// The session's CSRF token, for the forms a page renders.
-    pub csrf: String,
-    /// Signed in with a token (not an open console's automatic session).
-    pub signed_in: bool,
-    id: String,
-}
-
-impl Viewer {
-    /// 403 unless the session has the admin role.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        match self.role {
-            Role::Admin => Ok(()),
-            Role::Read => Err(ApiError::Forbidden(
-                "this needs the admin role: sign in with the admin token".into(),
-            )),
-        }
-    }
-
-    /// 403 unless `given` is this session's CSRF token.
-    pub fn check_csrf(&self, given: &str) -> Result<(), ApiError> {
-        if api::secret_eq(given.as_bytes(), self.csrf.as_bytes()) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(
-                "the form's CSRF token is missing or stale: reload the page and try again".into(),
-            ))
-        }
-    }
-}
 
 struct Session {
     role: Role,
@@ -175,27 +134,27 @@ fn cookie_id(headers: &HeaderMap) -> Option<&str> {
 
 /// The `Set-Cookie` value for session `id`: HttpOnly, SameSite=Strict,
 /// scoped to the console, `Secure` when the console is served over https.
-fn set_cookie(config: &Config, id: &str) -> HeaderValue {
+fn set_cookie(config: &Settings, id: &str) -> HeaderValue {
     let secure = if config.is_https() { "; Secure" } else { "" };
     let v = format!("{COOKIE}={id}; Path=/console; HttpOnly; SameSite=Strict{secure}");
     HeaderValue::from_str(&v).expect("a hex id is a valid header value")
 }
 
-fn clear_cookie(config: &Config) -> HeaderValue {
+fn clear_cookie(config: &Settings) -> HeaderValue {
     let secure = if config.is_https() { "; Secure" } else { "" };
     let v = format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0{secure}");
     HeaderValue::from_str(&v).expect("a valid header value")
 }
 
 /// Whether the console is open: no read token, so no sign-in (loopback only).
-pub fn is_open(config: &Config) -> bool {
+pub fn is_open(config: &Settings) -> bool {
     config.read_token.is_none()
 }
 
 /// The role an open console's visitor gets without signing in: admin when
 /// no admin token is set either (as `/v1/admin` is then open too).
-fn open_role(config: &Config) -> Role {
-    if api::admin_token(config).is_none() {
+fn open_role(config: &Settings) -> Role {
+    if admin_token(config).is_none() {
         Role::Admin
     } else {
         Role::Read
@@ -203,13 +162,13 @@ fn open_role(config: &Config) -> Role {
 }
 
 /// The role `token` signs in as, through the API's one token check.
-fn role_of(config: &Config, token: &str) -> Option<Role> {
-    let admin = api::admin_token(config);
-    if admin.is_some() && api::check_token(Some(token), admin).is_ok() {
+fn role_of(config: &Settings, token: &str) -> Option<Role> {
+    let admin = admin_token(config);
+    if admin.is_some() && check_token(Some(token), admin).is_ok() {
         return Some(Role::Admin);
     }
     let read = config.read_token.as_deref();
-    if read.is_some() && api::check_token(Some(token), read).is_ok() {
+    if read.is_some() && check_token(Some(token), read).is_ok() {
         return Some(Role::Read);
     }
     None
@@ -436,7 +395,7 @@ mod tests {
 
     #[test]
     fn the_cookie_is_http_only_strict_and_secure_over_https() {
-        let mut config = Config::new("x.db");
+        let mut config = Settings::new("x.db");
         let plain = set_cookie(&config, "abc");
         let plain = plain.to_str().unwrap();
         assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Strict"));
@@ -450,7 +409,7 @@ mod tests {
 
     #[test]
     fn tokens_sign_in_as_their_role() {
-        let mut config = Config::new("x.db");
+        let mut config = Settings::new("x.db");
         config.read_token = Some("read-t".into());
         config.admin_token = Some("admin-t".into());
         assert_eq!(role_of(&config, "read-t"), Some(Role::Read));

@@ -269,22 +269,6 @@ pub fn position(conn: &Connection) -> Result<u64, ReportError> {
     Ok(data::position(conn)?)
 }
 
-/// A rendered report, whole: for callers that want it in memory.
-pub struct Rendered {
-    pub body: Vec<u8>,
-    pub headers: Headers,
-}
-
-/// Runs the report and keeps its answer in memory ([`write`] streams it).
-pub fn run(conn: &Connection, req: &Request, format: Format) -> Result<Rendered, ReportError> {
-    let mut body = Vec::new();
-    write(conn, req, format, &mut body)?;
-    Ok(Rendered {
-        body,
-        headers: req.headers(format),
-    })
-}
-
 /// Runs the report on one snapshot of the store (the caller's transaction)
 /// and writes its answer to `out` as it goes: rows are rendered as they are
 /// read, so memory does not grow with the report.

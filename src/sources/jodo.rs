@@ -9,8 +9,8 @@ use super::{
     JsonMoney, ParseError, Rfc3339,
 };
 use crate::event::{
-    Delivery, Event, FeeDetail, Grade, Note, PaymentChange, PaymentRecord, Source, StudentChange,
-    StudentProfile,
+    named_kinds, Delivery, Event, FeeDetail, Grade, Note, PaymentChange, PaymentRecord, Source,
+    StudentChange, StudentProfile,
 };
 
 /// Signing lives in [`crate::auth`]; re-exported for tests and the benchmark.
@@ -32,13 +32,26 @@ struct Envelope<'a> {
     payload: &'a RawValue,
 }
 
-/// The known event types.
-pub const STUDENT_REGISTERED: &str = "masterdata.student.registered";
-pub const STUDENT_DROPPED: &str = "masterdata.student.dropped";
-pub const STUDENT_ACTIVATED: &str = "masterdata.student.activated";
-pub const PAYMENT_ADDED: &str = "direct.payment.added";
-pub const PAYMENT_UPDATED: &str = "direct.payment.updated";
-pub const PAYMENT_CANCELLED: &str = "direct.payment.cancelled";
+named_kinds! {
+    /// The Jodo event types registrar knows (the envelope's `event`). Any
+    /// other is stored as [`Event::Unrecognized`]: Jodo may add types.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum JodoType {
+        StudentRegistered => "masterdata.student.registered",
+        StudentDropped => "masterdata.student.dropped",
+        StudentActivated => "masterdata.student.activated",
+        PaymentAdded => "direct.payment.added",
+        PaymentUpdated => "direct.payment.updated",
+        PaymentCancelled => "direct.payment.cancelled",
+    }
+}
+
+impl JodoType {
+    /// The known type named `text`, `None` for any other.
+    pub fn parse(text: &str) -> Option<JodoType> {
+        JodoType::ALL.iter().copied().find(|t| t.as_str() == text)
+    }
+}
 
 /// Parses and validates a Jodo body.
 pub fn parse(body: &[u8]) -> Result<Delivery, ParseError> {
@@ -63,11 +76,13 @@ pub fn parse(body: &[u8]) -> Result<Delivery, ParseError> {
     check_time("timestamp", env.timestamp)?;
     check_object(env.payload, "payload")?;
     let version = env.version;
-    let event = upcast(&env.event, &version, &env.event_id, env.payload)?;
-    let subject = match &event {
-        Event::Student { student, .. } => Some(student.jodo_student_id.clone()),
-        Event::Payment { payment, .. } => Some(payment.payment_id.clone()),
-        _ => probe_student_id(env.payload),
+    let event = match JodoType::parse(&env.event) {
+        Some(kind) => upcast(kind, &version, &env.event_id, env.payload)?,
+        None => Event::Unrecognized,
+    };
+    let subject = match event.subject() {
+        Some(subject) => Some(subject.to_string()),
+        None => probe_student_id(env.payload),
     };
     Ok(Delivery {
         source: Source::Jodo,
@@ -84,7 +99,7 @@ pub fn parse(body: &[u8]) -> Result<Delivery, ParseError> {
 /// Version 2 of a payload would be one more arm here, converting into the
 /// same [`Event`].
 fn upcast(
-    event: &str,
+    kind: JodoType,
     version: &str,
     event_id: &str,
     payload: &RawValue,
@@ -105,32 +120,22 @@ fn upcast(
             payment: p.into_record()?,
         })
     };
-    let known = matches!(
-        event,
-        STUDENT_REGISTERED
-            | STUDENT_DROPPED
-            | STUDENT_ACTIVATED
-            | PAYMENT_ADDED
-            | PAYMENT_UPDATED
-            | PAYMENT_CANCELLED
-    );
-    if !known {
-        return Ok(Event::Unrecognized);
-    }
     if !matches!(version, "1.0" | "1") {
         return Err(ParseError::new(
             "version",
-            format!("{version:?} is not a supported version of {event}"),
+            format!(
+                "{version:?} is not a supported version of {}",
+                kind.as_str()
+            ),
         ));
     }
-    match event {
-        STUDENT_REGISTERED => student(StudentChange::Registered),
-        STUDENT_DROPPED => student(StudentChange::Dropped),
-        STUDENT_ACTIVATED => student(StudentChange::Activated),
-        PAYMENT_ADDED => payment(PaymentChange::Added),
-        PAYMENT_UPDATED => payment(PaymentChange::Updated),
-        PAYMENT_CANCELLED => payment(PaymentChange::Cancelled),
-        _ => unreachable!("checked by `known`"),
+    match kind {
+        JodoType::StudentRegistered => student(StudentChange::Registered),
+        JodoType::StudentDropped => student(StudentChange::Dropped),
+        JodoType::StudentActivated => student(StudentChange::Activated),
+        JodoType::PaymentAdded => payment(PaymentChange::Added),
+        JodoType::PaymentUpdated => payment(PaymentChange::Updated),
+        JodoType::PaymentCancelled => payment(PaymentChange::Cancelled),
     }
 }
 
@@ -300,6 +305,58 @@ mod tests {
         format!(
             r#"{{"event":"direct.payment.added","event_id":"e1","version":"1.0","timestamp":1643450745,"payload":{{"payment":{{"id":"pay_1","amount":{amount},"mode":"cash","transaction_id":"TX1","settlement_utr":null,"notes":"n","paid_at":"2022-01-29T10:05:45Z","details":[{{"fee_component":"TUITION_FEE","amount":"1000.50"}}]}},"student":{{"identifier":"1234"}}}}}}"#
         )
+    }
+
+    #[test]
+    fn every_known_type_is_read_back_from_its_name_and_no_two_share_one() {
+        for kind in JodoType::ALL {
+            assert_eq!(JodoType::parse(kind.as_str()), Some(*kind));
+        }
+        let names: std::collections::BTreeSet<_> =
+            JodoType::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), JodoType::ALL.len());
+        assert_eq!(JodoType::parse("masterdata.student"), None);
+    }
+
+    #[test]
+    fn every_known_type_becomes_its_own_change_about_its_own_subject() {
+        let (student, pay) = (DROPPED.to_string(), payment("5"));
+        for kind in JodoType::ALL {
+            let (body, expected, subject) = match kind {
+                JodoType::StudentRegistered => (&student, "student registered", "student_1234"),
+                JodoType::StudentDropped => (&student, "student dropped", "student_1234"),
+                JodoType::StudentActivated => (&student, "student activated", "student_1234"),
+                JodoType::PaymentAdded => (&pay, "payment added", "pay_1"),
+                JodoType::PaymentUpdated => (&pay, "payment updated", "pay_1"),
+                JodoType::PaymentCancelled => (&pay, "payment cancelled", "pay_1"),
+            };
+            let body = body
+                .replace("masterdata.student.dropped", kind.as_str())
+                .replace("direct.payment.added", kind.as_str());
+            let d = parse(body.as_bytes()).unwrap();
+            assert_eq!(d.event_type, kind.as_str());
+            assert_eq!(d.subject.as_deref(), Some(subject), "{kind:?}");
+            let became = match d.event {
+                Event::Student { change, .. } => format!("student {}", change.as_str()),
+                Event::Payment { change, .. } => format!("payment {}", change.as_str()),
+                other => panic!("{kind:?} became {other:?}"),
+            };
+            assert_eq!(became, expected, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_known_type_in_an_unsupported_version_is_rejected_but_an_unknown_type_in_any_version_is_kept(
+    ) {
+        let body = DROPPED.replace(r#""version": "1.0""#, r#""version": "2.0""#);
+        let e = parse(body.as_bytes()).unwrap_err();
+        assert_eq!(e.path, "version");
+        assert_eq!(
+            e.message,
+            r#""2.0" is not a supported version of masterdata.student.dropped"#
+        );
+        let body = body.replace("masterdata.student.dropped", "masterdata.student.merged");
+        assert_eq!(parse(body.as_bytes()).unwrap().event, Event::Unrecognized);
     }
 
     #[test]

@@ -174,6 +174,15 @@ pub(crate) fn has_shape(text: &str, shape: &str) -> bool {
         })
 }
 
+/// The name of a type either provider documents, `None` for any other: the
+/// ingest metrics label a delivery by its type only when it is one of
+/// these, so a sender cannot grow the series.
+pub fn known_type(name: &str) -> Option<&'static str> {
+    jodo::JodoType::parse(name)
+        .map(jodo::JodoType::as_str)
+        .or_else(|| toolzz::ToolzzType::parse(name).map(toolzz::ToolzzType::as_str))
+}
+
 /// Parses a body from `source`.
 pub fn parse(source: Source, body: &[u8], ctx: &ParseContext) -> Result<Parsed, ParseError> {
     match source {
@@ -420,4 +429,21 @@ pub(crate) fn check_date(text: &str) -> Result<(), String> {
 /// Treats an empty or blank string as absent.
 pub(crate) fn non_blank(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_either_provider_knows_is_a_known_type_and_any_other_is_not() {
+        let jodo = jodo::JodoType::ALL.iter().map(|t| t.as_str());
+        let toolzz = toolzz::ToolzzType::ALL.iter().map(|t| t.as_str());
+        for name in jodo.chain(toolzz) {
+            assert_eq!(known_type(name), Some(name));
+        }
+        for other in ["flex.instalment.debited", "members", "", "MEMBERS.CREATED"] {
+            assert_eq!(known_type(other), None, "{other:?}");
+        }
+    }
 }

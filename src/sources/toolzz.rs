@@ -10,7 +10,7 @@ use super::{
     local_time, non_blank, Flag, Id, NumberText, ParseContext, ParseError, Parsed, TimeFormat,
 };
 use crate::event::{
-    Certificate, Delivery, EnrollmentChange, EnrollmentRecord, Event, LearnerChange,
+    named_kinds, Certificate, Delivery, EnrollmentChange, EnrollmentRecord, Event, LearnerChange,
     LearnerProfile, SchoolMembership, Source,
 };
 
@@ -27,11 +27,25 @@ pub const SCHOOL_DATE_FORMAT: TimeFormat = TimeFormat {
     name: "dd/MM/yyyy HH:mm:ss",
 };
 
-pub const MEMBERS_CREATED: &str = "members.created";
-pub const MEMBERS_UPDATED: &str = "members.updated";
-pub const COURSE_ENROLLMENT: &str = "activities.course.enrollment";
-pub const COURSE_COMPLETED: &str = "activities.course.completed";
-pub const CERTIFICATE_ISSUED: &str = "activities.certificate.issued";
+named_kinds! {
+    /// The Toolzz event slugs registrar knows (the envelope's `event.slug`).
+    /// Any other is stored as [`Event::Unrecognized`]: Toolzz may add slugs.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum ToolzzType {
+        MembersCreated => "members.created",
+        MembersUpdated => "members.updated",
+        CourseEnrollment => "activities.course.enrollment",
+        CourseCompleted => "activities.course.completed",
+        CertificateIssued => "activities.certificate.issued",
+    }
+}
+
+impl ToolzzType {
+    /// The known slug `text`, `None` for any other.
+    pub fn parse(text: &str) -> Option<ToolzzType> {
+        ToolzzType::ALL.iter().copied().find(|t| t.as_str() == text)
+    }
+}
 
 /// The dedupe key of a Toolzz body: `blake3:` and the hex of its hash.
 pub fn dedupe_key(body: &[u8]) -> String {
@@ -78,12 +92,13 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<Parsed, ParseError> {
     check_object(env.data, "data")?;
     let occurred_at = local_time(&env.event.send_at, SEND_AT_FORMAT, ctx.toolzz_zone)
         .map_err(|m| ParseError::new("event.send_at", m))?;
-    let event = upcast(&slug, env.data)?;
-    let subject = match &event {
-        Event::Learner { learner, .. } => Some(learner.user_id.clone()),
-        Event::Enrollment { enrollment, .. } => Some(enrollment.user_id.clone()),
-        Event::CertificateIssued(c) => Some(c.user_id.clone()),
-        _ => probe_user_id(env.data),
+    let event = match ToolzzType::parse(&slug) {
+        Some(kind) => upcast(kind, env.data)?,
+        None => Event::Unrecognized,
+    };
+    let subject = match event.subject() {
+        Some(subject) => Some(subject.to_string()),
+        None => probe_user_id(env.data),
     };
     Ok(Parsed::Delivery(Delivery {
         source: Source::Toolzz,
@@ -98,38 +113,31 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<Parsed, ParseError> {
 
 /// The upcaster. Toolzz has no payload version; a future shape change is
 /// handled here, by slug and shape, converting into the same [`Event`].
-fn upcast(slug: &str, data: &RawValue) -> Result<Event, ParseError> {
-    Ok(match slug {
-        MEMBERS_CREATED | MEMBERS_UPDATED => {
-            let change = if slug == MEMBERS_CREATED {
-                LearnerChange::Created
-            } else {
-                LearnerChange::Updated
-            };
-            let d: MemberData = from_raw(data, "data")?;
-            Event::Learner {
-                change,
-                learner: d.user.into_profile()?,
-            }
-        }
-        COURSE_ENROLLMENT | COURSE_COMPLETED => {
-            let change = if slug == COURSE_ENROLLMENT {
-                EnrollmentChange::Enrolled
-            } else {
-                EnrollmentChange::Completed
-            };
-            let d: EnrollmentData = from_raw(data, "data")?;
-            Event::Enrollment {
-                change,
-                enrollment: d.into_record()?,
-            }
-        }
-        CERTIFICATE_ISSUED => {
+fn upcast(kind: ToolzzType, data: &RawValue) -> Result<Event, ParseError> {
+    let learner = |change| -> Result<Event, ParseError> {
+        let d: MemberData = from_raw(data, "data")?;
+        Ok(Event::Learner {
+            change,
+            learner: d.user.into_profile()?,
+        })
+    };
+    let enrollment = |change| -> Result<Event, ParseError> {
+        let d: EnrollmentData = from_raw(data, "data")?;
+        Ok(Event::Enrollment {
+            change,
+            enrollment: d.into_record()?,
+        })
+    };
+    match kind {
+        ToolzzType::MembersCreated => learner(LearnerChange::Created),
+        ToolzzType::MembersUpdated => learner(LearnerChange::Updated),
+        ToolzzType::CourseEnrollment => enrollment(EnrollmentChange::Enrolled),
+        ToolzzType::CourseCompleted => enrollment(EnrollmentChange::Completed),
+        ToolzzType::CertificateIssued => {
             let d: CertificateData = from_raw(data, "data")?;
-            Event::CertificateIssued(d.into_certificate())
+            Ok(Event::CertificateIssued(d.into_certificate()))
         }
-        _ => Event::Unrecognized,
-    })
+    }
 }
 
 /// For unknown slugs: `data.user.id`, when present.
@@ -337,6 +345,53 @@ mod tests {
             Parsed::Delivery(d) => d,
             Parsed::Ping => panic!("ping"),
         }
+    }
+
+    #[test]
+    fn every_known_slug_is_read_back_from_its_name_and_no_two_share_one() {
+        for kind in ToolzzType::ALL {
+            assert_eq!(ToolzzType::parse(kind.as_str()), Some(*kind));
+        }
+        let names: std::collections::BTreeSet<_> =
+            ToolzzType::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), ToolzzType::ALL.len());
+        assert_eq!(ToolzzType::parse("members"), None);
+    }
+
+    const MEMBER: &str = r#"{"event":{"name":"n","slug":"members.created","send_at":"2023-07-03 12:53:41"},"data":{"user":{"id":987654321}}}"#;
+    const CERTIFICATE: &str = r#"{"event":{"name":"n","slug":"activities.certificate.issued","send_at":"2023-07-03 12:53:41"},"data":{"user":{"id":987654321},"course":{"id":123456}}}"#;
+
+    #[test]
+    fn every_known_slug_becomes_its_own_change_about_its_user() {
+        for kind in ToolzzType::ALL {
+            let (body, shown_as) = match kind {
+                ToolzzType::MembersCreated => (MEMBER, "learner created"),
+                ToolzzType::MembersUpdated => (MEMBER, "learner updated"),
+                ToolzzType::CourseEnrollment => (ENROLLMENT, "enrollment enrolled"),
+                ToolzzType::CourseCompleted => (ENROLLMENT, "enrollment completed"),
+                ToolzzType::CertificateIssued => (CERTIFICATE, "certificate"),
+            };
+            let body = body
+                .replace("members.created", kind.as_str())
+                .replace("activities.course.enrollment", kind.as_str());
+            let d = parse_delivery(&body);
+            assert_eq!(d.event_type, kind.as_str());
+            assert_eq!(d.subject.as_deref(), Some("987654321"), "{kind:?}");
+            let became = match d.event {
+                Event::Learner { change, .. } => format!("learner {}", change.as_str()),
+                Event::Enrollment { change, .. } => format!("enrollment {}", change.as_str()),
+                Event::CertificateIssued(_) => "certificate".to_string(),
+                other => panic!("{kind:?} became {other:?}"),
+            };
+            assert_eq!(became, shown_as, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_slug_is_kept_unrecognized_with_the_user_its_data_names() {
+        let d = parse_delivery(&MEMBER.replace("members.created", "members.deleted"));
+        assert_eq!(d.event, Event::Unrecognized);
+        assert_eq!(d.subject.as_deref(), Some("987654321"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use registrar::config::Config;
+use registrar::config::{Config, Settings};
 use registrar::sources::jodo;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -32,13 +32,13 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// Like [`spawn_app`], with the config adjusted first.
-pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut config = Config::new(dir.path().join("registrar.db"));
-    config.jodo_secret = Some(JODO_SECRET.into());
-    config.toolzz_token = Some(TOOLZZ_TOKEN.into());
-    adjust(&mut config);
-    start(dir, config).await
+    let mut settings = Settings::new(dir.path().join("registrar.db"));
+    settings.jodo_secret = Some(JODO_SECRET.into());
+    settings.toolzz_token = Some(TOOLZZ_TOKEN.into());
+    adjust(&mut settings);
+    start(dir, settings.validate().expect("valid test settings")).await
 }
 
 /// Starts a server on `dir`'s database (used again after `stop` to restart).

@@ -360,10 +360,10 @@ async fn an_overlong_target_is_414_and_overlarge_headers_431_in_the_error_shape(
     let app = spawn_app().await;
     let long = format!(
         "/v1/students/{}",
-        "a".repeat(registrar::api::error::MAX_URI_BYTES)
+        "a".repeat(registrar::http::error::MAX_URI_BYTES)
     );
     shaped(app.get(&long).await, 414, "uri_too_long").await;
-    let big = "b".repeat(registrar::api::error::MAX_HEADER_BYTES);
+    let big = "b".repeat(registrar::http::error::MAX_HEADER_BYTES);
     let r = app
         .client
         .get(app.url("/v1/students"))

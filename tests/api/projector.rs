@@ -243,10 +243,10 @@ async fn a_database_made_by_the_previous_release_is_upgraded_at_start() {
         legacy_tables(&registrar::db::open_rw(&db).unwrap()).len(),
         5
     );
-    let mut config = registrar::config::Config::new(&db);
-    config.jodo_secret = Some(JODO_SECRET.into());
-    config.toolzz_token = Some(TOOLZZ_TOKEN.into());
-    let app = start(dir, config).await;
+    let mut settings = registrar::config::Settings::new(&db);
+    settings.jodo_secret = Some(JODO_SECRET.into());
+    settings.toolzz_token = Some(TOOLZZ_TOKEN.into());
+    let app = start(dir, settings.validate().unwrap()).await;
     // Ingest is served at once, on the same log.
     let seq = app
         .accept_jodo(&jodo_student("registered", "e-new", "S3", 1_700_000_800))

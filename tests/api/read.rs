@@ -624,6 +624,7 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
     }
     let routed: BTreeSet<_> = registrar::api::ROUTES
         .iter()
+        .chain(registrar::ingest::ROUTES)
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     assert_eq!(documented, routed);

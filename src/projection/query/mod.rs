@@ -50,6 +50,30 @@ pub enum Lookup {
     Ambiguous(Vec<String>),
 }
 
+impl Lookup {
+    /// The one student `id` names, or why it names none.
+    pub fn one(self, id: &str) -> Result<String, Unresolved> {
+        match self {
+            Lookup::Found(jodo_student_id) => Ok(jodo_student_id),
+            Lookup::NotFound => Err(Unresolved::NotFound(id.to_string())),
+            Lookup::Ambiguous(ids) => Err(Unresolved::Ambiguous {
+                id: id.to_string(),
+                ids,
+            }),
+        }
+    }
+}
+
+/// Why a student id names no one student: the same words for the API, the
+/// console and the command line.
+#[derive(Debug, thiserror::Error)]
+pub enum Unresolved {
+    #[error("no student has id {0:?}")]
+    NotFound(String),
+    #[error("{id:?} is the identifier of several students ({}); use the jodo_student_id", ids.join(", "))]
+    Ambiguous { id: String, ids: Vec<String> },
+}
+
 /// Resolves `id` as a jodo_student_id, else an identifier, else a
 /// custom_identifier, to a jodo_student_id.
 pub fn resolve_student(conn: &Connection, id: &str) -> rusqlite::Result<Lookup> {

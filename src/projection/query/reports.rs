@@ -7,6 +7,7 @@
 //! is the fold's status ([`PaymentStatus`]): recorded until a cancellation.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 use rusqlite::Connection;
 
@@ -392,9 +393,28 @@ pub struct StatusChange {
     pub profile: StudentProfile,
 }
 
-const STATUS_CHANGES: &str =
-    "SELECT entity, kind, at, received_at, event_id, doc, seq FROM student_history
-     WHERE at >= ?1 AND at <= ?2 AND at <= ?3 AND received_at <= ?4 ORDER BY at, seq";
+/// The history rows of the kinds that are status changes
+/// ([`StudentChange::is_status_change`]), named in the SQL as literals.
+fn status_changes_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let kinds: Vec<String> = StudentChange::ALL
+            .iter()
+            .filter(|k| k.is_status_change())
+            .map(|k| {
+                // Our own names, written into the SQL: never anything to quote.
+                assert!(k.as_str().bytes().all(|b| b.is_ascii_lowercase()));
+                format!("'{}'", k.as_str())
+            })
+            .collect();
+        format!(
+            "SELECT entity, kind, at, received_at, event_id, doc, seq FROM student_history
+             WHERE kind IN ({}) AND at >= ?1 AND at <= ?2 AND at <= ?3 AND received_at <= ?4
+             ORDER BY at, seq",
+            kinds.join(", ")
+        )
+    })
+}
 
 /// Students registered, dropped and re-activated with a provider time in
 /// [from, to] (seconds), of grade `grade` (a code or a name) if given.
@@ -405,7 +425,7 @@ pub fn status_changes(
     to: i64,
     grade: Option<&str>,
 ) -> Result<Vec<StatusChange>, ProjectionError> {
-    let mut stmt = conn.prepare_cached(STATUS_CHANGES)?;
+    let mut stmt = conn.prepare_cached(status_changes_sql())?;
     let mut rows = stmt.query((from, to, times.as_of, times.known_at))?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
@@ -796,6 +816,48 @@ mod tests {
         let plan = plan(CURRENT_LINES, (0, 1));
         assert!(plan.contains("COVERING INDEX payments_paid_at"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    #[test]
+    fn the_status_changes_are_the_history_rows_of_status_change_kinds_only() {
+        let conn = Connection::open_in_memory().unwrap();
+        store::create_schema(&conn).unwrap();
+        let profile = StudentProfile {
+            jodo_student_id: "s1".into(),
+            identifier: "1".into(),
+            custom_identifier: None,
+            collector_code: None,
+            grade: None,
+            academic_year_start: None,
+            academic_year_end: None,
+            primary_contact_number: None,
+            primary_contact_email: None,
+            notes: Vec::new(),
+        };
+        let doc = serde_json::to_string(&profile).unwrap();
+        // A kind no StudentChange stores: a status change is only a kind that
+        // says it is one, not whatever the history table holds.
+        for (seq, kind) in [(1, "registered"), (2, "renamed"), (3, "dropped")] {
+            conn.execute(
+                "INSERT INTO student_history (seq, entity, kind, at, received_at, event_id, doc)
+                 VALUES (?1, 's1', ?2, ?1, ?1, 'e', ?3)",
+                (seq, kind, &doc),
+            )
+            .unwrap();
+        }
+        let times = Times {
+            as_of: 10,
+            known_at: 10,
+        };
+        let found: Vec<_> = status_changes(&conn, times, 0, 10, None)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.seq, s.change))
+            .collect();
+        assert_eq!(
+            found,
+            [(1, StudentChange::Registered), (3, StudentChange::Dropped)]
+        );
     }
 
     #[test]

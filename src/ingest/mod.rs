@@ -1,4 +1,6 @@
-//! `POST /webhooks/jodo` and `POST /webhooks/toolzz[/{token}]`.
+//! The webhooks: `POST /webhooks/jodo` and `POST /webhooks/toolzz[/{token}]`,
+//! a channel of their own beside [`crate::api`] and [`crate::console`]
+//! (they authenticate themselves; [`observe`] counts every answer).
 //!
 //! Order of checks: size (413), authentication (401), validation (400), then
 //! the writer (200 accepted or duplicate, 409 conflict, 503). Every rejection
@@ -14,14 +16,36 @@ use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::params::percent_decode;
-use super::{ApiError, AppState};
-use crate::auth::{self, JodoSecrets, Kept, Presented};
+mod observe;
+
+use axum::middleware;
+use axum::routing::post;
+use axum::Router;
+
+use crate::auth::{self, Kept, Presented};
 use crate::event::Source;
+use crate::http::params::percent_decode;
+use crate::http::{ApiError, AppState};
 use crate::ledger::{now_micros, LedgerError};
 use crate::log::AppendOutcome;
 use crate::quarantine::Reject;
 use crate::sources::{self, Parsed};
+
+/// Every route of this module, as (method, path).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/webhooks/jodo"),
+    ("POST", "/webhooks/toolzz"),
+    ("POST", "/webhooks/toolzz/{token}"),
+];
+
+/// The webhook routes, each answer counted by [`observe::deliveries`].
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/webhooks/jodo", post(jodo))
+        .route("/webhooks/toolzz", post(toolzz_without_token))
+        .route("/webhooks/toolzz/{token}", post(toolzz_with_token))
+        .route_layer(middleware::from_fn_with_state(state, observe::deliveries))
+}
 
 /// The answer to a stored (or recognised) delivery.
 #[derive(Debug, Serialize)]
@@ -65,7 +89,7 @@ pub async fn jodo(
         }
     };
     let outcome = auth::check_jodo(
-        &JodoSecrets::of(&app.config),
+        &app.config.jodo_secrets(),
         &body,
         Presented::from_values(signatures()),
         custom_header,
@@ -138,7 +162,7 @@ async fn accept(
     let delivery = match sources::parse(source, &body, &app.config.parse) {
         Ok(Parsed::Delivery(d)) => d,
         Ok(Parsed::Ping) => {
-            super::observe::outcome("ping");
+            observe::outcome("ping");
             tracing::info!(source = source.as_str(), outcome = "ping", "delivery");
             return Ok(Json(IngestAnswer {
                 status: "ping",
@@ -154,7 +178,7 @@ async fn accept(
         }
     };
     let event_type = delivery.event_type.clone();
-    super::observe::event_type(&event_type);
+    observe::event_type(&event_type);
     let conflict = Reject {
         source: source.as_str().into(),
         received_at: now_micros(),
@@ -201,7 +225,7 @@ async fn accept(
             )));
         }
     };
-    super::observe::outcome(status);
+    observe::outcome(status);
     tracing::info!(
         source = source.as_str(),
         event_type,

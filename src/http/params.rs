@@ -15,19 +15,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ApiError;
-use crate::projection::query::{self, Lookup};
-use crate::projection::ProjectionError;
+use crate::projection::query::{self, Unresolved};
 
 /// Items per page unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: u32 = 100;
 /// Items per page at most: bounds the work and memory of one request.
 pub const MAX_LIMIT: u32 = 1000;
-
-impl From<ProjectionError> for ApiError {
-    fn from(e: ProjectionError) -> Self {
-        ApiError::Internal(format!("projection: {e}"))
-    }
-}
 
 /// A query string parsed into `T`, or a 400 in the API's error shape.
 /// Unknown parameters are rejected (a typo must not silently widen a query).
@@ -54,24 +47,6 @@ pub fn parse_query<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
             ApiError::bad_request(format!("query string: {path}: {}", e.inner()))
         }
     })
-}
-
-/// For the fuzz targets in `fuzz/` (not an API): parses a query string as
-/// every route's parameters would, and returns how many routes accept it.
-#[doc(hidden)]
-pub fn fuzz_query(query: &str) -> usize {
-    [
-        parse_query::<super::students::StudentsQuery>(query).is_ok(),
-        parse_query::<super::students::AsOfQuery>(query).is_ok(),
-        parse_query::<super::students::PageQuery>(query).is_ok(),
-        parse_query::<super::payments::PaymentsQuery>(query).is_ok(),
-        parse_query::<super::learners::EnrollmentsQuery>(query).is_ok(),
-        parse_query::<super::events::EventsQuery>(query).is_ok(),
-        parse_query::<NoParams>(query).is_ok(),
-    ]
-    .into_iter()
-    .filter(|ok| *ok)
-    .count()
 }
 
 /// For the fuzz targets in `fuzz/` (not an API): decodes `cursor` as every
@@ -312,12 +287,10 @@ pub(crate) fn parse_bound(name: &str, text: &str, end_of_day: bool) -> Result<i6
 
 /// Resolves a student id path parameter, or 404 / 409.
 pub(crate) fn resolve(conn: &Connection, id: &str) -> Result<String, ApiError> {
-    match query::resolve_student(conn, id)? {
-        Lookup::Found(j) => Ok(j),
-        Lookup::NotFound => Err(ApiError::NotFound(format!("no student has id {id:?}"))),
-        Lookup::Ambiguous(ids) => Err(ApiError::Conflict(format!(
-            "{id:?} is the identifier of several students ({}); use the jodo_student_id",
-            ids.join(", ")
-        ))),
-    }
+    query::resolve_student(conn, id)?
+        .one(id)
+        .map_err(|e| match e {
+            Unresolved::NotFound(_) => ApiError::NotFound(e.to_string()),
+            Unresolved::Ambiguous { .. } => ApiError::Conflict(e.to_string()),
+        })
 }

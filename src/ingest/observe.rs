@@ -10,9 +10,9 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::AppState;
+use crate::http::AppState;
 use crate::metrics::{DeliveryLabels, SourceLabels};
-use crate::sources::{jodo, toolzz};
+use crate::sources;
 
 tokio::task_local! {
     static NOTE: Cell<Note>;
@@ -25,29 +25,10 @@ struct Note {
     outcome: Option<&'static str>,
 }
 
-/// The event types the metrics name; anything else is `other`, so a sender
-/// cannot grow the series.
-const KNOWN_TYPES: &[&str] = &[
-    jodo::STUDENT_REGISTERED,
-    jodo::STUDENT_DROPPED,
-    jodo::STUDENT_ACTIVATED,
-    jodo::PAYMENT_ADDED,
-    jodo::PAYMENT_UPDATED,
-    jodo::PAYMENT_CANCELLED,
-    toolzz::MEMBERS_CREATED,
-    toolzz::MEMBERS_UPDATED,
-    toolzz::COURSE_ENROLLMENT,
-    toolzz::COURSE_COMPLETED,
-    toolzz::CERTIFICATE_ISSUED,
-];
-
-/// Notes the parsed delivery's event type.
+/// Notes the parsed delivery's event type: a type the sources know by its
+/// name, anything else as `other`, so a sender cannot grow the series.
 pub fn event_type(name: &str) {
-    let label = KNOWN_TYPES
-        .iter()
-        .find(|k| **k == name)
-        .copied()
-        .unwrap_or("other");
+    let label = sources::known_type(name).unwrap_or("other");
     let _ = NOTE.try_with(|n| {
         n.set(Note {
             event_type: Some(label),

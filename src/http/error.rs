@@ -15,6 +15,8 @@ use serde_json::json;
 
 use crate::ledger::LedgerError;
 use crate::projection::live::ReadError;
+use crate::projection::ProjectionError;
+use crate::report::{ParamError, ReportError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -140,6 +142,28 @@ impl From<LedgerError> for ApiError {
                 retry_after: None,
             },
         }
+    }
+}
+
+impl From<ParamError> for ApiError {
+    fn from(e: ParamError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::NotFound(m) => ApiError::NotFound(m),
+            ReportError::Projection(e) => e.into(),
+            ReportError::Write(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<ProjectionError> for ApiError {
+    fn from(e: ProjectionError) -> Self {
+        ApiError::Internal(format!("projection: {e}"))
     }
 }
 
@@ -300,4 +324,56 @@ pub async fn error_shape(req: Request, next: Next) -> Response {
 /// goes on.
 pub fn panic_response(_panic: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::Panicked.into_response()
+}
+
+/// The layers every answer passes through: the error shape for what the
+/// framework rejects ([`error_shape`]), and a caught panic answered 500 in
+/// that shape, the server going on (defence in depth: a panic is a bug with
+/// its own test).
+pub fn with_error_layers(app: axum::Router) -> axum::Router {
+    app.layer(axum::middleware::from_fn(error_shape)).layer(
+        tower_http::catch_panic::CatchPanicLayer::custom(panic_response),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use axum::Router;
+
+    /// Serves `app` on a random local port; returns its base URL.
+    async fn serve(app: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_in_the_error_shape_and_the_server_goes_on() {
+        let app = with_error_layers(
+            Router::new()
+                .route(
+                    "/panic",
+                    get(|| async {
+                        panic!("a test-only route panics");
+                        #[allow(unreachable_code)]
+                        ""
+                    }),
+                )
+                .route("/ok", get(|| async { "ok" })),
+        );
+        let base = serve(app).await;
+        let client = reqwest::Client::new();
+        for _ in 0..2 {
+            let r = client.get(format!("{base}/panic")).send().await.unwrap();
+            assert_eq!(r.status(), 500);
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "internal", "{body}");
+            assert_eq!(body["error"]["message"], "internal error", "{body}");
+        }
+        let r = client.get(format!("{base}/ok")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
 }

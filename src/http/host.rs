@@ -13,11 +13,12 @@ use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{admin_token, ApiError, AppState};
-use crate::config::Config;
+use super::tokens::admin_token;
+use super::{ApiError, AppState};
+use crate::config::Settings;
 
 /// Whether anything answers without a credential.
-pub fn anything_open(config: &Config) -> bool {
+pub fn anything_open(config: &Settings) -> bool {
     config.read_token.is_none() || admin_token(config).is_none() || config.is_unsigned()
 }
 
@@ -31,7 +32,7 @@ fn host_name(authority: &str) -> &str {
 
 /// Whether `headers` name this server by an address (never rebound), as
 /// `localhost`, or by the host of `--public-url`.
-pub fn named_as_ours(config: &Config, headers: &HeaderMap) -> bool {
+pub fn named_as_ours(config: &Settings, headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
         return false;
     };
@@ -64,7 +65,7 @@ mod tests {
     use super::*;
 
     fn named(host: &str, public_url: Option<&str>) -> bool {
-        let mut config = Config::new(std::path::PathBuf::from("x.db"));
+        let mut config = Settings::new(std::path::PathBuf::from("x.db"));
         config.public_url = public_url.map(String::from);
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, host.parse().unwrap());

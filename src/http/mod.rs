@@ -1,0 +1,78 @@
+//! What the HTTP channels share, below all of them: the server's state
+//! ([`AppState`]), read connections on the log ([`Readers`]), the one error
+//! type ([`ApiError`], [`error`]), query-string parsing ([`params`]), rate
+//! limits ([`rate`]), the token checks ([`tokens`]), read-your-writes
+//! ([`consistency`]), reports streamed off the async workers ([`stream`]) and the guard against DNS rebinding ([`host`]).
+//!
+//! The channels themselves are siblings above this module, and none imports
+//! another: [`crate::ingest`] (the webhooks), [`crate::api`] (`/v1`, admin,
+//! health) and [`crate::console`] (`/console`). [`crate::server`] composes
+//! them in one place.
+
+pub mod consistency;
+pub mod error;
+pub mod host;
+pub mod params;
+pub mod rate;
+mod readers;
+pub mod stream;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+use crate::config::Config;
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+use crate::projection::live::LiveStore;
+use crate::projection::projector::Projector;
+pub use error::ApiError;
+pub use readers::{Readers, MAX_IDLE_READERS};
+
+/// What every handler shares: one `Arc`, so the copy axum makes for every
+/// layer and handler of every request is one counter increment, not one per
+/// field.
+#[derive(Clone)]
+pub struct AppState(Arc<App>);
+
+impl AppState {
+    pub fn new(app: App) -> AppState {
+        AppState(Arc::new(app))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// The server's parts, behind [`AppState`].
+pub struct App {
+    pub config: Arc<Config>,
+    pub ledger: Ledger,
+    /// Read connections on the log file.
+    pub log: Arc<Readers>,
+    /// The projection store serving reads, and the projector's position.
+    pub live: Arc<LiveStore>,
+    pub projector: Projector,
+    pub metrics: Arc<Metrics>,
+    /// Unauthenticated rejects kept per second at most.
+    pub unauthenticated: Arc<rate::RateLimit>,
+}
+
+impl App {
+    /// Runs `f` on one snapshot of the projection store and notes its
+    /// position for the answer's `X-Registrar-Position`. 503 while no usable
+    /// store exists.
+    pub async fn projections<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let (value, position) = self.live.read(f)?;
+        consistency::record(position);
+        Ok(value)
+    }
+}
