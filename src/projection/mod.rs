@@ -14,6 +14,9 @@
 //! incremental build, a rebuild in log order and a build in time order come
 //! out identical.
 //!
+//! The modules, in layers from the bottom up: each imports only those
+//! before it.
+//!
 //! - [`entities`]: the folds, pure, matching typed changes exhaustively.
 //! - [`store`]: the store's tables: every statement that writes them, on a
 //!   connection given.
@@ -21,12 +24,14 @@
 //!   the live store unsynced while the server runs and the marker that has
 //!   it rebuilt after a power loss, generations and the choice among them at
 //!   start, removal, the lock.
-//! - [`projector`]: the thread that follows the log into the store.
-//! - [`rebuild`]: builds a fresh store file from the log.
-//! - [`live`]: the file serving reads, its position and lag.
-//! - [`query`]: reads whose meaning belongs to the projections.
 //! - [`reparse`] (here): a logged event's body parsed again into its domain
 //!   event, the one way the projector and a rebuild both read the log.
+//! - [`rebuild`]: builds a fresh store file from the log; offline, puts it
+//!   in place too.
+//! - [`live`]: the file serving reads, its position and lag.
+//! - [`projector`]: the thread that follows the log into the store, and
+//!   swaps a rebuilt file in.
+//! - [`query`]: reads whose meaning belongs to the projections.
 
 pub mod entities;
 pub mod files;

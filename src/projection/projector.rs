@@ -314,8 +314,6 @@ impl Projector {
         std::thread::Builder::new()
             .name("registrar-rebuild".into())
             .spawn(move || {
-                // Only the path: holding the file would keep it from being
-                // deleted once retired.
                 let live = me.live.file().map(|f| f.path().to_path_buf());
                 let result = rebuild::build_next(
                     &cfg.path,
