@@ -50,7 +50,7 @@
 
 pub mod api;
 pub mod auth;
-pub mod checkpoint;
+mod checkpoint;
 pub mod commands;
 pub mod config;
 pub mod connections;
@@ -61,10 +61,10 @@ pub mod http;
 pub mod ingest;
 pub mod ledger;
 pub mod log;
-pub mod metrics;
-pub mod money;
+mod metrics;
+mod money;
 pub mod projection;
-pub mod quarantine;
+mod quarantine;
 pub mod report;
 pub mod server;
 pub mod sources;

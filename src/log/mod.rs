@@ -4,7 +4,7 @@
 //! written by [`append`] inside the writer's transaction and checked again by
 //! [`verify`] when read back.
 
-pub mod chain;
+pub(crate) mod chain;
 pub mod pins;
 pub mod verify;
 

@@ -35,7 +35,7 @@
 
 pub mod entities;
 pub mod files;
-pub mod live;
+pub(crate) mod live;
 pub mod projector;
 pub mod query;
 pub mod rebuild;

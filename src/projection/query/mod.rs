@@ -14,10 +14,10 @@
 //! - [`reports`]: the finance reports, as of a provider time and as known
 //!   at a receipt time ([`Times`]).
 
-pub mod learners;
+pub(crate) mod learners;
 pub mod payments;
 pub mod reports;
-pub mod students;
+pub(crate) mod students;
 
 use rusqlite::{Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
