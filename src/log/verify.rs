@@ -621,16 +621,29 @@ impl ChainFault {
     }
 }
 
+/// Why a `--pin` is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PinTextError {
+    #[error("expected SEQ:HASH")]
+    NoColon,
+    #[error("{0:?} is not a seq")]
+    Seq(String),
+    #[error("{0:?} is not hex")]
+    Hex(String),
+    #[error("the hash must be 32 bytes (64 hex digits)")]
+    Length,
+}
+
 /// Parses `SEQ:HEX` as given to `--pin`.
-pub fn parse_pin(text: &str) -> Result<(u64, Hash), String> {
-    let (seq, hash) = text.split_once(':').ok_or("expected SEQ:HASH")?;
+pub fn parse_pin(text: &str) -> Result<(u64, Hash), PinTextError> {
+    let (seq, hash) = text.split_once(':').ok_or(PinTextError::NoColon)?;
     let seq: u64 = seq
         .trim()
         .parse()
-        .map_err(|_| format!("{seq:?} is not a seq"))?;
-    let bytes = hex::decode(hash.trim()).map_err(|_| format!("{hash:?} is not hex"))?;
+        .map_err(|_| PinTextError::Seq(seq.to_string()))?;
+    let bytes = hex::decode(hash.trim()).map_err(|_| PinTextError::Hex(hash.to_string()))?;
     if bytes.len() != 32 {
-        return Err("the hash must be 32 bytes (64 hex digits)".into());
+        return Err(PinTextError::Length);
     }
     Ok((seq, to_hash(&bytes)))
 }

@@ -131,9 +131,30 @@ pub(crate) fn check_time(path: &str, secs: i64) -> Result<i64, ParseError> {
 }
 
 fn time_range_message(secs: i64) -> String {
-    format!(
-        "{secs} is outside 0000-01-01T00:00:00Z..9999-12-31T23:59:59Z (unix seconds {MIN_TIME}..{MAX_TIME}), which RFC 3339 cannot show"
-    )
+    TimeError::OutOfRange(secs).to_string()
+}
+
+/// Why a provider's time or date text is refused; the message follows the
+/// field's path in a [`ParseError`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TimeError {
+    #[error("is not a {what} in the format {format}, exactly: {text:?}")]
+    Shape {
+        what: &'static str,
+        format: &'static str,
+        text: String,
+    },
+    #[error("is not a {what} in the format {format} ({reason}): {text:?}")]
+    Invalid {
+        what: &'static str,
+        format: &'static str,
+        reason: chrono::ParseError,
+        text: String,
+    },
+    #[error("{text:?} does not exist in zone {zone}")]
+    NotInZone { text: String, zone: chrono_tz::Tz },
+    #[error("{0} is outside 0000-01-01T00:00:00Z..9999-12-31T23:59:59Z (unix seconds {MIN_TIME}..{MAX_TIME}), which RFC 3339 cannot show")]
+    OutOfRange(i64),
 }
 
 /// A delivery body must be UTF-8 (RFC 8259 section 8.1). serde_json checks
@@ -388,42 +409,58 @@ pub(crate) fn local_time(
     text: &str,
     format: TimeFormat,
     zone: chrono_tz::Tz,
-) -> Result<i64, String> {
+) -> Result<i64, TimeError> {
     let naive = check_local_time(text, format)?;
     let secs = zone
         .from_local_datetime(&naive)
         .earliest()
         .map(|t| t.timestamp())
-        .ok_or_else(|| format!("{text:?} does not exist in zone {zone}"))?;
+        .ok_or_else(|| TimeError::NotInZone {
+            text: text.to_string(),
+            zone,
+        })?;
     if !(MIN_TIME..=MAX_TIME).contains(&secs) {
-        return Err(time_range_message(secs));
+        return Err(TimeError::OutOfRange(secs));
     }
     Ok(secs)
 }
 
 /// Checks a zone-less local time: exactly the format's shape, and a real
 /// date and time.
-pub(crate) fn check_local_time(text: &str, format: TimeFormat) -> Result<NaiveDateTime, String> {
-    let name = format.name;
+pub(crate) fn check_local_time(text: &str, format: TimeFormat) -> Result<NaiveDateTime, TimeError> {
     if !has_shape(text, format.shape) {
-        return Err(format!(
-            "is not a time in the format {name}, exactly: {text:?}"
-        ));
+        return Err(TimeError::Shape {
+            what: "time",
+            format: format.name,
+            text: text.to_string(),
+        });
     }
-    NaiveDateTime::parse_from_str(text, format.chrono)
-        .map_err(|e| format!("is not a time in the format {name} ({e}): {text:?}"))
+    NaiveDateTime::parse_from_str(text, format.chrono).map_err(|reason| TimeError::Invalid {
+        what: "time",
+        format: format.name,
+        reason,
+        text: text.to_string(),
+    })
 }
 
 /// Checks a `yyyy-MM-dd` date, exactly.
-pub(crate) fn check_date(text: &str) -> Result<(), String> {
+pub(crate) fn check_date(text: &str) -> Result<(), TimeError> {
+    const FORMAT: &str = "yyyy-MM-dd";
     if !has_shape(text, "dddd-dd-dd") {
-        return Err(format!(
-            "is not a date in the format yyyy-MM-dd, exactly: {text:?}"
-        ));
+        return Err(TimeError::Shape {
+            what: "date",
+            format: FORMAT,
+            text: text.to_string(),
+        });
     }
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map(|_| ())
-        .map_err(|e| format!("is not a date in the format yyyy-MM-dd ({e}): {text:?}"))
+        .map_err(|reason| TimeError::Invalid {
+            what: "date",
+            format: FORMAT,
+            reason,
+            text: text.to_string(),
+        })
 }
 
 /// Treats an empty or blank string as absent.

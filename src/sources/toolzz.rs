@@ -91,7 +91,7 @@ pub fn parse(body: &[u8], ctx: &ParseContext) -> Result<Parsed, ParseError> {
     check_event_type("event.slug", &slug)?;
     check_object(env.data, "data")?;
     let occurred_at = local_time(&env.event.send_at, SEND_AT_FORMAT, ctx.toolzz_zone)
-        .map_err(|m| ParseError::new("event.send_at", m))?;
+        .map_err(|m| ParseError::new("event.send_at", m.to_string()))?;
     let event = match ToolzzType::parse(&slug) {
         Some(kind) => upcast(kind, env.data)?,
         None => Event::Unrecognized,
@@ -212,7 +212,7 @@ impl MemberUser {
                         check_local_time(v, SCHOOL_DATE_FORMAT).map_err(|m| {
                             ParseError::new(
                                 format!("data.user.institution[{i}].schools[{j}].{field}"),
-                                m,
+                                m.to_string(),
                             )
                         })?;
                     }
@@ -283,7 +283,8 @@ impl EnrollmentData {
     fn into_record(self) -> Result<EnrollmentRecord, ParseError> {
         let date_expire = non_blank(self.enrollment.date_expire);
         if let Some(d) = &date_expire {
-            check_date(d).map_err(|m| ParseError::new("data.enrollment.date_expire", m))?;
+            check_date(d)
+                .map_err(|m| ParseError::new("data.enrollment.date_expire", m.to_string()))?;
         }
         Ok(EnrollmentRecord {
             enrollment_id: self.enrollment.id.0,
