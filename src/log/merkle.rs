@@ -254,6 +254,30 @@ pub fn stored_hash_count(leaves: u64) -> u64 {
     stored_before(leaves)
 }
 
+/// The leaf that stores the hash at stored index `index`, and the hash's
+/// level: the inverse of [`stored_hash_index`] (which is
+/// `stored_hash_index(level, leaf >> level)`). A storage that keeps each
+/// leaf's hashes in one row (its own and the subtrees it completes, at
+/// consecutive indexes) finds a hash's row with it.
+pub fn stored_hash_leaf(index: u64) -> (u64, u8) {
+    assert!(
+        index < stored_hash_count(MAX_TREE_SIZE),
+        "past the largest tree"
+    );
+    // stored_before(n) = 2n - popcount(n) lies in [2n - 63, 2n], so the
+    // leaf is at most 32 past index / 2.
+    let mut leaf = index / 2;
+    while stored_before(leaf + 1) <= index {
+        leaf += 1;
+    }
+    let level = index - stored_before(leaf);
+    assert!(
+        level <= u64::from(leaf.trailing_ones()),
+        "a leaf stores 1 + trailing_ones hashes"
+    );
+    (leaf, level as u8)
+}
+
 /// Hashes stored by leaves `0..n`.
 fn stored_before(n: u64) -> u64 {
     2 * n - u64::from(n.count_ones())
@@ -901,6 +925,22 @@ mod tests {
     }
 
     #[test]
+    fn every_stored_index_names_the_leaf_that_stored_it() {
+        let mut t = MemoryHashes::new();
+        for n in 0..600u64 {
+            let before = t.stored().len() as u64;
+            t.push(&leaf_hash(&n.to_be_bytes()));
+            for index in before..t.stored().len() as u64 {
+                let (leaf, level) = stored_hash_leaf(index);
+                assert_eq!((leaf, u64::from(level)), (n, index - before));
+                assert_eq!(stored_hash_index(level, leaf >> level), index);
+            }
+        }
+        let last = stored_hash_count(MAX_TREE_SIZE) - 1;
+        assert_eq!(stored_hash_leaf(last), (MAX_TREE_SIZE - 1, 62));
+    }
+
+    #[test]
     fn the_hashes_to_store_from_a_reader_are_the_frontiers() {
         let mut t = MemoryHashes::new();
         let mut f = Frontier::new();
@@ -987,5 +1027,27 @@ mod tests {
             verify_consistency(0, 3, &r, &r, &[]),
             Err(ProofError::OldRootMismatch)
         );
+    }
+
+    #[test]
+    fn the_verifiers_answer_for_any_sizes_without_panicking() {
+        // Sizes come from an untrusted bundle: past the largest tree, right
+        // to u64::MAX, a proof of the expected length is just wrong.
+        let h = [3u8; 32];
+        for size in [MAX_TREE_SIZE, MAX_TREE_SIZE + 1, u64::MAX - 1, u64::MAX] {
+            for index in [0, 1, size / 2, size - 2, size - 1] {
+                let proof = vec![h; inclusion_proof_len(index, size)];
+                assert_eq!(
+                    verify_inclusion(&h, index, size, &proof, &h),
+                    Err(ProofError::RootMismatch),
+                    "{index} of {size}"
+                );
+            }
+            for from in [1, 2, 3, size / 2, size - 1, size] {
+                let len = consistency_proof_len(from, size);
+                let got = verify_consistency(from, size, &h, &[4; 32], &vec![h; len]);
+                assert!(got.is_err(), "{from} to {size}");
+            }
+        }
     }
 }
