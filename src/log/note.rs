@@ -40,9 +40,11 @@ use super::merkle;
 pub const ALG_ED25519: u8 = 0x01;
 
 /// The largest note [`open`] reads. A checkpoint is three short lines and a
-/// signature line or a few (witnesses may cosign); 64 KiB is far past any,
-/// and bounds what a hostile note costs to parse.
-pub const MAX_NOTE_BYTES: usize = 64 * 1024;
+/// signature line or a few, but witnesses may cosign: the spec asks
+/// verifiers to take at least 16 signatures and warns that post-quantum ones
+/// run to nearly 5 kB, 80 kB in all. 1 MiB is far past that, and bounds what
+/// a hostile note costs to parse.
+pub const MAX_NOTE_BYTES: usize = 1 << 20;
 
 /// The most signature lines [`open`] reads. The spec asks verifiers to
 /// accept at least 16; Go's `sumdb/note` accepts 100.
