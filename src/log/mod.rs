@@ -1,10 +1,15 @@
 //! The event log: append with dedupe, the hash chain, reads and verify.
+//! [`merkle`]: the log as an RFC 9162 Merkle tree (leaf encoding, stored
+//! hashes, proofs, offline verifiers); [`note`]: its checkpoints, signed as
+//! C2SP notes.
 //!
 //! The log knows nothing derived from it: no projection, no HTTP. Every row is
 //! written by [`append`] inside the writer's transaction and checked again by
 //! [`verify`] when read back.
 
 pub(crate) mod chain;
+pub mod merkle;
+pub mod note;
 pub mod pins;
 pub mod verify;
 
