@@ -13,8 +13,8 @@ use utoipa_axum::routes;
 use super::openapi::ErrorAnswer;
 use crate::event::Source;
 use crate::http::params::{
-    bad_cursor, cursor_schema, enum_schema, limit_schema, paginate, rfc3339, rfc3339_micros,
-    seq_param, seq_schema, Listing, NoParams, Page, Params,
+    bad_cursor, enum_schema, paginate, rfc3339, rfc3339_micros, schema_type, seq_param, Cursor,
+    Limit, Listing, NoParams, Page, Params, Seq, Text,
 };
 use crate::http::{ApiError, AppState};
 use crate::log::{self, chain, StoredEvent};
@@ -80,24 +80,30 @@ impl From<StoredEvent> for EventView {
     }
 }
 
+schema_type!(
+    /// The values of a [`Source`].
+    Sources => enum_schema::<Source>
+);
+
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events after this seq (a cursor, when given, wins).
-    #[param(schema_with = seq_schema)]
+    #[param(inline, value_type = Option<Seq>)]
     after_seq: Option<u64>,
-    #[param(schema_with = enum_schema::<Source>)]
+    #[param(inline, value_type = Option<Sources>)]
     source: Option<Source>,
     /// The provider's event type.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", inline, value_type = Option<Text>)]
     event_type: Option<String>,
     /// Student id, payment id or Toolzz user id.
+    #[param(inline, value_type = Option<Text>)]
     subject: Option<String>,
-    #[param(schema_with = limit_schema)]
+    #[param(inline, value_type = Option<Limit>)]
     limit: Option<u32>,
-    #[param(schema_with = cursor_schema)]
+    #[param(inline, value_type = Option<Cursor>)]
     cursor: Option<String>,
 }
 
@@ -147,7 +153,7 @@ pub async fn list_events(
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)] // Read as text by the handler (a bad one is a 400 in the API's shape).
 struct EventSeq {
-    #[param(schema_with = seq_schema)]
+    #[param(inline, value_type = Seq)]
     seq: u64,
 }
 

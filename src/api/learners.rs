@@ -11,7 +11,8 @@ use utoipa_axum::routes;
 
 use super::openapi::ErrorAnswer;
 use crate::http::params::{
-    cursor_schema, enum_schema, limit_schema, paginate, rfc3339, Listing, NoParams, Page, Params,
+    enum_schema, paginate, rfc3339, schema_type, Cursor, Limit, Listing, NoParams, Page, Params,
+    Text,
 };
 use crate::http::{ApiError, AppState};
 use crate::projection::entities::{EnrollmentState, EnrollmentStatus};
@@ -81,18 +82,25 @@ fn enrollment_view(conn: &Connection, s: EnrollmentState) -> Result<EnrollmentVi
     })
 }
 
+schema_type!(
+    /// The values of a [`EnrollmentStatus`].
+    EnrollmentStatuses => enum_schema::<EnrollmentStatus>
+);
+
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EnrollmentsQuery {
     /// Toolzz user id.
+    #[param(inline, value_type = Option<Text>)]
     user_id: Option<String>,
+    #[param(inline, value_type = Option<Text>)]
     course_id: Option<String>,
-    #[param(schema_with = enum_schema::<EnrollmentStatus>)]
+    #[param(inline, value_type = Option<EnrollmentStatuses>)]
     status: Option<EnrollmentStatus>,
-    #[param(schema_with = limit_schema)]
+    #[param(inline, value_type = Option<Limit>)]
     limit: Option<u32>,
-    #[param(schema_with = cursor_schema)]
+    #[param(inline, value_type = Option<Cursor>)]
     cursor: Option<String>,
 }
 

@@ -11,8 +11,8 @@ use utoipa_axum::routes;
 use super::openapi::ErrorAnswer;
 use crate::event::{FeeDetail, PaymentChange};
 use crate::http::params::{
-    bound_schema, cursor_schema, enum_schema, limit_schema, paginate, parse_bound, rfc3339,
-    Listing, NoParams, Page, Params,
+    enum_schema, paginate, parse_bound, rfc3339, schema_type, Bound, Cursor, Limit, Listing,
+    NoParams, Page, Params, Text,
 };
 use crate::http::{ApiError, AppState};
 use crate::projection::entities::{PaymentState, PaymentStatus};
@@ -140,25 +140,32 @@ impl From<Revision> for RevisionView {
     }
 }
 
+schema_type!(
+    /// The values of a [`PaymentStatus`].
+    PaymentStatuses => enum_schema::<PaymentStatus>
+);
+
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PaymentsQuery {
     /// First paid_at, inclusive: RFC 3339, or a date (from its start, UTC).
     /// Not after `to`.
-    #[param(schema_with = bound_schema)]
+    #[param(inline, value_type = Option<Bound>)]
     from: Option<String>,
     /// Last paid_at, inclusive: RFC 3339, or a date (to its end, UTC).
-    #[param(schema_with = bound_schema)]
+    #[param(inline, value_type = Option<Bound>)]
     to: Option<String>,
-    #[param(schema_with = enum_schema::<PaymentStatus>)]
+    #[param(inline, value_type = Option<PaymentStatuses>)]
     status: Option<PaymentStatus>,
     /// Jodo's payment mode (cash, cheque, ...): an open set.
+    #[param(inline, value_type = Option<Text>)]
     mode: Option<String>,
+    #[param(inline, value_type = Option<Text>)]
     collector_code: Option<String>,
-    #[param(schema_with = limit_schema)]
+    #[param(inline, value_type = Option<Limit>)]
     limit: Option<u32>,
-    #[param(schema_with = cursor_schema)]
+    #[param(inline, value_type = Option<Cursor>)]
     cursor: Option<String>,
 }
 

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::openapi::ErrorAnswer;
-use crate::http::params::{bound_schema, enum_schema, resolve, Params};
+use crate::http::params::{enum_schema, resolve, schema_type, Bound, Params, Text};
 use crate::http::{ApiError, AppState};
 use crate::projection::entities::PaymentStatus;
 use crate::report::{self, Format, ParamError, Report, ReportError, Request};
@@ -42,6 +42,16 @@ impl From<ReportError> for ApiError {
     }
 }
 
+schema_type!(
+    /// The values of a [`Format`].
+    Formats => enum_schema::<Format>
+);
+
+schema_type!(
+    /// The values of a [`PaymentStatus`].
+    PaymentStatuses => enum_schema::<PaymentStatus>
+);
+
 /// What a report was asked for beyond its filters: the range (None for a
 /// statement, which has none), the times and the format.
 struct Asked<'a> {
@@ -64,14 +74,14 @@ macro_rules! report_query {
             $($filters)*
             /// Provider time: what was true then; default now. A date means
             /// the end of that business day.
-            #[param(schema_with = bound_schema)]
+            #[param(inline, value_type = Option<Bound>)]
             as_of: Option<String>,
             /// Receipt time: what registrar had received by then; default
             /// now. A date means the end of that business day.
-            #[param(schema_with = bound_schema)]
+            #[param(inline, value_type = Option<Bound>)]
             known_at: Option<String>,
             /// `csv` (also with `Accept: text/csv`); default `json`.
-            #[param(schema_with = enum_schema::<Format>)]
+            #[param(inline, value_type = Option<Formats>)]
             format: Option<Format>,
         }
 
@@ -95,14 +105,16 @@ report_query!(
     DayBookQuery, range: true, {
         /// First business date (`yyyy-mm-dd`, from its start in the business
         /// zone) or RFC 3339 time.
-        #[param(schema_with = bound_schema)]
+        #[param(inline, value_type = Bound)]
         from: String,
         /// Last business date (to its end) or RFC 3339 time: not before
         /// `from`, less than 366 days after it.
-        #[param(schema_with = bound_schema)]
+        #[param(inline, value_type = Bound)]
         to: String,
         /// Jodo's payment mode (cash, cheque, ...): an open set.
+        #[param(inline, value_type = Option<Text>)]
         mode: Option<String>,
+        #[param(inline, value_type = Option<Text>)]
         collector_code: Option<String>,
     }
 );
@@ -112,16 +124,18 @@ report_query!(
     PaymentsReportQuery, range: true, {
         /// First paid_at: a business date (`yyyy-mm-dd`, from its start) or
         /// RFC 3339 time.
-        #[param(schema_with = bound_schema)]
+        #[param(inline, value_type = Bound)]
         from: String,
         /// Last paid_at: a business date (to its end) or RFC 3339 time: not
         /// before `from`, less than 366 days after it.
-        #[param(schema_with = bound_schema)]
+        #[param(inline, value_type = Bound)]
         to: String,
-        #[param(schema_with = enum_schema::<PaymentStatus>)]
+        #[param(inline, value_type = Option<PaymentStatuses>)]
         status: Option<PaymentStatus>,
         /// Jodo's payment mode (cash, cheque, ...): an open set.
+        #[param(inline, value_type = Option<Text>)]
         mode: Option<String>,
+        #[param(inline, value_type = Option<Text>)]
         collector_code: Option<String>,
     }
 );
@@ -136,11 +150,11 @@ report_query!(
     ChangesQuery, range: true, {
         /// First receipt: a business date (`yyyy-mm-dd`, from its start) or
         /// RFC 3339 time.
-        #[param(schema_with = bound_schema)]
+        #[param(inline, value_type = Bound)]
         from: String,
         /// Last receipt: a business date (to its end) or RFC 3339 time: not
         /// before `from`, less than 366 days after it.
-        #[param(schema_with = bound_schema)]
+        #[param(inline, value_type = Bound)]
         to: String,
     }
 );
@@ -150,13 +164,14 @@ report_query!(
     StatusChangesQuery, range: true, {
         /// First provider time: a business date (`yyyy-mm-dd`, from its
         /// start) or RFC 3339 time.
-        #[param(schema_with = bound_schema)]
+        #[param(inline, value_type = Bound)]
         from: String,
         /// Last provider time: a business date (to its end) or RFC 3339
         /// time: not before `from`, less than 366 days after it.
-        #[param(schema_with = bound_schema)]
+        #[param(inline, value_type = Bound)]
         to: String,
         /// Grade code or name.
+        #[param(inline, value_type = Option<Text>)]
         grade: Option<String>,
     }
 );

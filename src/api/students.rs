@@ -13,8 +13,8 @@ use super::openapi::ErrorAnswer;
 use super::payments::PaymentView;
 use crate::event::{Grade, Note, StudentChange, StudentProfile};
 use crate::http::params::{
-    cursor_schema, enum_schema, instant_schema, limit_schema, paginate, parse_instant, resolve,
-    rfc3339, Listing, Page, Params,
+    enum_schema, paginate, parse_instant, resolve, rfc3339, schema_type, Cursor, Instant, Limit,
+    Listing, Page, Params, Text,
 };
 use crate::http::{ApiError, AppState};
 use crate::money::Total;
@@ -104,20 +104,28 @@ impl From<StudentState> for StudentView {
     }
 }
 
+schema_type!(
+    /// The values of a [`StudentStatus`].
+    StudentStatuses => enum_schema::<StudentStatus>
+);
+
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StudentsQuery {
-    #[param(schema_with = enum_schema::<StudentStatus>)]
+    #[param(inline, value_type = Option<StudentStatuses>)]
     status: Option<StudentStatus>,
     /// Grade code or name.
+    #[param(inline, value_type = Option<Text>)]
     grade: Option<String>,
+    #[param(inline, value_type = Option<Text>)]
     collector_code: Option<String>,
     /// Text in ids, identifiers, grade or contacts.
+    #[param(inline, value_type = Option<Text>)]
     q: Option<String>,
-    #[param(schema_with = limit_schema)]
+    #[param(inline, value_type = Option<Limit>)]
     limit: Option<u32>,
-    #[param(schema_with = cursor_schema)]
+    #[param(inline, value_type = Option<Cursor>)]
     cursor: Option<String>,
 }
 
@@ -161,7 +169,7 @@ pub async fn list_students(
 pub struct AsOfQuery {
     /// The student as they stood then, from events with provider time at or
     /// before it.
-    #[param(schema_with = instant_schema)]
+    #[param(inline, value_type = Option<Instant>)]
     as_of: Option<String>,
 }
 
@@ -218,9 +226,9 @@ pub(super) struct StudentId {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    #[param(schema_with = limit_schema)]
+    #[param(inline, value_type = Option<Limit>)]
     limit: Option<u32>,
-    #[param(schema_with = cursor_schema)]
+    #[param(inline, value_type = Option<Cursor>)]
     cursor: Option<String>,
 }
 

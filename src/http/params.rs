@@ -6,10 +6,10 @@
 //! (default [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`]) and an opaque `cursor`.
 //!
 //! The OpenAPI document's schemas for these parameters are here too, beside
-//! what they describe: [`limit_schema`], [`cursor_schema`], the time formats
-//! ([`instant_schema`], [`bound_schema`]), [`seq_schema`], and
-//! [`enum_schema`], which reads a closed set's values from the type the
-//! server parses it into.
+//! what they describe: [`Limit`], [`Cursor`], the time formats ([`Instant`],
+//! [`Bound`]), [`Seq`], and [`Closed`], which reads a closed set's values
+//! from the type the server parses it into. A query struct names them with
+//! `#[param(inline, value_type = ...)]`.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -312,6 +312,12 @@ pub fn schema(value: Value) -> Schema {
     serde_json::from_value(value).expect("a schema written in this module is valid")
 }
 
+/// A free-text filter: any text without a control character, which
+/// [`check_query`] refuses (Unicode's Cc: U+0000-U+001F, U+007F-U+009F).
+pub fn text_schema() -> Schema {
+    schema(json!({ "type": "string", "pattern": r"^[^\x00-\x1f\x7f-\x9f]*$" }))
+}
+
 /// `limit`: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
 pub fn limit_schema() -> Schema {
     schema(json!({
@@ -356,6 +362,52 @@ pub fn bound_schema() -> Schema {
 pub fn enum_schema<T: DeserializeOwned>() -> Schema {
     schema(json!({ "type": "string", "enum": variants::<T>() }))
 }
+
+/// A parameter's schema as a type, for `#[param(inline, value_type = ...)]`
+/// (which, unlike `schema_with`, keeps the field's doc comment and
+/// whether it is required). A closed set's is
+/// `schema_type!(Statuses => enum_schema::<Status>)`.
+macro_rules! schema_type {
+    ($(#[$meta:meta])* $name:ident => $schema:path) => {
+        $(#[$meta])*
+        pub struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::RefOr::T($schema())
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+pub(crate) use schema_type;
+
+schema_type!(
+    /// [`text_schema`].
+    Text => text_schema
+);
+schema_type!(
+    /// [`limit_schema`].
+    Limit => limit_schema
+);
+schema_type!(
+    /// [`cursor_schema`].
+    Cursor => cursor_schema
+);
+schema_type!(
+    /// [`seq_schema`].
+    Seq => seq_schema
+);
+schema_type!(
+    /// [`instant_schema`].
+    Instant => instant_schema
+);
+schema_type!(
+    /// [`bound_schema`].
+    Bound => bound_schema
+);
 
 /// The names of a unit enum's variants as serde knows them (after
 /// `rename_all`): a deserializer that records what `T`'s derived
@@ -422,6 +474,7 @@ mod tests {
     #[test]
     fn every_schema_written_as_json_here_is_one_utoipa_reads() {
         for s in [
+            text_schema(),
             limit_schema(),
             cursor_schema(),
             seq_schema(),
@@ -434,6 +487,21 @@ mod tests {
         }
         let limit = serde_json::to_value(limit_schema()).unwrap();
         assert_eq!(limit["maximum"], MAX_LIMIT);
+        // Every character check_query refuses, and none it takes.
+        let text = serde_json::to_value(text_schema()).unwrap();
+        assert_eq!(text["pattern"], "^[^\\x00-\\x1f\\x7f-\\x9f]*$");
+        for c in ['\0', '\n', '\u{1f}', '\u{7f}', '\u{85}', '\u{9f}'] {
+            assert!(
+                c.is_control() && check_query(&format!("q={c}")).is_err(),
+                "{c:?}"
+            );
+        }
+        for c in [' ', '~', '\u{a0}', 'é'] {
+            assert!(
+                !c.is_control() && check_query(&format!("q={c}")).is_ok(),
+                "{c:?}"
+            );
+        }
         let bound = serde_json::to_value(bound_schema()).unwrap();
         assert_eq!(bound["anyOf"][0]["format"], "date");
     }
