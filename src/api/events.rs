@@ -153,7 +153,7 @@ pub async fn list_events(
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)] // Read as text by the handler (a bad one is a 400 in the API's shape).
 struct EventSeq {
-    #[param(inline, value_type = Seq)]
+    #[param(inline, value_type = Seq, example = 1)]
     seq: u64,
 }
 

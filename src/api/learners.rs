@@ -175,7 +175,7 @@ pub struct LearnerView {
 #[allow(dead_code)] // Read by axum's `Path<String>`; this names it for the document.
 struct UserId {
     /// Toolzz user id.
-    #[param(min_length = 1)]
+    #[param(min_length = 1, example = "987654321")]
     user_id: String,
 }
 

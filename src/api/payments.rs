@@ -225,7 +225,7 @@ pub async fn list_payments(
 #[allow(dead_code)] // Read by axum's `Path<String>`; this names it for the document.
 struct PaymentId {
     /// Jodo's payment id.
-    #[param(min_length = 1)]
+    #[param(min_length = 1, example = "pay_5001")]
     payment_id: String,
 }
 

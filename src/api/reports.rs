@@ -105,11 +105,11 @@ report_query!(
     DayBookQuery, range: true, {
         /// First business date (`yyyy-mm-dd`, from its start in the business
         /// zone) or RFC 3339 time.
-        #[param(inline, value_type = Bound)]
+        #[param(inline, value_type = Bound, example = "2024-03-01")]
         from: String,
         /// Last business date (to its end) or RFC 3339 time: not before
         /// `from`, less than 366 days after it.
-        #[param(inline, value_type = Bound)]
+        #[param(inline, value_type = Bound, example = "2024-03-31")]
         to: String,
         /// Jodo's payment mode (cash, cheque, ...): an open set.
         #[param(inline, value_type = Option<Text>)]
@@ -124,11 +124,11 @@ report_query!(
     PaymentsReportQuery, range: true, {
         /// First paid_at: a business date (`yyyy-mm-dd`, from its start) or
         /// RFC 3339 time.
-        #[param(inline, value_type = Bound)]
+        #[param(inline, value_type = Bound, example = "2024-03-01")]
         from: String,
         /// Last paid_at: a business date (to its end) or RFC 3339 time: not
         /// before `from`, less than 366 days after it.
-        #[param(inline, value_type = Bound)]
+        #[param(inline, value_type = Bound, example = "2024-03-31")]
         to: String,
         #[param(inline, value_type = Option<PaymentStatuses>)]
         status: Option<PaymentStatus>,
@@ -150,11 +150,11 @@ report_query!(
     ChangesQuery, range: true, {
         /// First receipt: a business date (`yyyy-mm-dd`, from its start) or
         /// RFC 3339 time.
-        #[param(inline, value_type = Bound)]
+        #[param(inline, value_type = Bound, example = "2024-03-01")]
         from: String,
         /// Last receipt: a business date (to its end) or RFC 3339 time: not
         /// before `from`, less than 366 days after it.
-        #[param(inline, value_type = Bound)]
+        #[param(inline, value_type = Bound, example = "2024-03-31")]
         to: String,
     }
 );
@@ -164,11 +164,11 @@ report_query!(
     StatusChangesQuery, range: true, {
         /// First provider time: a business date (`yyyy-mm-dd`, from its
         /// start) or RFC 3339 time.
-        #[param(inline, value_type = Bound)]
+        #[param(inline, value_type = Bound, example = "2024-03-01")]
         from: String,
         /// Last provider time: a business date (to its end) or RFC 3339
         /// time: not before `from`, less than 366 days after it.
-        #[param(inline, value_type = Bound)]
+        #[param(inline, value_type = Bound, example = "2024-03-31")]
         to: String,
         /// Grade code or name.
         #[param(inline, value_type = Option<Text>)]
@@ -483,7 +483,7 @@ pub async fn payments(
 #[allow(dead_code)] // Read by axum's `Path<String>`; this names it for the document.
 struct StatementStudent {
     /// jodo_student_id, identifier or custom_identifier.
-    #[param(min_length = 1)]
+    #[param(min_length = 1, example = "stu_1001")]
     student_id: String,
 }
 

@@ -218,7 +218,7 @@ pub async fn get_student(
 #[allow(dead_code)] // Read by axum's `Path<String>`; this names it for the document.
 pub(super) struct StudentId {
     /// jodo_student_id, identifier or custom_identifier.
-    #[param(min_length = 1)]
+    #[param(min_length = 1, example = "stu_1001")]
     id: String,
 }
 
