@@ -706,6 +706,95 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
 }
 
 #[tokio::test]
+async fn the_openapi_document_names_the_token_each_route_takes_and_the_503_of_min_seq() {
+    let app = spawn_app_with(|c| {
+        c.read_token = Some("reader".into());
+        c.admin_token = Some("admin".into());
+        // The 503 below comes after this wait.
+        c.min_seq_wait = std::time::Duration::from_millis(10);
+    })
+    .await;
+    let doc = app.get_json("/openapi.json").await;
+    assert!(doc.get("security").is_none(), "no global requirement");
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let concrete = path
+                .split('/')
+                .map(|s| if s.starts_with('{') { "1" } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
+            let status = |token: Option<&'static str>| {
+                let mut r = app
+                    .client
+                    .request(method.to_uppercase().parse().unwrap(), app.url(&concrete));
+                if let Some(t) = token {
+                    r = r.bearer_auth(t);
+                }
+                async move { r.send().await.unwrap().status().as_u16() }
+            };
+            let security = op["security"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{path}"));
+            let scheme = security
+                .first()
+                .and_then(|s| s.as_object())
+                .and_then(|s| s.keys().next().cloned());
+            match scheme.as_deref() {
+                // Open: health, metrics, the document (and the webhooks,
+                // which authenticate their deliveries themselves).
+                None => {
+                    assert!(!path.starts_with("/v1/"), "{path} is open");
+                    if method == "get" {
+                        assert_ne!(status(None).await, 401, "{path}");
+                    }
+                }
+                Some(scheme) => {
+                    let (right, wrong) = match scheme {
+                        "read_token" => ("reader", "admin"),
+                        "admin_token" => ("admin", "reader"),
+                        other => panic!("{path}: unknown scheme {other}"),
+                    };
+                    assert_eq!(path.starts_with("/v1/admin/"), scheme == "admin_token");
+                    assert_eq!(status(None).await, 401, "{path} without a token");
+                    assert_eq!(status(Some(wrong)).await, 401, "{path} with {wrong}");
+                    assert_ne!(status(Some(right)).await, 401, "{path} with {right}");
+                    assert!(op["responses"]["401"].is_object(), "{path}");
+                    // Read-your-writes: min_seq, and its 503 with Retry-After.
+                    let params = op["parameters"].as_array().unwrap();
+                    assert!(
+                        params
+                            .iter()
+                            .any(|p| p["name"] == "min_seq" && p["in"] == "query"),
+                        "{path}"
+                    );
+                    let not_ready = &op["responses"]["503"];
+                    assert!(not_ready["headers"]["Retry-After"].is_object(), "{path}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["read_token"]["scheme"],
+        "bearer"
+    );
+    // Every /v1 operation (the None arm refuses an open one), and there are some.
+    assert!(checked > 10, "{checked} guarded operations");
+    // And a min_seq past the head is that 503, with Retry-After.
+    let r = app
+        .client
+        .get(app.url("/v1/students?min_seq=1000"))
+        .bearer_auth("reader")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_rebuild_yields_the_same_projections_and_loses_no_concurrent_delivery() {
     let app = spawn_app().await;
     for i in 0..300 {
