@@ -1,5 +1,5 @@
 # registrar: the two commands a new user needs are `make run` and `make test`.
-.PHONY: run build test lint fmt e2e bench bench-quick faults fuzz clean
+.PHONY: run build test lint fmt e2e openapi-check bench bench-quick faults fuzz clean
 
 # Builds, then serves on 127.0.0.1:8080 with the database at ./data/registrar.db.
 run:
@@ -25,6 +25,12 @@ fmt:
 # of every page under target/e2e/ and the README's four in docs/screenshots/.
 e2e:
 	scripts/e2e.sh
+
+# Schemathesis against GET /openapi.json on a seeded server, every read,
+# report and admin operation with its token, --checks all (README, The
+# OpenAPI document). Installs schemathesis from PyPI in target/.
+openapi-check:
+	scripts/schemathesis.sh
 
 # Fault scripts (README, Fault scripts): kill -9 under load, a full disk, a
 # read-only log. Some parts need root (CI runs as root); they say when skipped.

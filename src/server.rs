@@ -152,7 +152,9 @@ pub async fn serve(
 }
 
 /// Every HTTP channel, composed in this one place: the webhooks
-/// ([`ingest`]), the API ([`api`]) and the console ([`console`]), behind
+/// ([`ingest`]) and the API ([`api`]), routed from their declarations with
+/// the OpenAPI document those make ([`api::openapi::serve`]), and the
+/// console ([`console`], not in the document), behind
 /// the guard against DNS rebinding ([`host::guard`]), with the error shape
 /// and the caught panic ([`with_error_layers`]) around all of them. The
 /// connection limits are [`connections::serve`]'s.
@@ -160,8 +162,8 @@ pub async fn serve(
 /// No request-tracing layer: a URI can carry the Toolzz token, and the
 /// ingest handlers log one line per delivery themselves.
 pub fn router(state: AppState) -> Router {
-    let app = ingest::router(state.clone())
-        .merge(api::router(state.clone()))
+    let channels = ingest::router(state.clone()).merge(api::router(state.clone()));
+    let app = api::openapi::serve(channels)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state.clone())
         .merge(console::router(state.clone()))

@@ -2,42 +2,56 @@
 //! not the projection store.
 
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::ErrorAnswer;
+use crate::event::Source;
 use crate::http::params::{
-    bad_cursor, paginate, rfc3339, rfc3339_micros, seq_param, Listing, NoParams, Page, Params,
+    bad_cursor, enum_schema, paginate, rfc3339, rfc3339_micros, schema_type, seq_param, Cursor,
+    Limit, Listing, NoParams, Page, Params, Seq, Text,
 };
 use crate::http::{ApiError, AppState};
 use crate::log::{self, chain, StoredEvent};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/events", get(list_events))
-        .route("/v1/events/{seq}", get(get_event))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_events))
+        .routes(routes!(get_event))
 }
 
 /// One event of the log, as an auditor sees it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Event)]
 pub struct EventView {
     pub seq: u64,
+    #[schema(schema_with = enum_schema::<Source>)]
     pub source: String,
+    /// The provider's event type.
     #[serde(rename = "type")]
     pub event_type: String,
     pub version: String,
     pub dedupe_key: String,
     pub subject: Option<String>,
+    #[schema(format = DateTime)]
     pub occurred_at: String,
+    #[schema(format = DateTime)]
     pub received_at: String,
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub body_hash: String,
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub prev_hash: String,
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub hash: String,
     /// Whether the body still hashes to body_hash (checked as it is read).
     pub body_intact: bool,
-    /// The original body, verbatim.
+    /// The original body, verbatim (null if it is no longer JSON).
+    #[schema(value_type = Value)]
     pub body: Box<RawValue>,
 }
 
@@ -66,19 +80,42 @@ impl From<StoredEvent> for EventView {
     }
 }
 
-#[derive(Deserialize)]
+schema_type!(
+    /// The values of a [`Source`].
+    Sources => enum_schema::<Source>
+);
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Only events after this seq (a cursor, when given, wins).
+    #[param(inline, value_type = Option<Seq>)]
     after_seq: Option<u64>,
-    source: Option<crate::event::Source>,
+    #[param(inline, value_type = Option<Sources>)]
+    source: Option<Source>,
+    /// The provider's event type.
     #[serde(rename = "type")]
+    #[param(rename = "type", inline, value_type = Option<Text>)]
     event_type: Option<String>,
+    /// Student id, payment id or Toolzz user id.
+    #[param(inline, value_type = Option<Text>)]
     subject: Option<String>,
+    #[param(inline, value_type = Option<Limit>)]
     limit: Option<u32>,
+    #[param(inline, value_type = Option<Cursor>)]
     cursor: Option<String>,
 }
 
-/// `GET /v1/events`: the log in seq order.
+/// The audit trail
+///
+/// The log itself, in seq order.
+#[utoipa::path(get, path = "/v1/events", tag = "audit",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "A page of the log", body = Listing<EventView>),
+        (status = 400, description = "A parameter is unknown or does not parse", body = ErrorAnswer),
+    ))]
 pub async fn list_events(
     State(app): State<AppState>,
     Params(q): Params<EventsQuery>,
@@ -111,7 +148,23 @@ pub async fn list_events(
         .map(Json)
 }
 
-/// `GET /v1/events/{seq}`.
+/// An event's seq in a path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read as text by the handler (a bad one is a 400 in the API's shape).
+struct EventSeq {
+    #[param(inline, value_type = Seq, example = 1)]
+    seq: u64,
+}
+
+/// One event of the log
+#[utoipa::path(get, path = "/v1/events/{seq}", tag = "audit",
+    params(EventSeq),
+    responses(
+        (status = 200, description = "The event", body = EventView),
+        (status = 400, description = "The seq is not a number, or a query parameter was given", body = ErrorAnswer),
+        (status = 404, description = "No event has this seq", body = ErrorAnswer),
+    ))]
 pub async fn get_event(
     State(app): State<AppState>,
     Path(seq): Path<String>,

@@ -6,18 +6,27 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::openapi::ErrorAnswer;
 use crate::http::params::{NoParams, Params};
 use crate::http::AppState;
 use crate::quarantine;
 
-/// `GET /healthz`: answers while the process runs.
+/// Liveness: the process is up
+///
+/// Answers `ok` while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses(
+        (status = 200, description = "The process is up", content_type = "text/plain", body = String, example = "ok"),
+        (status = 400, description = "A query parameter was given (none is taken)", body = ErrorAnswer),
+    ))]
 pub async fn healthz(Params(NoParams {}): Params<NoParams>) -> &'static str {
     "ok"
 }
 
 /// What `/readyz` found.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
     pub ready: bool,
     /// Whether the log file answers and the writer is running.
@@ -26,17 +35,19 @@ pub struct Readiness {
     pub projector: ProjectorCheck,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Check {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub problem: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProjectorCheck {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub problem: Option<String>,
     pub position: u64,
     pub log_head: u64,
@@ -44,11 +55,20 @@ pub struct ProjectorCheck {
     pub lag_seconds: f64,
     /// Events loaded by a rebuild under way.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub rebuilding: Option<u64>,
 }
 
-/// `GET /readyz`: 200 when the log is writable, the projector runs and its
-/// lag is under `--max-lag`; 503 (same body) otherwise.
+/// Readiness
+///
+/// 200 when the log is writable, the projector runs and its lag is under
+/// `--max-lag-ms`; 503 with the same body, saying why, otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 400, description = "A query parameter was given (none is taken)", body = ErrorAnswer),
+        (status = 503, description = "Not ready; the body says why", body = Readiness),
+    ))]
 pub async fn readyz(
     State(app): State<AppState>,
     Params(NoParams {}): Params<NoParams>,
@@ -122,7 +142,14 @@ async fn log_writable(app: &AppState) -> Result<(), String> {
     Ok(())
 }
 
-/// `GET /metrics`: every metric in Prometheus text format.
+/// Metrics
+///
+/// Every metric, in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses(
+        (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String),
+        (status = 400, description = "A query parameter was given (none is taken)", body = ErrorAnswer),
+    ))]
 pub async fn metrics(
     State(app): State<AppState>,
     Params(NoParams {}): Params<NoParams>,

@@ -1,33 +1,45 @@
 //! `/v1/learners` and `/v1/enrollments` (Toolzz).
 
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::http::params::{paginate, rfc3339, Listing, NoParams, Page, Params};
+use super::openapi::ErrorAnswer;
+use crate::http::params::{
+    enum_schema, paginate, rfc3339, schema_type, Cursor, Limit, Listing, NoParams, Page, Params,
+    Text,
+};
 use crate::http::{ApiError, AppState};
 use crate::projection::entities::{EnrollmentState, EnrollmentStatus};
 use crate::projection::query::learners::{self, EnrollmentFilter};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/learners/{user_id}", get(get_learner))
-        .route("/v1/enrollments", get(list_enrollments))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_learner))
+        .routes(routes!(list_enrollments))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Certificate)]
 pub struct CertificateView {
+    /// When registrar received it (provider time).
+    #[schema(format = DateTime)]
     pub issued_at: String,
     pub certified_at: Option<String>,
+    /// 'participation' or 'achievement', as the provider sent it.
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// The provider's number, as text.
     pub approval_rate: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Enrollment)]
 pub struct EnrollmentView {
     pub enrollment_id: String,
     pub course_id: String,
@@ -35,9 +47,13 @@ pub struct EnrollmentView {
     pub user_id: String,
     pub institution_id: Option<String>,
     pub active: bool,
+    #[schema(schema_with = enum_schema::<EnrollmentStatus>)]
     pub status: &'static str,
+    /// The provider's text.
     pub date_expire: Option<String>,
+    #[schema(format = DateTime)]
     pub enrolled_at: Option<String>,
+    #[schema(format = DateTime)]
     pub completed_at: Option<String>,
     pub certificate: Option<CertificateView>,
 }
@@ -66,17 +82,37 @@ fn enrollment_view(conn: &Connection, s: EnrollmentState) -> Result<EnrollmentVi
     })
 }
 
-#[derive(Deserialize)]
+schema_type!(
+    /// The values of a [`EnrollmentStatus`].
+    EnrollmentStatuses => enum_schema::<EnrollmentStatus>
+);
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EnrollmentsQuery {
+    /// Toolzz user id.
+    #[param(inline, value_type = Option<Text>)]
     user_id: Option<String>,
+    #[param(inline, value_type = Option<Text>)]
     course_id: Option<String>,
+    #[param(inline, value_type = Option<EnrollmentStatuses>)]
     status: Option<EnrollmentStatus>,
+    #[param(inline, value_type = Option<Limit>)]
     limit: Option<u32>,
+    #[param(inline, value_type = Option<Cursor>)]
     cursor: Option<String>,
 }
 
-/// `GET /v1/enrollments`.
+/// Toolzz enrollments
+///
+/// Ordered by enrollment id.
+#[utoipa::path(get, path = "/v1/enrollments", tag = "learners",
+    params(EnrollmentsQuery),
+    responses(
+        (status = 200, description = "A page of enrollments", body = Listing<EnrollmentView>),
+        (status = 400, description = "A parameter is unknown or does not parse", body = ErrorAnswer),
+    ))]
 pub async fn list_enrollments(
     State(app): State<AppState>,
     Params(q): Params<EnrollmentsQuery>,
@@ -101,7 +137,8 @@ pub async fn list_enrollments(
     .map(Json)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = School)]
 pub struct SchoolView {
     pub institution_id: String,
     pub school_id: String,
@@ -110,7 +147,8 @@ pub struct SchoolView {
     pub updated_at: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Learner)]
 pub struct LearnerView {
     pub user_id: String,
     pub name: Option<String>,
@@ -121,17 +159,37 @@ pub struct LearnerView {
     pub phone: Option<String>,
     pub date_of_birth: Option<String>,
     /// Provider time of members.created, when received.
+    #[schema(format = DateTime)]
     pub created_at: Option<String>,
     /// Provider time of the latest members.* event; null when the learner is
     /// known only from enrollments.
+    #[schema(format = DateTime)]
     pub updated_at: Option<String>,
     pub schools: Vec<SchoolView>,
     pub enrollments: Vec<EnrollmentView>,
 }
 
-/// `GET /v1/learners/{user_id}`: profile, schools and enrollments. A user
-/// seen only in enrollment events is shown with the name and e-mail those
-/// carried.
+/// A learner's id in a path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read by axum's `Path<String>`; this names it for the document.
+struct UserId {
+    /// Toolzz user id.
+    #[param(min_length = 1, example = "987654321")]
+    user_id: String,
+}
+
+/// A Toolzz learner
+///
+/// Profile, schools and enrollments. A user seen only in enrollment events
+/// is shown with the name and e-mail those carried.
+#[utoipa::path(get, path = "/v1/learners/{user_id}", tag = "learners",
+    params(UserId),
+    responses(
+        (status = 200, description = "The learner", body = LearnerView),
+        (status = 400, description = "A query parameter was given (none is taken)", body = ErrorAnswer),
+        (status = 404, description = "No such learner", body = ErrorAnswer),
+    ))]
 pub async fn get_learner(
     State(app): State<AppState>,
     Path(id): Path<String>,

@@ -5,6 +5,12 @@
 //! strings are parsed by typed extractors ([`crate::http::params`]). What
 //! this module shares with the webhooks and the console lives in
 //! [`crate::http`]; [`crate::server`] composes the three.
+//!
+//! Each route is declared once, by its handler's `#[utoipa::path]`: the
+//! router is built from those declarations (`routes!`), and so is the
+//! OpenAPI document ([`openapi`]). The three groups below differ in what
+//! guards them, and [`guarded`] puts the guard on a group's routes and
+//! into its operations' descriptions at once.
 
 pub mod admin;
 pub mod events;
@@ -16,103 +22,129 @@ pub mod reports;
 pub mod students;
 
 use axum::middleware;
-use axum::routing::{get, post, MethodRouter};
-use axum::Router;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{RefOr, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::params::{parse_query, NoParams};
 use crate::http::tokens::{require_admin_token, require_read_token};
 use crate::http::{consistency, AppState};
 
-/// Every route of this module, as (method, path). The router is built from
-/// this table, and a test checks the OpenAPI document against it.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-    ("GET", "/v1/audit/head"),
-    ("GET", "/v1/students"),
-    ("GET", "/v1/students/{id}"),
-    ("GET", "/v1/students/{id}/history"),
-    ("GET", "/v1/students/{id}/payments"),
-    ("GET", "/v1/payments"),
-    ("GET", "/v1/payments/{payment_id}"),
-    ("GET", "/v1/learners/{user_id}"),
-    ("GET", "/v1/enrollments"),
-    ("GET", "/v1/events"),
-    ("GET", "/v1/events/{seq}"),
-    ("GET", "/v1/reports/day-book"),
-    ("GET", "/v1/reports/payments"),
-    ("GET", "/v1/reports/statement/{student_id}"),
-    ("GET", "/v1/reports/changes"),
-    ("GET", "/v1/reports/status-changes"),
-    ("POST", "/v1/admin/rebuild"),
-    ("GET", "/v1/admin/status"),
-];
-
-/// Whether `path` is one of the resources of the read API, each routed by
-/// its own module's `router()`.
-fn is_resource(path: &str) -> bool {
-    path.starts_with("/v1/") && !path.starts_with("/v1/admin/") && path != "/v1/audit/head"
+/// Open to anyone: health, metrics and this document.
+fn open() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::document))
 }
 
-/// The read API's resources, one router per module.
-fn resources() -> Router<AppState> {
+/// The read resources: `/v1`, one router per module.
+fn read() -> OpenApiRouter<AppState> {
     students::router()
         .merge(payments::router())
         .merge(learners::router())
         .merge(events::router())
         .merge(reports::router())
+        .routes(routes!(admin::audit_head))
 }
 
-/// The handler of a route outside the resources.
-fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
-    match (method, path) {
-        ("GET", "/healthz") => get(health::healthz),
-        ("GET", "/readyz") => get(health::readyz),
-        ("GET", "/metrics") => get(health::metrics),
-        ("GET", "/openapi.json") => get(openapi::document),
-        ("GET", "/v1/audit/head") => get(admin::audit_head),
-        ("POST", "/v1/admin/rebuild") => post(admin::rebuild),
-        ("GET", "/v1/admin/status") => get(admin::status),
-        other => unreachable!("route {other:?} is in ROUTES but has no handler"),
-    }
+/// Admin actions: `/v1/admin`.
+fn admin() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(admin::rebuild))
+        .routes(routes!(admin::status))
 }
 
-/// The API: documents and health open, `/v1` behind the read token,
-/// `/v1/admin` behind the admin token.
-pub fn router(state: AppState) -> Router<AppState> {
-    let (mut read, mut admin, mut open) = (resources(), Router::new(), Router::new());
-    for (method, path) in ROUTES {
-        if is_resource(path) {
-            continue;
-        }
-        let h = handler(method, path);
-        if path.starts_with("/v1/admin/") {
-            admin = admin.route(path, h);
-        } else if path.starts_with("/v1/") {
-            read = read.route(path, h);
-        } else {
-            open = open.route(path, h);
-        }
-    }
-    // Layers run outside in: the token is checked before any wait.
-    let read = read
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            consistency::layer,
-        ))
-        .route_layer(middleware::from_fn_with_state(
+/// Which token guards a group.
+#[derive(Clone, Copy)]
+enum Token {
+    Read,
+    Admin,
+}
+
+/// Puts `token` and read-your-writes ([`consistency::layer`]) on every
+/// route of `group`, and writes both into its operations: the security
+/// requirement, the 401, `min_seq`, the position header and the 503.
+/// Layers run outside in: the token is checked before any wait.
+fn guarded(
+    group: OpenApiRouter<AppState>,
+    token: Token,
+    state: &AppState,
+) -> OpenApiRouter<AppState> {
+    let scheme = match token {
+        Token::Read => openapi::READ_TOKEN,
+        Token::Admin => openapi::ADMIN_TOKEN,
+    };
+    let group = describe(group, |op| {
+        op.security = Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
+        op.responses
+            .responses
+            .insert("401".into(), RefOr::T(unauthorized()));
+        consistency::document(op);
+    });
+    let group = group.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        consistency::layer,
+    ));
+    match token {
+        Token::Read => group.route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_read_token,
-        ));
-    let admin = admin
-        .route_layer(middleware::from_fn_with_state(
+        )),
+        Token::Admin => group.route_layer(middleware::from_fn_with_state(
             state.clone(),
-            consistency::layer,
-        ))
-        .route_layer(middleware::from_fn_with_state(state, require_admin_token));
-    open.merge(read).merge(admin)
+            require_admin_token,
+        )),
+    }
+}
+
+/// The 401 of a guarded route.
+fn unauthorized() -> Response {
+    serde_json::from_value(serde_json::json!({
+        "description": "The bearer token is missing or wrong",
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorAnswer" } } }
+    }))
+    .expect("a valid response")
+}
+
+/// Applies `f` to every operation of `group`'s document.
+fn describe(
+    mut group: OpenApiRouter<AppState>,
+    f: impl Fn(&mut Operation),
+) -> OpenApiRouter<AppState> {
+    for item in group.get_openapi_mut().paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+            &mut item.query,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            f(op);
+        }
+        for op in item.additional_operations.values_mut() {
+            f(op);
+        }
+    }
+    group
+}
+
+/// The API: health and the document open (`security: []`), `/v1` behind
+/// the read token, `/v1/admin` behind the admin token.
+pub fn router(state: AppState) -> OpenApiRouter<AppState> {
+    let open = describe(open(), |op| op.security = Some(Vec::new()));
+    open.merge(guarded(read(), Token::Read, &state))
+        .merge(guarded(admin(), Token::Admin, &state))
 }
 
 /// For the fuzz targets in `fuzz/` (not an API): parses a query string as

@@ -1,26 +1,41 @@
 //! `/v1/payments`: the register and one payment with its revisions.
 
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::event::FeeDetail;
-use crate::http::params::{paginate, parse_bound, rfc3339, Listing, NoParams, Page, Params};
+use super::openapi::ErrorAnswer;
+use crate::event::{FeeDetail, PaymentChange};
+use crate::http::params::{
+    enum_schema, paginate, parse_bound, rfc3339, schema_type, Bound, Cursor, Limit, Listing,
+    NoParams, Page, Params, Text,
+};
 use crate::http::{ApiError, AppState};
 use crate::projection::entities::{PaymentState, PaymentStatus};
 use crate::projection::query::payments::{self, PaymentFilter, Revision};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/payments", get(list_payments))
-        .route("/v1/payments/{payment_id}", get(get_payment))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_payments))
+        .routes(routes!(get_payment))
 }
 
-#[derive(Serialize)]
+/// Money: a decimal string with two places.
+pub(super) fn money_schema() -> utoipa::openapi::schema::Schema {
+    crate::http::params::schema(json!({
+        "type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$", "examples": ["2000.50"]
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = Detail)]
 pub struct DetailView {
     pub fee_component: String,
+    #[schema(schema_with = money_schema)]
     pub amount: String,
 }
 
@@ -34,15 +49,20 @@ fn details(d: &[FeeDetail]) -> Vec<DetailView> {
 }
 
 /// A payment as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Payment)]
 pub struct PaymentView {
     pub payment_id: String,
+    #[schema(schema_with = money_schema)]
     pub amount: String,
+    #[schema(schema_with = enum_schema::<PaymentStatus>)]
     pub status: &'static str,
+    /// Jodo's payment mode (cash, cheque, ...): an open set.
     pub mode: String,
     pub transaction_id: Option<String>,
     pub settlement_utr: Option<String>,
     pub notes: Option<String>,
+    #[schema(format = DateTime)]
     pub paid_at: String,
     pub details: Vec<DetailView>,
     /// The payment's own jodo_student_id, else that of the student whose
@@ -50,8 +70,11 @@ pub struct PaymentView {
     pub jodo_student_id: Option<String>,
     pub student_identifier: Option<String>,
     pub collector_code: Option<String>,
+    #[schema(format = DateTime)]
     pub cancelled_at: Option<String>,
+    /// On `GET /v1/payments/{payment_id}` only: every revision, oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub revisions: Option<Vec<RevisionView>>,
 }
 
@@ -78,17 +101,22 @@ impl PaymentView {
 }
 
 /// One revision of a payment, with the event that made it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Revision)]
 pub struct RevisionView {
     pub seq: u64,
+    #[schema(schema_with = enum_schema::<PaymentChange>)]
     pub event: &'static str,
+    #[schema(format = DateTime)]
     pub at: String,
     pub event_id: String,
+    #[schema(schema_with = money_schema)]
     pub amount: String,
     pub mode: String,
     pub transaction_id: Option<String>,
     pub settlement_utr: Option<String>,
     pub notes: Option<String>,
+    #[schema(format = DateTime)]
     pub paid_at: String,
     pub details: Vec<DetailView>,
 }
@@ -112,20 +140,45 @@ impl From<Revision> for RevisionView {
     }
 }
 
-#[derive(Deserialize)]
+schema_type!(
+    /// The values of a [`PaymentStatus`].
+    PaymentStatuses => enum_schema::<PaymentStatus>
+);
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PaymentsQuery {
+    /// First paid_at, inclusive: RFC 3339, or a date (from its start, UTC).
+    /// Not after `to`.
+    #[param(inline, value_type = Option<Bound>)]
     from: Option<String>,
+    /// Last paid_at, inclusive: RFC 3339, or a date (to its end, UTC).
+    #[param(inline, value_type = Option<Bound>)]
     to: Option<String>,
+    #[param(inline, value_type = Option<PaymentStatuses>)]
     status: Option<PaymentStatus>,
+    /// Jodo's payment mode (cash, cheque, ...): an open set.
+    #[param(inline, value_type = Option<Text>)]
     mode: Option<String>,
+    #[param(inline, value_type = Option<Text>)]
     collector_code: Option<String>,
+    #[param(inline, value_type = Option<Limit>)]
     limit: Option<u32>,
+    #[param(inline, value_type = Option<Cursor>)]
     cursor: Option<String>,
 }
 
-/// `GET /v1/payments`: ordered by paid_at, then payment id. `from` and `to`
-/// bound paid_at, both inclusive; a date means the whole day.
+/// Manual payments
+///
+/// Ordered by paid_at, then payment id. `from` and `to` bound paid_at, both
+/// inclusive; a date means the whole day; `from` after `to` is a 400.
+#[utoipa::path(get, path = "/v1/payments", tag = "payments",
+    params(PaymentsQuery),
+    responses(
+        (status = 200, description = "A page of payments", body = Listing<PaymentView>),
+        (status = 400, description = "A parameter is unknown or does not parse, or from is after to", body = ErrorAnswer),
+    ))]
 pub async fn list_payments(
     State(app): State<AppState>,
     Params(q): Params<PaymentsQuery>,
@@ -166,7 +219,24 @@ pub async fn list_payments(
     .map(Json)
 }
 
-/// `GET /v1/payments/{payment_id}`, with every revision.
+/// A payment's id in a path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read by axum's `Path<String>`; this names it for the document.
+struct PaymentId {
+    /// Jodo's payment id.
+    #[param(min_length = 1, example = "pay_5001")]
+    payment_id: String,
+}
+
+/// A payment with every revision
+#[utoipa::path(get, path = "/v1/payments/{payment_id}", tag = "payments",
+    params(PaymentId),
+    responses(
+        (status = 200, description = "The payment, with its revisions", body = PaymentView),
+        (status = 400, description = "A query parameter was given (none is taken)", body = ErrorAnswer),
+        (status = 404, description = "No such payment", body = ErrorAnswer),
+    ))]
 pub async fn get_payment(
     State(app): State<AppState>,
     Path(id): Path<String>,

@@ -4,62 +4,186 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::http::params::{resolve, Params};
+use super::openapi::ErrorAnswer;
+use crate::http::params::{enum_schema, resolve, schema_type, Bound, Params, Text};
 use crate::http::{stream, ApiError, AppState};
 use crate::projection::entities::PaymentStatus;
 use crate::report::{self, Format, Report, Request};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/reports/day-book", get(day_book))
-        .route("/v1/reports/payments", get(payments))
-        .route("/v1/reports/statement/{student_id}", get(statement))
-        .route("/v1/reports/changes", get(changes))
-        .route("/v1/reports/status-changes", get(status_changes))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(day_book))
+        .routes(routes!(payments))
+        .routes(routes!(statement))
+        .routes(routes!(changes))
+        .routes(routes!(status_changes))
 }
 
-/// The parameters every report takes.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReportQuery {
-    from: Option<String>,
-    to: Option<String>,
-    as_of: Option<String>,
-    known_at: Option<String>,
+schema_type!(
+    /// The values of a [`Format`].
+    Formats => enum_schema::<Format>
+);
+
+schema_type!(
+    /// The values of a [`PaymentStatus`].
+    PaymentStatuses => enum_schema::<PaymentStatus>
+);
+
+/// What a report was asked for beyond its filters: the range (None for a
+/// statement, which has none), the times and the format.
+struct Asked<'a> {
+    range: Option<(Option<&'a str>, Option<&'a str>)>,
+    as_of: Option<&'a str>,
+    known_at: Option<&'a str>,
     format: Option<Format>,
-    mode: Option<String>,
-    collector_code: Option<String>,
-    status: Option<PaymentStatus>,
-    grade: Option<String>,
 }
 
-impl ReportQuery {
-    /// Rejects a filter the report does not take.
-    fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
-        for (name, set) in [
-            ("mode", self.mode.is_some()),
-            ("collector_code", self.collector_code.is_some()),
-            ("status", self.status.is_some()),
-            ("grade", self.grade.is_some()),
-            ("from", self.from.is_some()),
-            ("to", self.to.is_some()),
-        ] {
-            if set && !allowed.contains(&name) {
-                return Err(ApiError::bad_request(format!(
-                    "{name}: this report does not take it"
-                )));
+/// Declares a report's query: the range (when it has one), its filters,
+/// then the times and the format every report takes, each documented once
+/// here. Unknown parameters (a filter another report takes) are a 400.
+macro_rules! report_query {
+    ($(#[$doc:meta])* $name:ident, range: $range:tt, { $($filters:tt)* }) => {
+        $(#[$doc])*
+        #[derive(Deserialize, IntoParams)]
+        #[serde(deny_unknown_fields)]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            $($filters)*
+            /// Provider time: what was true then; default now. A date means
+            /// the end of that business day.
+            #[param(inline, value_type = Option<Bound>)]
+            as_of: Option<String>,
+            /// Receipt time: what registrar had received by then; default
+            /// now. A date means the end of that business day.
+            #[param(inline, value_type = Option<Bound>)]
+            known_at: Option<String>,
+            /// `csv` (also with `Accept: text/csv`); default `json`.
+            #[param(inline, value_type = Option<Formats>)]
+            format: Option<Format>,
+        }
+
+        impl $name {
+            fn asked(&self) -> Asked<'_> {
+                Asked {
+                    range: report_query!(@range $range self),
+                    as_of: self.as_of.as_deref(),
+                    known_at: self.known_at.as_deref(),
+                    format: self.format,
+                }
             }
         }
-        Ok(())
-    }
+    };
+    (@range true $q:ident) => { Some((Some($q.from.as_str()), Some($q.to.as_str()))) };
+    (@range false $q:ident) => { None };
 }
 
-fn format(q: &ReportQuery, headers: &HeaderMap) -> Format {
-    if let Some(f) = q.format {
+report_query!(
+    /// `/v1/reports/day-book`'s parameters.
+    DayBookQuery, range: true, {
+        /// First business date (`yyyy-mm-dd`, from its start in the business
+        /// zone) or RFC 3339 time.
+        #[param(inline, value_type = Bound, example = "2024-03-01")]
+        from: String,
+        /// Last business date (to its end) or RFC 3339 time: not before
+        /// `from`, less than 366 days after it.
+        #[param(inline, value_type = Bound, example = "2024-03-31")]
+        to: String,
+        /// Jodo's payment mode (cash, cheque, ...): an open set.
+        #[param(inline, value_type = Option<Text>)]
+        mode: Option<String>,
+        #[param(inline, value_type = Option<Text>)]
+        collector_code: Option<String>,
+    }
+);
+
+report_query!(
+    /// `/v1/reports/payments`'s parameters.
+    PaymentsReportQuery, range: true, {
+        /// First paid_at: a business date (`yyyy-mm-dd`, from its start) or
+        /// RFC 3339 time.
+        #[param(inline, value_type = Bound, example = "2024-03-01")]
+        from: String,
+        /// Last paid_at: a business date (to its end) or RFC 3339 time: not
+        /// before `from`, less than 366 days after it.
+        #[param(inline, value_type = Bound, example = "2024-03-31")]
+        to: String,
+        #[param(inline, value_type = Option<PaymentStatuses>)]
+        status: Option<PaymentStatus>,
+        /// Jodo's payment mode (cash, cheque, ...): an open set.
+        #[param(inline, value_type = Option<Text>)]
+        mode: Option<String>,
+        #[param(inline, value_type = Option<Text>)]
+        collector_code: Option<String>,
+    }
+);
+
+report_query!(
+    /// `/v1/reports/statement/{student_id}`'s parameters.
+    StatementQuery, range: false, {}
+);
+
+report_query!(
+    /// `/v1/reports/changes`'s parameters.
+    ChangesQuery, range: true, {
+        /// First receipt: a business date (`yyyy-mm-dd`, from its start) or
+        /// RFC 3339 time.
+        #[param(inline, value_type = Bound, example = "2024-03-01")]
+        from: String,
+        /// Last receipt: a business date (to its end) or RFC 3339 time: not
+        /// before `from`, less than 366 days after it.
+        #[param(inline, value_type = Bound, example = "2024-03-31")]
+        to: String,
+    }
+);
+
+report_query!(
+    /// `/v1/reports/status-changes`'s parameters.
+    StatusChangesQuery, range: true, {
+        /// First provider time: a business date (`yyyy-mm-dd`, from its
+        /// start) or RFC 3339 time.
+        #[param(inline, value_type = Bound, example = "2024-03-01")]
+        from: String,
+        /// Last provider time: a business date (to its end) or RFC 3339
+        /// time: not before `from`, less than 366 days after it.
+        #[param(inline, value_type = Bound, example = "2024-03-31")]
+        to: String,
+        /// Grade code or name.
+        #[param(inline, value_type = Option<Text>)]
+        grade: Option<String>,
+    }
+);
+
+/// A report in JSON: where and when it was read, then its own items
+/// (`format=csv` gives the same rows as CSV).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // The document's description of what report::write writes.
+pub struct ReportAnswer {
+    /// The report's name, as in its path.
+    report: String,
+    #[schema(format = DateTime)]
+    as_of: String,
+    #[schema(format = DateTime)]
+    known_at: String,
+    /// The log seq the projections held.
+    seq: u64,
+    /// The zone business dates are counted in (IANA name).
+    business_zone: String,
+    /// The range, for the reports that take one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false)]
+    from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false)]
+    to: Option<String>,
+}
+
+fn format(asked: Option<Format>, headers: &HeaderMap) -> Format {
+    if let Some(f) = asked {
         return f;
     }
     let wants_csv = headers
@@ -75,27 +199,23 @@ fn format(q: &ReportQuery, headers: &HeaderMap) -> Format {
 
 async fn answer(
     app: AppState,
-    q: ReportQuery,
+    asked: Asked<'_>,
     headers: HeaderMap,
     report: Report,
     student: Option<String>,
 ) -> Result<Response, ApiError> {
     let zone = app.config.business_zone;
     let times = report::parse_times(
-        q.as_of.as_deref(),
-        q.known_at.as_deref(),
+        asked.as_of,
+        asked.known_at,
         zone,
         crate::ledger::now_micros(),
     )?;
-    let range = match report {
-        Report::Statement { .. } => None,
-        _ => Some(report::parse_range(
-            q.from.as_deref(),
-            q.to.as_deref(),
-            zone,
-        )?),
-    };
-    let format = format(&q, &headers);
+    let range = asked
+        .range
+        .map(|(from, to)| report::parse_range(from, to, zone))
+        .transpose()?;
+    let format = format(asked.format, &headers);
     // The report runs on a blocking thread, on one snapshot held until its
     // last row is written ([`stream::report`]).
     stream::report(app.live.clone(), format, move |conn| {
@@ -115,68 +235,124 @@ async fn answer(
     .await
 }
 
-/// `GET /v1/reports/day-book`.
+/// The day book
+///
+/// Per business day, mode and collector code: count and total of recorded
+/// and of cancelled payments; subtotals per day; totals. JSON, or CSV with
+/// `format=csv` or `Accept: text/csv`.
+#[utoipa::path(get, path = "/v1/reports/day-book", tag = "reports",
+    params(DayBookQuery),
+    responses(
+        (status = 200, description = "The report", content(
+            (ReportAnswer = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A parameter is unknown, missing or does not parse, or the range is backwards or longer than 366 days", body = ErrorAnswer),
+    ))]
 pub async fn day_book(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Params(q): Params<ReportQuery>,
+    Params(q): Params<DayBookQuery>,
 ) -> Result<Response, ApiError> {
-    q.only(&["from", "to", "mode", "collector_code"])?;
     let r = Report::DayBook {
         mode: q.mode.clone(),
         collector_code: q.collector_code.clone(),
     };
-    answer(app, q, headers, r, None).await
+    answer(app, q.asked(), headers, r, None).await
 }
 
-/// `GET /v1/reports/payments`: the register.
+/// The payment register
+///
+/// Every payment with paid_at in the range, as it stood at `as_of` given
+/// what had been received by `known_at`. JSON or CSV.
+#[utoipa::path(get, path = "/v1/reports/payments", tag = "reports",
+    params(PaymentsReportQuery),
+    responses(
+        (status = 200, description = "The report", content(
+            (ReportAnswer = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A parameter is unknown, missing or does not parse, or the range is backwards or longer than 366 days", body = ErrorAnswer),
+    ))]
 pub async fn payments(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Params(q): Params<ReportQuery>,
+    Params(q): Params<PaymentsReportQuery>,
 ) -> Result<Response, ApiError> {
-    q.only(&["from", "to", "mode", "collector_code", "status"])?;
     let r = Report::Payments {
         status: q.status,
         mode: q.mode.clone(),
         collector_code: q.collector_code.clone(),
     };
-    answer(app, q, headers, r, None).await
+    answer(app, q.asked(), headers, r, None).await
 }
 
-/// `GET /v1/reports/statement/{student_id}`.
+/// A student's id in a report's path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read by axum's `Path<String>`; this names it for the document.
+struct StatementStudent {
+    /// jodo_student_id, identifier or custom_identifier.
+    #[param(min_length = 1, example = "stu_1001")]
+    student_id: String,
+}
+
+/// A student's statement
+///
+/// Profile, status timeline, payments with revisions, totals. JSON or CSV.
+#[utoipa::path(get, path = "/v1/reports/statement/{student_id}", tag = "reports",
+    params(StatementStudent, StatementQuery),
+    responses(
+        (status = 200, description = "The report", content(
+            (ReportAnswer = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A parameter is unknown or does not parse", body = ErrorAnswer),
+        (status = 404, description = "No such student", body = ErrorAnswer),
+        (status = 409, description = "The identifier of several students", body = ErrorAnswer),
+    ))]
 pub async fn statement(
     State(app): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Params(q): Params<ReportQuery>,
+    Params(q): Params<StatementQuery>,
 ) -> Result<Response, ApiError> {
-    q.only(&[])?;
     let r = Report::Statement {
         jodo_student_id: String::new(),
     };
-    answer(app, q, headers, r, Some(id)).await
+    answer(app, q.asked(), headers, r, Some(id)).await
 }
 
-/// `GET /v1/reports/changes`.
+/// Payment changes
+///
+/// Payment revisions received in the range, each changed field's old and
+/// new value. JSON or CSV.
+#[utoipa::path(get, path = "/v1/reports/changes", tag = "reports",
+    params(ChangesQuery),
+    responses(
+        (status = 200, description = "The report", content(
+            (ReportAnswer = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A parameter is unknown, missing or does not parse, or the range is backwards or longer than 366 days", body = ErrorAnswer),
+    ))]
 pub async fn changes(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Params(q): Params<ReportQuery>,
+    Params(q): Params<ChangesQuery>,
 ) -> Result<Response, ApiError> {
-    q.only(&["from", "to"])?;
-    answer(app, q, headers, Report::Changes, None).await
+    answer(app, q.asked(), headers, Report::Changes, None).await
 }
 
-/// `GET /v1/reports/status-changes`.
+/// Status changes
+///
+/// Students registered, dropped and re-activated in the range. JSON or CSV.
+#[utoipa::path(get, path = "/v1/reports/status-changes", tag = "reports",
+    params(StatusChangesQuery),
+    responses(
+        (status = 200, description = "The report", content(
+            (ReportAnswer = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A parameter is unknown, missing or does not parse, or the range is backwards or longer than 366 days", body = ErrorAnswer),
+    ))]
 pub async fn status_changes(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Params(q): Params<ReportQuery>,
+    Params(q): Params<StatusChangesQuery>,
 ) -> Result<Response, ApiError> {
-    q.only(&["from", "to", "grade"])?;
     let r = Report::StatusChanges {
         grade: q.grade.clone(),
     };
-    answer(app, q, headers, r, None).await
+    answer(app, q.asked(), headers, r, None).await
 }

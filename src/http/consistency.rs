@@ -11,6 +11,10 @@ use axum::http::{HeaderName, HeaderValue, Uri};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use serde_json::json;
+use utoipa::openapi::path::{Operation, Parameter};
+use utoipa::openapi::RefOr;
+
 use super::{ApiError, AppState};
 
 /// The answer's position header.
@@ -64,6 +68,50 @@ pub async fn layer(
         .headers_mut()
         .insert(POSITION_HEADER, HeaderValue::from(position));
     Ok(response)
+}
+
+/// What [`layer`] adds to an operation, written into its OpenAPI
+/// description by the code that puts the layer on its route: the `min_seq`
+/// parameter, the position header on a success, and the 503 with
+/// `Retry-After` when the projections do not reach `min_seq` in time.
+///
+/// The header form `X-Registrar-Min-Seq` is described, not declared as a
+/// parameter: given with a different query value it is a 400, which a
+/// client generated from two independent parameters would not know.
+pub fn document(op: &mut Operation) {
+    let param: Parameter = serde_json::from_value(json!({
+        "name": MIN_SEQ_PARAM, "in": "query", "required": false,
+        "description": "Read-your-writes: answer only once the projections reach this log seq (the seq an ingest answer gave); waits up to --min-seq-wait-ms, else 503 with Retry-After. Also accepted as the header X-Registrar-Min-Seq (the two must agree).",
+        "schema": { "type": "integer", "minimum": 0, "maximum": i64::MAX }
+    }))
+    .expect("a valid parameter");
+    op.parameters
+        .get_or_insert_with(Vec::new)
+        .push(RefOr::T(param));
+    let position = json!({
+        "description": "The log seq the projections had reached when this answer was read.",
+        "schema": { "type": "integer", "minimum": 0 }
+    });
+    for (status, answer) in op.responses.responses.iter_mut() {
+        if let (true, RefOr::T(r)) = (status.starts_with('2'), answer) {
+            r.headers.insert(
+                "X-Registrar-Position".to_string(),
+                RefOr::T(serde_json::from_value(position.clone()).expect("a valid header")),
+            );
+        }
+    }
+    let not_ready: utoipa::openapi::Response = serde_json::from_value(json!({
+        "description": "The projections have not reached min_seq within the wait, or are being built from the log: retry after Retry-After seconds.",
+        "headers": { "Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "required": true,
+            "schema": { "type": "integer", "minimum": 1 } } },
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorAnswer" } } }
+    }))
+    .expect("a valid response");
+    op.responses
+        .responses
+        .insert("503".into(), RefOr::T(not_ready));
 }
 
 /// Takes `min_seq` out of the request (the query parameter, else the

@@ -377,3 +377,21 @@ mod tests {
         assert_eq!(r.status(), 200);
     }
 }
+
+/// Every error's body, `{"error":{"code":"...","message":"..."}}`, as the
+/// OpenAPI document describes it ([`ApiError`] writes it with `json!`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Read by the document only.
+pub struct ErrorAnswer {
+    error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorDetail {
+    /// Machine-readable: invalid_request, unauthorized, not_found,
+    /// conflict, not_ready, ...
+    code: String,
+    /// For a person; a 4xx's names the parameter at fault.
+    message: String,
+}

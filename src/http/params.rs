@@ -4,6 +4,12 @@
 //! Money is a decimal string with two places; times are RFC 3339 UTC; lists
 //! answer `{"items": [...], "next_cursor": ...}` and page with `limit`
 //! (default [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`]) and an opaque `cursor`.
+//!
+//! The OpenAPI document's schemas for these parameters are here too, beside
+//! what they describe: [`Limit`], [`Cursor`], the time formats ([`Instant`],
+//! [`Bound`]), [`Seq`], and [`Closed`], which reads a closed set's values
+//! from the type the server parses it into. A query struct names them with
+//! `#[param(inline, value_type = ...)]`.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -12,7 +18,9 @@ use chrono::{DateTime, NaiveDate, SecondsFormat};
 use rusqlite::Connection;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
+use utoipa::openapi::schema::Schema;
+use utoipa::ToSchema;
 
 use super::ApiError;
 use crate::projection::query::{self, Unresolved};
@@ -216,9 +224,10 @@ fn decode_cursor(c: &str) -> Result<Value, ApiError> {
 }
 
 /// A page of items.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Listing<T> {
     pub items: Vec<T>,
+    /// The `cursor` of the next page; null on the last.
     pub next_cursor: Option<String>,
 }
 
@@ -293,4 +302,205 @@ pub(crate) fn resolve(conn: &Connection, id: &str) -> Result<String, ApiError> {
             Unresolved::NotFound(_) => ApiError::NotFound(e.to_string()),
             Unresolved::Ambiguous { .. } => ApiError::Conflict(e.to_string()),
         })
+}
+
+/// A schema written as JSON: the few the types cannot give (a format that
+/// is one of two, a bound from a constant).
+pub fn schema(value: Value) -> Schema {
+    serde_json::from_value(value).expect("a schema written in this module is valid")
+}
+
+/// A free-text filter: any text without a control character, which
+/// [`check_query`] refuses (Unicode's Cc: U+0000-U+001F, U+007F-U+009F).
+pub fn text_schema() -> Schema {
+    schema(json!({ "type": "string", "pattern": r"^[^\x00-\x1f\x7f-\x9f]*$" }))
+}
+
+/// `limit`: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
+pub fn limit_schema() -> Schema {
+    schema(json!({
+        "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT,
+        "description": "Items per page."
+    }))
+}
+
+/// `cursor`: what the server issued. Empty means the first page.
+pub fn cursor_schema() -> Schema {
+    schema(json!({
+        "type": "string", "pattern": "^[A-Za-z0-9_-]*$",
+        "description": "The next_cursor of the previous page (base64url, opaque); empty or absent for the first page. A cursor this API did not issue is refused with 400."
+    }))
+}
+
+/// A seq as the log numbers them, or a count of events: 0 to `i64::MAX`
+/// (SQLite stores them as `i64`, see [`seq_param`]).
+pub fn seq_schema() -> Schema {
+    schema(json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX }))
+}
+
+/// An instant ([`parse_instant`]): RFC 3339, any offset.
+pub fn instant_schema() -> Schema {
+    schema(json!({ "type": "string", "format": "date-time" }))
+}
+
+/// A range bound ([`parse_bound`], and the reports' times): RFC 3339, or a
+/// date `yyyy-mm-dd` meaning that whole day.
+pub fn bound_schema() -> Schema {
+    schema(json!({
+        "anyOf": [
+            { "type": "string", "format": "date" },
+            { "type": "string", "format": "date-time" }
+        ]
+    }))
+}
+
+/// The schema of a closed set: a string, one of the names `T`'s
+/// `Deserialize` accepts. Read from `T` itself ([`variants`]), so the
+/// document cannot list a value the server refuses or miss one it takes.
+pub fn enum_schema<T: DeserializeOwned>() -> Schema {
+    schema(json!({ "type": "string", "enum": variants::<T>() }))
+}
+
+/// A parameter's schema as a type, for `#[param(inline, value_type = ...)]`
+/// (which, unlike `schema_with`, keeps the field's doc comment and
+/// whether it is required). A closed set's is
+/// `schema_type!(Statuses => enum_schema::<Status>)`.
+macro_rules! schema_type {
+    ($(#[$meta:meta])* $name:ident => $schema:path) => {
+        $(#[$meta])*
+        pub struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::RefOr::T($schema())
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+pub(crate) use schema_type;
+
+schema_type!(
+    /// [`text_schema`].
+    Text => text_schema
+);
+schema_type!(
+    /// [`limit_schema`].
+    Limit => limit_schema
+);
+schema_type!(
+    /// [`cursor_schema`].
+    Cursor => cursor_schema
+);
+schema_type!(
+    /// [`seq_schema`].
+    Seq => seq_schema
+);
+schema_type!(
+    /// [`instant_schema`].
+    Instant => instant_schema
+);
+schema_type!(
+    /// [`bound_schema`].
+    Bound => bound_schema
+);
+
+/// The names of a unit enum's variants as serde knows them (after
+/// `rename_all`): a deserializer that records what `T`'s derived
+/// `Deserialize` asks it for, then stops. Empty for a type that is not an
+/// enum.
+pub fn variants<T: DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    use std::cell::Cell;
+
+    struct Probe<'a>(&'a Cell<&'static [&'static str]>);
+
+    impl<'de> de::Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not an enum"))
+        }
+
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            variants: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.set(variants);
+            Err(de::Error::custom("probed"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map struct identifier ignored_any
+        }
+    }
+
+    let found = Cell::new(&[][..]);
+    let _ = T::deserialize(Probe(&found));
+    found.get()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Source;
+    use crate::projection::entities::{EnrollmentStatus, PaymentStatus, StudentStatus};
+
+    #[test]
+    fn the_documented_values_of_a_closed_set_are_those_its_type_parses() {
+        assert_eq!(variants::<StudentStatus>(), ["active", "dropped"]);
+        assert_eq!(variants::<Source>(), ["jodo", "toolzz"]);
+        // Every one parses back, and a value outside them does not.
+        for v in variants::<PaymentStatus>() {
+            let parsed: PaymentStatus = serde_json::from_value(Value::from(*v)).unwrap();
+            assert_eq!(parsed.as_str(), *v);
+        }
+        for v in variants::<EnrollmentStatus>() {
+            let parsed: EnrollmentStatus = serde_json::from_value(Value::from(*v)).unwrap();
+            assert_eq!(parsed.as_str(), *v);
+        }
+        assert!(serde_json::from_value::<PaymentStatus>(Value::from("lost")).is_err());
+        assert!(variants::<String>().is_empty());
+    }
+
+    #[test]
+    fn every_schema_written_as_json_here_is_one_utoipa_reads() {
+        for s in [
+            text_schema(),
+            limit_schema(),
+            cursor_schema(),
+            seq_schema(),
+            instant_schema(),
+            bound_schema(),
+            enum_schema::<StudentStatus>(),
+        ] {
+            let back = serde_json::to_value(&s).unwrap();
+            assert!(back.is_object(), "{back}");
+        }
+        let limit = serde_json::to_value(limit_schema()).unwrap();
+        assert_eq!(limit["maximum"], MAX_LIMIT);
+        // Every character check_query refuses, and none it takes.
+        let text = serde_json::to_value(text_schema()).unwrap();
+        assert_eq!(text["pattern"], "^[^\\x00-\\x1f\\x7f-\\x9f]*$");
+        for c in ['\0', '\n', '\u{1f}', '\u{7f}', '\u{85}', '\u{9f}'] {
+            assert!(
+                c.is_control() && check_query(&format!("q={c}")).is_err(),
+                "{c:?}"
+            );
+        }
+        for c in [' ', '~', '\u{a0}', 'é'] {
+            assert!(
+                !c.is_control() && check_query(&format!("q={c}")).is_ok(),
+                "{c:?}"
+            );
+        }
+        let bound = serde_json::to_value(bound_schema()).unwrap();
+        assert_eq!(bound["anyOf"][0]["format"], "date");
+    }
 }

@@ -19,11 +19,13 @@ use serde_json::{Map, Value};
 mod observe;
 
 use axum::middleware;
-use axum::routing::post;
-use axum::Router;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{self, Kept, Presented};
 use crate::event::Source;
+use crate::http::error::ErrorAnswer;
 use crate::http::params::percent_decode;
 use crate::http::{ApiError, AppState};
 use crate::ledger::{now_micros, LedgerError};
@@ -31,29 +33,39 @@ use crate::log::AppendOutcome;
 use crate::quarantine::Reject;
 use crate::sources::{self, Parsed};
 
-/// Every route of this module, as (method, path).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/webhooks/jodo"),
-    ("POST", "/webhooks/toolzz"),
-    ("POST", "/webhooks/toolzz/{token}"),
-];
-
-/// The webhook routes, each answer counted by [`observe::deliveries`].
-pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/webhooks/jodo", post(jodo))
-        .route("/webhooks/toolzz", post(toolzz_without_token))
-        .route("/webhooks/toolzz/{token}", post(toolzz_with_token))
-        .route_layer(middleware::from_fn_with_state(state, observe::deliveries))
+/// The webhook routes, each declared once by its handler's
+/// `#[utoipa::path]` (which also writes it into the OpenAPI document) and
+/// each answer counted by [`observe::deliveries`]. They authenticate
+/// themselves (a signature, a token in the path): `security: []`.
+pub fn router(state: AppState) -> OpenApiRouter<AppState> {
+    let mut routes = OpenApiRouter::new()
+        .routes(routes!(jodo))
+        .routes(routes!(toolzz_without_token))
+        .routes(routes!(toolzz_with_token));
+    for item in routes.get_openapi_mut().paths.paths.values_mut() {
+        if let Some(op) = item.post.as_mut() {
+            op.security = Some(Vec::new());
+        }
+    }
+    routes.route_layer(middleware::from_fn_with_state(state, observe::deliveries))
 }
 
 /// The answer to a stored (or recognised) delivery.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct IngestAnswer {
     /// "accepted", "duplicate" or "ping".
+    #[schema(schema_with = outcome_schema)]
     pub status: &'static str,
+    /// The delivery's seq in the log (absent for a ping).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub seq: Option<u64>,
+}
+
+fn outcome_schema() -> utoipa::openapi::schema::Schema {
+    crate::http::params::schema(serde_json::json!({
+        "type": "string", "enum": ["accepted", "duplicate", "ping"]
+    }))
 }
 
 /// Request headers worth keeping with a reject. Never a secret. What
@@ -67,6 +79,18 @@ const KEPT_HEADERS: &[&str] = &[
     "x-real-ip",
 ];
 
+#[utoipa::path(post, path = "/webhooks/jodo", tag = "webhooks", summary = "Receive a Jodo delivery",
+    params(("X-Jodo-Signature" = Option<String>, Header, description = "Lowercase hex HMAC-SHA256 of the raw body; required when a secret is configured")),
+    request_body(content = Object, content_type = "application/json",
+        description = "The provider's delivery, verbatim"),
+    responses(
+        (status = 200, description = "Stored (accepted), already stored (duplicate) or a ping", body = IngestAnswer),
+        (status = 400, description = "Not JSON, a known event failing validation, or a query parameter; quarantined", body = ErrorAnswer),
+        (status = 401, description = "Authentication failed; quarantined", body = ErrorAnswer),
+        (status = 409, description = "A Jodo event_id already stored with another body; quarantined", body = ErrorAnswer),
+        (status = 413, description = "The body is over the limit; quarantined, cut at the limit", body = ErrorAnswer),
+        (status = 503, description = "The log cannot be written now; nothing stored", body = ErrorAnswer),
+    ))]
 pub async fn jodo(
     State(app): State<AppState>,
     uri: Uri,
@@ -106,6 +130,18 @@ pub async fn jodo(
 /// The token is read from the raw path, not with axum's `Path<String>`: a
 /// segment that does not decode to UTF-8 (`%ff`) is a wrong token, answered
 /// 401 and quarantined like any other, not a framework 400.
+#[utoipa::path(post, path = "/webhooks/toolzz/{token}", tag = "webhooks", summary = "Receive a Toolzz delivery",
+    params(("token" = String, Path, description = "The secret configured as REGISTRAR_TOOLZZ_TOKEN")),
+    request_body(content = Object, content_type = "application/json",
+        description = "The provider's delivery, verbatim"),
+    responses(
+        (status = 200, description = "Stored (accepted), already stored (duplicate) or a ping", body = IngestAnswer),
+        (status = 400, description = "Not JSON, a known event failing validation, or a query parameter; quarantined", body = ErrorAnswer),
+        (status = 401, description = "Authentication failed; quarantined", body = ErrorAnswer),
+        (status = 409, description = "A Jodo event_id already stored with another body; quarantined", body = ErrorAnswer),
+        (status = 413, description = "The body is over the limit; quarantined, cut at the limit", body = ErrorAnswer),
+        (status = 503, description = "The log cannot be written now; nothing stored", body = ErrorAnswer),
+    ))]
 pub async fn toolzz_with_token(
     State(app): State<AppState>,
     uri: Uri,
@@ -117,6 +153,18 @@ pub async fn toolzz_with_token(
     toolzz(app, Some(token), uri, headers, body).await
 }
 
+/// Only when no Toolzz token is configured; otherwise a 401.
+#[utoipa::path(post, path = "/webhooks/toolzz", tag = "webhooks", summary = "Receive a Toolzz delivery without a token",
+    request_body(content = Object, content_type = "application/json",
+        description = "The provider's delivery, verbatim"),
+    responses(
+        (status = 200, description = "Stored (accepted), already stored (duplicate) or a ping", body = IngestAnswer),
+        (status = 400, description = "Not JSON, a known event failing validation, or a query parameter; quarantined", body = ErrorAnswer),
+        (status = 401, description = "Authentication failed; quarantined", body = ErrorAnswer),
+        (status = 409, description = "A Jodo event_id already stored with another body; quarantined", body = ErrorAnswer),
+        (status = 413, description = "The body is over the limit; quarantined, cut at the limit", body = ErrorAnswer),
+        (status = 503, description = "The log cannot be written now; nothing stored", body = ErrorAnswer),
+    ))]
 pub async fn toolzz_without_token(
     State(app): State<AppState>,
     uri: Uri,

@@ -612,42 +612,185 @@ async fn the_read_token_guards_v1_and_the_admin_token_guards_admin() {
     app.stop().await;
 }
 
+/// Whether a concrete path is one a documented path template matches.
+fn matches_template(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
+}
+
 #[tokio::test]
 async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
     let app = spawn_app().await;
     let doc = app.get_json("/openapi.json").await;
+    let methods = ["GET", "POST", "PUT", "DELETE", "PATCH"];
     let mut documented = BTreeSet::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
-            documented.insert((method.to_uppercase(), path.clone()));
+            let method = method.to_uppercase();
+            assert!(methods.contains(&method.as_str()), "{method} {path}");
+            documented.insert((method, path.clone()));
         }
     }
-    let routed: BTreeSet<_> = registrar::api::ROUTES
-        .iter()
-        .chain(registrar::ingest::ROUTES)
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect();
-    assert_eq!(documented, routed);
-    // And every route is served (not the fallback's "no such route").
-    for (method, path) in &routed {
-        let concrete = path
-            .replace("{id}", "x")
-            .replace("{payment_id}", "x")
-            .replace("{user_id}", "x")
-            .replace("{seq}", "1")
-            .replace("{token}", "x");
-        let r = app
-            .client
-            .request(method.parse().unwrap(), app.url(&concrete))
-            .send()
-            .await
-            .unwrap();
-        let text = r.text().await.unwrap();
+    // The webhooks, the API, admin and health are all in it.
+    for (method, path) in [
+        ("POST", "/webhooks/jodo"),
+        ("POST", "/webhooks/toolzz/{token}"),
+        ("GET", "/healthz"),
+        ("GET", "/openapi.json"),
+        ("GET", "/v1/students/{id}/payments"),
+        ("GET", "/v1/reports/statement/{student_id}"),
+        ("POST", "/v1/admin/rebuild"),
+    ] {
         assert!(
-            !text.contains("no such route"),
-            "{method} {path} is not routed"
+            documented.contains(&(method.to_string(), path.to_string())),
+            "{method} {path} is not documented"
         );
     }
+    let paths: BTreeSet<_> = documented.iter().map(|(_, p)| p.clone()).collect();
+    let concrete = |path: &str| {
+        path.split('/')
+            .map(|s| if s.starts_with('{') { "1" } else { s })
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let request = |method: &str, path: &str| {
+        let r = app.client.request(method.parse().unwrap(), app.url(path));
+        async move {
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+    // On every documented path, each documented method is served (neither
+    // the fallback nor a 405), and every other method is a 405: the router
+    // serves no method the document does not declare.
+    for path in &paths {
+        for method in methods {
+            let (status, text) = request(method, &concrete(path)).await;
+            if documented.contains(&(method.to_string(), path.clone())) {
+                assert!(
+                    !text.contains("no such route") && status != 405,
+                    "{method} {path} is documented but not served: {status} {text}"
+                );
+            } else {
+                assert_eq!(status, 405, "{method} {path} is served but not documented");
+            }
+        }
+    }
+    // Paths beside the documented ones (each prefix, each with one more
+    // segment) that no documented path matches fall to the fallback: the
+    // router serves no path the document does not declare.
+    let mut probes = BTreeSet::new();
+    for path in &paths {
+        let segments: Vec<_> = concrete(path).split('/').map(String::from).collect();
+        for end in 2..segments.len() {
+            probes.insert(segments[..end].join("/"));
+        }
+        probes.insert(format!("{}/more", concrete(path)));
+    }
+    probes.retain(|probe| !paths.iter().any(|t| matches_template(t, probe)));
+    assert!(probes.contains("/v1/reports"), "{probes:?}");
+    for probe in &probes {
+        for method in ["GET", "POST"] {
+            let (status, text) = request(method, probe).await;
+            assert!(
+                status == 404 && text.contains("no such route"),
+                "{method} {probe} is served but not documented: {status} {text}"
+            );
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_names_the_token_each_route_takes_and_the_503_of_min_seq() {
+    let app = spawn_app_with(|c| {
+        c.read_token = Some("reader".into());
+        c.admin_token = Some("admin".into());
+        // The 503 below comes after this wait.
+        c.min_seq_wait = std::time::Duration::from_millis(10);
+    })
+    .await;
+    let doc = app.get_json("/openapi.json").await;
+    assert!(doc.get("security").is_none(), "no global requirement");
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let concrete = path
+                .split('/')
+                .map(|s| if s.starts_with('{') { "1" } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
+            let status = |token: Option<&'static str>| {
+                let mut r = app
+                    .client
+                    .request(method.to_uppercase().parse().unwrap(), app.url(&concrete));
+                if let Some(t) = token {
+                    r = r.bearer_auth(t);
+                }
+                async move { r.send().await.unwrap().status().as_u16() }
+            };
+            let security = op["security"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{path}"));
+            let scheme = security
+                .first()
+                .and_then(|s| s.as_object())
+                .and_then(|s| s.keys().next().cloned());
+            match scheme.as_deref() {
+                // Open: health, metrics, the document (and the webhooks,
+                // which authenticate their deliveries themselves).
+                None => {
+                    assert!(!path.starts_with("/v1/"), "{path} is open");
+                    if method == "get" {
+                        assert_ne!(status(None).await, 401, "{path}");
+                    }
+                }
+                Some(scheme) => {
+                    let (right, wrong) = match scheme {
+                        "read_token" => ("reader", "admin"),
+                        "admin_token" => ("admin", "reader"),
+                        other => panic!("{path}: unknown scheme {other}"),
+                    };
+                    assert_eq!(path.starts_with("/v1/admin/"), scheme == "admin_token");
+                    assert_eq!(status(None).await, 401, "{path} without a token");
+                    assert_eq!(status(Some(wrong)).await, 401, "{path} with {wrong}");
+                    assert_ne!(status(Some(right)).await, 401, "{path} with {right}");
+                    assert!(op["responses"]["401"].is_object(), "{path}");
+                    // Read-your-writes: min_seq, and its 503 with Retry-After.
+                    let params = op["parameters"].as_array().unwrap();
+                    assert!(
+                        params
+                            .iter()
+                            .any(|p| p["name"] == "min_seq" && p["in"] == "query"),
+                        "{path}"
+                    );
+                    let not_ready = &op["responses"]["503"];
+                    assert!(not_ready["headers"]["Retry-After"].is_object(), "{path}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["read_token"]["scheme"],
+        "bearer"
+    );
+    // Every /v1 operation (the None arm refuses an open one), and there are some.
+    assert!(checked > 10, "{checked} guarded operations");
+    // And a min_seq past the head is that 503, with Retry-After.
+    let r = app
+        .client
+        .get(app.url("/v1/students?min_seq=1000"))
+        .bearer_auth("reader")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
     app.stop().await;
 }
 
