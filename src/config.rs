@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::auth::{JodoKeys, JodoSecrets};
+use crate::clock::Clock;
 use crate::sources::ParseContext;
 
 /// Largest request body accepted, by default (1 MiB). Jodo and Toolzz bodies
@@ -117,6 +118,9 @@ pub struct Settings {
     pub session_idle: Duration,
     /// The zone the console shows times in; None: the business zone.
     pub display_zone: Option<chrono_tz::Tz>,
+    /// What rate limits and console sessions read the time from: the
+    /// system's, unless a test sets a manual one (see [`crate::clock`]).
+    pub clock: Clock,
 }
 
 impl Settings {
@@ -146,6 +150,7 @@ impl Settings {
             public_url: None,
             session_idle: DEFAULT_SESSION_IDLE,
             display_zone: None,
+            clock: Clock::System,
         }
     }
 

@@ -31,6 +31,8 @@
 //! - [`report`]: the finance reports (day book, register, statement,
 //!   changes, status changes) as of a date and as known at a date, rendered
 //!   as JSON or CSV the same way for HTTP and the CLI.
+//! - [`clock`]: the time rate limits and console sessions read: the
+//!   system's, or a manual one a test moves by hand.
 //! - [`config`]: settings, their limits, and the one check that makes them
 //!   a [`config::Config`].
 //! - [`http`]: what the HTTP channels share: state, log readers, the error
@@ -51,6 +53,7 @@
 pub mod api;
 pub mod auth;
 mod checkpoint;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod connections;

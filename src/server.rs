@@ -132,7 +132,10 @@ pub async fn serve(
         grace: config.shutdown_grace,
     };
     let state = AppState::new(App {
-        unauthenticated: Arc::new(RateLimit::per_second(config.unauthenticated_rate)),
+        unauthenticated: Arc::new(RateLimit::per_second(
+            config.unauthenticated_rate,
+            config.clock.clone(),
+        )),
         log: Arc::new(Readers::new(config.db_path.clone())),
         config: Arc::new(config),
         ledger,

@@ -98,11 +98,12 @@ impl std::ops::Deref for ConsoleState {
 /// The console's routes, with their state: merged into the API's router.
 pub fn router(app: AppState) -> Router {
     let state = ConsoleState(Arc::new(Console {
-        sessions: Sessions::new(app.config.session_idle),
+        sessions: Sessions::new(app.config.session_idle, app.config.clock.clone()),
         failed_sign_ins: KeyedRateLimit::new(
             session::FAILED_SIGN_IN_RATE,
             session::FAILED_SIGN_IN_BURST,
             session::MAX_SIGN_IN_CLIENTS,
+            app.config.clock.clone(),
         ),
         verify: Mutex::new(audit::VerifyState::default()),
         app,

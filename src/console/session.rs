@@ -19,6 +19,7 @@ use serde::Deserialize;
 use super::html::bare;
 use super::viewer::{Role, Viewer};
 use super::{ConsoleError, ConsoleState, Html, Query};
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::http::tokens::{admin_token, check_token};
 use crate::http::ApiError;
@@ -51,6 +52,8 @@ struct Session {
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
     idle: Duration,
+    /// What idle time is measured by (a test's is manual).
+    clock: Clock,
 }
 
 /// 32 random bytes, hex.
@@ -61,17 +64,19 @@ fn random_token() -> String {
 }
 
 impl Sessions {
-    pub fn new(idle: Duration) -> Sessions {
+    pub fn new(idle: Duration, clock: Clock) -> Sessions {
         Sessions {
             map: Mutex::new(HashMap::new()),
             idle,
+            clock,
         }
     }
 
     fn start(&self, role: Role, signed_in: bool) -> Viewer {
         let mut map = self.map.lock().expect("sessions lock");
+        let now = self.clock.now();
         let idle = self.idle;
-        map.retain(|_, s| s.last_seen.elapsed() < idle);
+        map.retain(|_, s| now.duration_since(s.last_seen) < idle);
         if map.len() >= MAX_SESSIONS {
             let oldest = map
                 .iter()
@@ -86,7 +91,7 @@ impl Sessions {
             role,
             csrf: random_token(),
             signed_in,
-            last_seen: Instant::now(),
+            last_seen: now,
         };
         let viewer = Viewer {
             role,
@@ -101,12 +106,13 @@ impl Sessions {
     /// The session `id`, touched; None when unknown or idle too long.
     fn get(&self, id: &str) -> Option<Viewer> {
         let mut map = self.map.lock().expect("sessions lock");
+        let now = self.clock.now();
         let s = map.get_mut(id)?;
-        if s.last_seen.elapsed() >= self.idle {
+        if now.duration_since(s.last_seen) >= self.idle {
             map.remove(id);
             return None;
         }
-        s.last_seen = Instant::now();
+        s.last_seen = now;
         Some(Viewer {
             role: s.role,
             csrf: s.csrf.clone(),
@@ -339,23 +345,50 @@ pub async fn sign_out(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+
+    /// Sessions on a clock the test moves, and that clock.
+    fn sessions(idle: Duration) -> (Sessions, ManualClock) {
+        let time = ManualClock::new();
+        (Sessions::new(idle, time.clone().into()), time)
+    }
 
     #[test]
     fn a_session_expires_after_its_idle_time() {
-        let sessions = Sessions::new(Duration::from_millis(50));
+        let idle = Duration::from_secs(30 * 60);
+        let just_under = idle - Duration::from_millis(1);
+        let (sessions, time) = sessions(idle);
         let v = sessions.start(Role::Read, true);
         assert!(sessions.get(&v.id).is_some());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(sessions.get(&v.id).is_none());
+        time.advance(just_under);
+        assert!(
+            sessions.get(&v.id).is_some(),
+            "a moment before its idle time a session still works"
+        );
+        time.advance(just_under);
+        assert!(
+            sessions.get(&v.id).is_some(),
+            "each request starts the idle time again"
+        );
+        time.advance(idle);
+        assert!(
+            sessions.get(&v.id).is_none(),
+            "its whole idle time without a request ends it"
+        );
     }
 
     #[test]
     fn sessions_are_bounded_and_the_least_recent_goes_first() {
-        let sessions = Sessions::new(Duration::from_secs(60));
+        let (sessions, time) = sessions(Duration::from_secs(60 * 60));
+        // Each step a moment after the last: "least recent" is defined.
+        let tick = Duration::from_millis(1);
         let first = sessions.start(Role::Read, true);
+        time.advance(tick);
         let second = sessions.start(Role::Read, true);
         for _ in 0..MAX_SESSIONS {
+            time.advance(tick);
             assert!(sessions.get(&second.id).is_some());
+            time.advance(tick);
             sessions.start(Role::Read, true);
         }
         assert!(sessions.map.lock().unwrap().len() <= MAX_SESSIONS);
@@ -365,7 +398,7 @@ mod tests {
 
     #[test]
     fn ids_and_csrf_tokens_are_random_and_distinct() {
-        let sessions = Sessions::new(Duration::from_secs(60));
+        let (sessions, _) = sessions(Duration::from_secs(60));
         let (a, b) = (
             sessions.start(Role::Read, true),
             sessions.start(Role::Read, true),
