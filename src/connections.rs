@@ -15,6 +15,10 @@
 //! neither clock runs: the writer's queue and the body limit bound that.
 //! (hyper's own `header_read_timeout` is off: it also counts the idle time
 //! between keep-alive requests, so the two timeouts could not differ.)
+//!
+//! Both clocks are tokio's ([`tokio::time::Instant`], [`tokio::time::sleep`]),
+//! never the system's directly: a test pauses tokio's time and advances it
+//! by hand, so a timeout is tested to the millisecond without waiting for it.
 
 use std::future::Future;
 use std::io;
@@ -23,7 +27,7 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -34,6 +38,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::http::ApiError;
 
@@ -353,6 +358,7 @@ async fn answer_timeout(mut stream: TcpStream, t: &Timeouts) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::advance;
 
     fn timeouts(header_ms: u64, idle_ms: u64) -> Timeouts {
         Timeouts {
@@ -362,33 +368,43 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_fresh_connection_is_held_to_the_header_timeout_not_the_idle_one() {
+    const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_connection_is_held_to_the_header_timeout_not_the_idle_one() {
         let a = Activity::new();
         a.head_since.store(1, Ordering::Release);
-        let t = timeouts(0, 60_000);
-        std::thread::sleep(Duration::from_millis(3));
-        assert_eq!(a.expired(&t), Some(Expired::Head));
+        // An idle timeout shorter than the header one: only the latter counts.
+        let t = timeouts(400, 100);
+        advance(400 * MS).await;
+        assert_eq!(a.expired(&t), None, "not at the header timeout");
+        advance(MS).await;
+        assert_eq!(a.expired(&t), Some(Expired::Head), "just past it");
     }
 
-    #[test]
-    fn no_clock_runs_while_a_request_is_in_progress() {
+    #[tokio::test(start_paused = true)]
+    async fn no_clock_runs_while_a_request_is_in_progress() {
         let a = Arc::new(Activity::new());
         let _guard = a.request_started();
-        std::thread::sleep(Duration::from_millis(3));
-        assert_eq!(a.expired(&timeouts(0, 0)), None);
+        advance(Duration::from_secs(3_600)).await;
+        assert_eq!(a.expired(&timeouts(400, 800)), None);
     }
 
-    #[test]
-    fn after_an_answer_the_idle_clock_runs_until_a_byte_starts_the_head_clock() {
+    #[tokio::test(start_paused = true)]
+    async fn after_an_answer_the_idle_clock_runs_until_a_byte_starts_the_head_clock() {
+        let t = timeouts(400, 800);
         let a = Arc::new(Activity::new());
         drop(a.request_started());
-        std::thread::sleep(Duration::from_millis(3));
-        assert_eq!(a.expired(&timeouts(60_000, 0)), Some(Expired::Idle));
-        assert_eq!(a.expired(&timeouts(0, 60_000)), None);
+        advance(800 * MS).await;
+        assert_eq!(a.expired(&t), None, "not at the idle timeout");
+        advance(MS).await;
+        assert_eq!(a.expired(&t), Some(Expired::Idle), "just past it");
         a.read_some();
-        std::thread::sleep(Duration::from_millis(3));
-        assert_eq!(a.expired(&timeouts(60_000, 0)), None);
-        assert_eq!(a.expired(&timeouts(0, 60_000)), Some(Expired::Head));
+        // The idle time is long past, but a head has begun: its clock rules.
+        assert_eq!(a.expired(&t), None);
+        advance(400 * MS).await;
+        assert_eq!(a.expired(&t), None, "not at the header timeout");
+        advance(MS).await;
+        assert_eq!(a.expired(&t), Some(Expired::Head), "just past it");
     }
 }
