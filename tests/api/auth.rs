@@ -1,7 +1,11 @@
 //! Authentication: the Jodo signature and custom header, the Toolzz URL token,
-//! and `serve`'s refusal to listen publicly without any secret.
+//! the rate unauthenticated rejects are kept at, and `serve`'s refusal to
+//! listen publicly without any secret.
+
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use registrar::clock::ManualClock;
 use registrar::sources::jodo;
 use sha2::Sha256;
 
@@ -75,6 +79,50 @@ async fn a_delivery_signed_with_another_secret_is_refused_401_and_quarantined() 
     .await;
     // The signature given is kept (it is no secret), so readmit can re-check it.
     assert_eq!(headers["x-jodo-signature"], sig.as_str());
+    app.stop().await;
+}
+
+/// Posts `SEED_DROPPED` unsigned; asserts the 401.
+async fn post_unsigned(app: &TestApp) {
+    refused(
+        app.post_jodo_with(SEED_DROPPED, &[]).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unauthenticated_rejects_past_their_rate_are_answered_and_counted_and_kept_as_it_refills() {
+    let clock = ManualClock::new();
+    let app = spawn_app_with(|c| {
+        c.unauthenticated_rate = 2;
+        c.clock = clock.clone().into();
+    })
+    .await;
+    let kept = || quarantined(&app.conn()).len();
+    for _ in 0..3 {
+        post_unsigned(&app).await;
+    }
+    assert_eq!(kept(), 2, "a burst of as many as the rate is kept");
+    // One more is kept every half second (a margin each side: the budget
+    // is counted in f64).
+    clock.advance(Duration::from_millis(450));
+    post_unsigned(&app).await;
+    assert_eq!(kept(), 2, "none is kept before half a second");
+    clock.advance(Duration::from_millis(100));
+    post_unsigned(&app).await;
+    assert_eq!(kept(), 3, "one is kept after it");
+    post_unsigned(&app).await;
+    assert_eq!(kept(), 3, "and only one");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let shed: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("registrar_unauthenticated_shed_total "))
+        .expect("the shed counter")
+        .parse()
+        .unwrap();
+    assert_eq!(shed, 3, "every reject not kept is counted: {metrics}");
     app.stop().await;
 }
 

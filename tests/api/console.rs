@@ -2,6 +2,10 @@
 //! right status for signed-out, read and admin sessions; CSRF is enforced;
 //! what a provider sent is escaped.
 
+use std::time::Duration;
+
+use registrar::clock::ManualClock;
+use registrar::console::session::{FAILED_SIGN_IN_BURST, FAILED_SIGN_IN_RATE};
 use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 
@@ -552,15 +556,66 @@ async fn signing_out_ends_the_session() {
 
 #[tokio::test]
 async fn sessions_expire_after_the_idle_time() {
+    let clock = ManualClock::new();
+    let idle = Duration::from_secs(5 * 60);
     let app = spawn_app_with(|c| {
         c.read_token = Some(READ.into());
-        c.session_idle = std::time::Duration::from_millis(300);
+        c.session_idle = idle;
+        c.clock = clock.clone().into();
     })
     .await;
     let s = sign_in(&app, READ).await;
     assert_eq!(get(&app, Some(&s.cookie), "/console/events").await.0, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert_eq!(get(&app, Some(&s.cookie), "/console/events").await.0, 303);
+    clock.advance(idle - Duration::from_millis(1));
+    assert_eq!(
+        get(&app, Some(&s.cookie), "/console/events").await.0,
+        200,
+        "a moment before the idle time the session still works"
+    );
+    clock.advance(idle);
+    assert_eq!(
+        get(&app, Some(&s.cookie), "/console/events").await.0,
+        303,
+        "the idle time without a request ends it"
+    );
+}
+
+#[tokio::test]
+async fn a_clients_failed_sign_ins_are_tried_again_as_its_budget_refills() {
+    let clock = ManualClock::new();
+    let app = spawn_app_with(|c| {
+        c.read_token = Some(READ.into());
+        c.clock = clock.clone().into();
+    })
+    .await;
+    let client = browser();
+    for _ in 0..FAILED_SIGN_IN_BURST {
+        assert_eq!(sign_in_from(&client, &app, "guess").await, 401);
+    }
+    assert_eq!(sign_in_from(&client, &app, "guess").await, 429);
+    // One more failed sign-in is allowed every 1 / FAILED_SIGN_IN_RATE
+    // seconds (a margin each side: the budget is counted in f64).
+    let every = Duration::from_secs_f64(1.0 / FAILED_SIGN_IN_RATE);
+    let margin = Duration::from_millis(100);
+    clock.advance(every - margin);
+    assert_eq!(
+        sign_in_from(&client, &app, READ).await,
+        429,
+        "still limited just before the next try is due"
+    );
+    clock.advance(2 * margin);
+    assert_eq!(
+        sign_in_from(&client, &app, "guess").await,
+        401,
+        "the token is tried again once it is due"
+    );
+    assert_eq!(
+        sign_in_from(&client, &app, READ).await,
+        429,
+        "and only once"
+    );
+    clock.advance(every + margin);
+    assert_eq!(sign_in_from(&client, &app, READ).await, 303);
 }
 
 #[tokio::test]
