@@ -1,17 +1,29 @@
 //! Connections: the header-read and idle timeouts, and a shutdown bounded by
 //! its grace period that still answers the deliveries in progress.
+//!
+//! The timeouts are tested on tokio's paused clock (`start_paused`): it moves
+//! only when every task of the test's runtime, the server's included, waits
+//! on a timer, and then straight to the next one. A client on loopback is
+//! no such wait (what it writes is readable when the write returns), so the
+//! clock moves only while both sides wait for a timeout to fire: each
+//! timeout is checked to the millisecond, on both sides, and none is slept
+//! through. The timeouts are multiples of 8 ms: a connection looks at its
+//! clocks every eighth of its shorter timeout, so one look falls on the
+//! limit itself, and a connection closed at the limit rather than past it
+//! fails the test.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use registrar::sources::jodo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::fixtures::*;
 use crate::helpers::*;
 
 /// Reads until the server closes the connection (or `limit` passes);
-/// returns what it sent and when it closed.
+/// returns what it sent and when it closed (on tokio's clock).
 async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, Option<Instant>) {
     let mut got = Vec::new();
     let deadline = Instant::now() + limit;
@@ -33,10 +45,29 @@ async fn accepts(app_addr: std::net::SocketAddr) -> bool {
     TcpStream::connect(app_addr).await.is_ok()
 }
 
-#[tokio::test]
+/// Sends `GET /healthz` on `stream` and asserts the 200.
+async fn healthz(stream: &mut TcpStream) {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200 "),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_connection_that_never_finishes_its_headers_is_closed_after_the_header_timeout() {
+    let header = Duration::from_millis(400);
     let app = spawn_app_with(|c| {
-        c.header_read_timeout = Duration::from_millis(400);
+        c.header_read_timeout = header;
         c.idle_timeout = Duration::from_secs(60);
     })
     .await;
@@ -50,7 +81,7 @@ async fn a_connection_that_never_finishes_its_headers_is_closed_after_the_header
     let closed = closed.expect("the connection was closed");
     let after = closed - began;
     assert!(
-        after >= Duration::from_millis(350) && after < Duration::from_secs(3),
+        after > header && after < Duration::from_secs(3),
         "closed after {after:?}"
     );
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
@@ -60,58 +91,57 @@ async fn a_connection_that_never_finishes_its_headers_is_closed_after_the_header
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout_not_the_idle_one() {
+    let header = Duration::from_millis(240);
+    let idle = Duration::from_secs(60);
     let app = spawn_app_with(|c| {
-        c.header_read_timeout = Duration::from_millis(300);
-        c.idle_timeout = Duration::from_secs(60);
+        c.header_read_timeout = header;
+        c.idle_timeout = idle;
     })
     .await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let began = Instant::now();
     let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
-    assert!(closed.is_some(), "a silent connection stayed open");
+    let after = closed.expect("a silent connection stayed open") - began;
+    assert!(after > header && after < idle, "closed after {after:?}");
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout_and_not_before() {
+    let idle = Duration::from_millis(800);
     let app = spawn_app_with(|c| {
         c.header_read_timeout = Duration::from_secs(60);
-        c.idle_timeout = Duration::from_millis(800);
+        c.idle_timeout = idle;
     })
     .await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
-    // Requests spaced under the idle timeout keep the connection open...
-    for _ in 0..3 {
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
-            .await
-            .expect("an answer")
-            .unwrap();
-        assert!(
-            buf[..n].starts_with(b"HTTP/1.1 200 "),
-            "{:?}",
-            String::from_utf8_lossy(&buf[..n])
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    // Requests spaced a millisecond under the idle timeout keep the
+    // connection open...
+    healthz(&mut stream).await;
+    for _ in 0..2 {
+        tokio::time::advance(idle - Duration::from_millis(1)).await;
+        healthz(&mut stream).await;
     }
-    // ...and with nothing more sent it closes, silently.
-    let began = Instant::now();
+    // ...and with nothing more sent it closes, silently, once the idle
+    // timeout has passed.
+    let answered = Instant::now();
     let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
-    let after = closed.expect("the idle connection was closed") - began;
-    assert!(after < Duration::from_secs(3), "closed after {after:?}");
+    let after = closed.expect("the idle connection was closed") - answered;
+    assert!(
+        after > idle && after < Duration::from_secs(3),
+        "closed after {after:?}"
+    );
     assert_eq!(answer, "");
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_completes_within_the_grace_period_while_a_client_holds_an_unfinished_request() {
+    let grace = Duration::from_millis(500);
     let app = spawn_app_with(|c| {
-        c.shutdown_grace = Duration::from_millis(500);
+        c.shutdown_grace = grace;
         // Long clocks: only the grace period can close these connections.
         c.header_read_timeout = Duration::from_secs(60);
         c.idle_timeout = Duration::from_secs(60);
@@ -128,6 +158,8 @@ async fn shutdown_completes_within_the_grace_period_while_a_client_holds_an_unfi
         .write_all(b"POST /webhooks/jodo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{\"event\":")
         .await
         .unwrap();
+    // On the paused clock this returns once the server has taken in what
+    // the clients sent (nothing left to do but wait on timers).
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stopping = app.stop_in_background();
     let (took, _dir) = tokio::time::timeout(Duration::from_secs(5), stopping)
@@ -135,8 +167,8 @@ async fn shutdown_completes_within_the_grace_period_while_a_client_holds_an_unfi
         .expect("the server stopped within 5 s")
         .unwrap();
     assert!(
-        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
-        "stopped after {took:?}, with a grace of 500 ms"
+        took >= grace && took < Duration::from_secs(3),
+        "stopped after {took:?}, with a grace of {grace:?}"
     );
     for stream in [&mut mid_head, &mut mid_body] {
         let (_, closed) = read_until_closed(stream, Duration::from_secs(2)).await;

@@ -85,10 +85,11 @@ impl TestApp {
 
     /// Signals shutdown and stops in a task of its own, so a test can act
     /// while the server is stopping; the task returns how long the stop
-    /// took, and the directory (kept until the test is done with it).
+    /// took (on tokio's clock, which a test may have paused), and the
+    /// directory (kept until the test is done with it).
     pub fn stop_in_background(self) -> JoinHandle<(std::time::Duration, TempDir)> {
         tokio::spawn(async move {
-            let began = std::time::Instant::now();
+            let began = tokio::time::Instant::now();
             let (dir, _) = self.stop().await;
             (began.elapsed(), dir)
         })
