@@ -5,11 +5,14 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::StreamExt;
 use registrar::projection::rebuild;
+use registrar::projection::store::{self, StoreState};
 use registrar::sources::ParseContext;
+use rusqlite::OpenFlags;
 
 use crate::fixtures::*;
 use crate::helpers::*;
@@ -18,6 +21,37 @@ use crate::support::dump;
 fn log_head(dir: &Path) -> u64 {
     let conn = registrar::db::open_ro(&dir.join("registrar.db")).unwrap();
     registrar::log::head(&conn).unwrap().seq
+}
+
+/// Deliveries in flight at once while a test waits for a kill to land.
+const IN_FLIGHT: usize = 256;
+
+/// Events the projector is behind the log, by the server's own status, when
+/// a test kills it to find it behind: more than it applies in the
+/// millisecond the kill takes to land.
+const BEHIND: u64 = 100;
+
+/// The live projection store's path in `dir`.
+fn store_path(dir: &Path) -> PathBuf {
+    dir.join("registrar.projections.db")
+}
+
+/// The state row of the store file at `path`, as a killed server left it:
+/// read-only, so nothing is checkpointed or changed before the restart.
+/// `None` without a file or a readable row.
+fn store_state(path: &Path) -> Option<StoreState> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    store::state(&conn).ok().flatten()
+}
+
+/// The server's `/v1/admin/status` now.
+async fn status(base: &str) -> serde_json::Value {
+    let r = reqwest::get(format!("{base}/v1/admin/status"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
 }
 
 /// Waits until the restarted server's projections hold the whole log, then
@@ -106,34 +140,58 @@ fn body(i: usize) -> String {
 async fn a_kill_during_a_projector_batch_leaves_projections_equal_to_a_rebuild() {
     let dir = tempfile::tempdir().unwrap();
     let proc = spawn_binary(dir.path(), Stdio::null()).await;
-    let client = reqwest::Client::new();
-    // Many deliveries in flight; the kill lands while the projector is
-    // behind, in the middle of a batch.
-    let mut acked = BTreeSet::new();
-    let mut sends: FuturesUnordered<_> = (0..2_000)
-        .map(|i| {
-            let (client, base) = (client.clone(), proc.base.clone());
-            async move {
-                let r = post_signed_jodo(&client, &base, body(i)).await.ok()?;
-                let v: serde_json::Value = r.json().await.ok()?;
-                v["seq"].as_u64()
-            }
-        })
-        .collect();
-    while let Some(seq) = sends.next().await {
-        if let Some(seq) = seq {
-            acked.insert(seq);
-        }
-        if acked.len() == 1_500 {
+    // Deliveries kept in flight until the kill, so the writer is still
+    // committing when it lands. (All sent at once instead, the server
+    // could commit the last of them, and the projector catch up, before
+    // this side had read the answers it waits for.)
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let sending = {
+        let (client, base, acked) = (reqwest::Client::new(), proc.base.clone(), acked.clone());
+        tokio::spawn(
+            futures::stream::iter(0..)
+                .map(move |i| {
+                    let (client, base) = (client.clone(), base.clone());
+                    async move {
+                        let r = post_signed_jodo(&client, &base, body(i)).await.ok()?;
+                        let v: serde_json::Value = r.json().await.ok()?;
+                        v["seq"].as_u64()
+                    }
+                })
+                .buffer_unordered(IN_FLIGHT)
+                .for_each(move |seq| {
+                    acked.lock().unwrap().extend(seq);
+                    async {}
+                }),
+        )
+    };
+    // Kill once 1,500 are acknowledged and the projector is far enough
+    // behind that it cannot catch up before the kill lands.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = status(&proc.base).await;
+        let behind = status["projections"]["lag_events"].as_u64().unwrap();
+        if acked.lock().unwrap().len() >= 1_500 && behind >= BEHIND {
             break;
         }
+        assert!(Instant::now() < deadline, "never {BEHIND} behind: {status}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     proc.kill9();
-    drop(sends);
+    sending.abort();
+    let _ = sending.await;
     let head = log_head(dir.path());
     assert!(
-        acked.iter().all(|s| *s <= head),
+        acked.lock().unwrap().iter().all(|s| *s <= head),
         "an acknowledged delivery was lost"
+    );
+    // The precondition, from the files the kill left: the store held less
+    // than the log, so the restart has events to catch up.
+    let projected = store_state(&store_path(dir.path()))
+        .expect("the live store's state")
+        .last_seq;
+    assert!(
+        projected < head,
+        "the kill landed with the projector caught up ({projected} of {head}): nothing was tested"
     );
     let proc = spawn_binary(dir.path(), Stdio::null()).await;
     assert_equal_to_a_fresh_rebuild(dir.path(), &proc).await;
@@ -164,15 +222,29 @@ async fn a_kill_during_a_rebuild_leaves_projections_equal_to_a_rebuild() {
         tx.commit().unwrap();
     }
     let proc = spawn_binary(dir.path(), Stdio::null()).await;
-    // Kill once the build has started writing its file.
-    let building = dir.path().join("registrar.projections.db.g0");
+    // Kill once the build has loaded its first events into its file (it
+    // loads 20,000, then folds them).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !building.exists() {
-        assert!(Instant::now() < deadline, "no build started");
+    loop {
+        let status = status(&proc.base).await;
+        let p = &status["projections"];
+        assert!(p["file"].is_null(), "the build finished first: {status}");
+        if p["rebuilding"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no build started: {status}");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    tokio::time::sleep(Duration::from_millis(30)).await;
     proc.kill9();
+    // The precondition, from the files the kill left: the build's file,
+    // not marked complete, and none put in place as the store.
+    let building = dir.path().join("registrar.projections.db.g0");
+    assert!(building.exists(), "no build's file: was it put in place?");
+    assert!(
+        !store_state(&building).is_some_and(|s| s.complete),
+        "the build had finished when the kill landed"
+    );
+    assert!(!store_path(dir.path()).exists(), "a store was put in place");
     let proc = spawn_binary(dir.path(), Stdio::null()).await;
     assert_equal_to_a_fresh_rebuild(dir.path(), &proc).await;
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
