@@ -33,8 +33,6 @@ pub enum MoneyError {
 }
 
 impl Money {
-    pub const ZERO: Money = Money(0);
-
     pub fn from_minor(minor: i64) -> Money {
         assert!((0..=MAX_MINOR).contains(&minor), "money out of range");
         Money(minor)
@@ -91,10 +89,6 @@ impl Money {
             return Err(MoneyError::TooLarge);
         }
         Ok(Money(minor))
-    }
-
-    pub fn checked_add(self, other: Money) -> Option<Money> {
-        self.0.checked_add(other.0).map(Money)
     }
 }
 

@@ -12,14 +12,14 @@
 //! guards them, and [`guarded`] puts the guard on a group's routes and
 //! into its operations' descriptions at once.
 
-pub mod admin;
-pub mod events;
-pub mod health;
-pub mod learners;
-pub mod openapi;
-pub mod payments;
-pub mod reports;
-pub mod students;
+mod admin;
+mod events;
+mod health;
+mod learners;
+pub(crate) mod openapi;
+mod payments;
+mod reports;
+mod students;
 
 use axum::middleware;
 use utoipa::openapi::path::Operation;

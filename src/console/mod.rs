@@ -44,7 +44,7 @@ macro_rules! page_query {
 
 mod audit;
 mod browse;
-pub mod html;
+mod html;
 mod reports;
 pub mod session;
 mod viewer;

@@ -11,12 +11,12 @@
 
 pub mod consistency;
 pub mod error;
-pub mod host;
+pub(crate) mod host;
 pub mod params;
-pub mod rate;
+pub(crate) mod rate;
 mod readers;
-pub mod stream;
-pub mod tokens;
+pub(crate) mod stream;
+pub(crate) mod tokens;
 
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::projection::live::LiveStore;
 use crate::projection::projector::Projector;
 pub use error::ApiError;
-pub use readers::{Readers, MAX_IDLE_READERS};
+pub use readers::Readers;
 
 /// What every handler shares: one `Arc`, so the copy axum makes for every
 /// layer and handler of every request is one counter increment, not one per
