@@ -79,17 +79,43 @@ const KEPT_HEADERS: &[&str] = &[
     "x-real-ip",
 ];
 
+/// The refusals of every webhook route, declared once for the document (the
+/// handlers answer them as an [`ApiError`]; this type is only described,
+/// never built).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum Refusals {
+    #[response(
+        status = 400,
+        description = "Not JSON, a known event failing validation, or a query parameter; quarantined"
+    )]
+    Invalid(ErrorAnswer),
+    #[response(status = 401, description = "Authentication failed; quarantined")]
+    Unauthenticated(ErrorAnswer),
+    #[response(
+        status = 409,
+        description = "A Jodo event_id already stored with another body; quarantined"
+    )]
+    Conflict(ErrorAnswer),
+    #[response(
+        status = 413,
+        description = "The body is over the limit; quarantined, cut at the limit"
+    )]
+    TooLarge(ErrorAnswer),
+    #[response(
+        status = 503,
+        description = "The log cannot be written now; nothing stored"
+    )]
+    Unavailable(ErrorAnswer),
+}
+
 #[utoipa::path(post, path = "/webhooks/jodo", tag = "webhooks", summary = "Receive a Jodo delivery",
     params(("X-Jodo-Signature" = Option<String>, Header, description = "Lowercase hex HMAC-SHA256 of the raw body; required when a secret is configured")),
     request_body(content = Object, content_type = "application/json",
         description = "The provider's delivery, verbatim"),
     responses(
         (status = 200, description = "Stored (accepted), already stored (duplicate) or a ping", body = IngestAnswer),
-        (status = 400, description = "Not JSON, a known event failing validation, or a query parameter; quarantined", body = ErrorAnswer),
-        (status = 401, description = "Authentication failed; quarantined", body = ErrorAnswer),
-        (status = 409, description = "A Jodo event_id already stored with another body; quarantined", body = ErrorAnswer),
-        (status = 413, description = "The body is over the limit; quarantined, cut at the limit", body = ErrorAnswer),
-        (status = 503, description = "The log cannot be written now; nothing stored", body = ErrorAnswer),
+        Refusals,
     ))]
 pub async fn jodo(
     State(app): State<AppState>,
@@ -136,11 +162,7 @@ pub async fn jodo(
         description = "The provider's delivery, verbatim"),
     responses(
         (status = 200, description = "Stored (accepted), already stored (duplicate) or a ping", body = IngestAnswer),
-        (status = 400, description = "Not JSON, a known event failing validation, or a query parameter; quarantined", body = ErrorAnswer),
-        (status = 401, description = "Authentication failed; quarantined", body = ErrorAnswer),
-        (status = 409, description = "A Jodo event_id already stored with another body; quarantined", body = ErrorAnswer),
-        (status = 413, description = "The body is over the limit; quarantined, cut at the limit", body = ErrorAnswer),
-        (status = 503, description = "The log cannot be written now; nothing stored", body = ErrorAnswer),
+        Refusals,
     ))]
 pub async fn toolzz_with_token(
     State(app): State<AppState>,
@@ -159,11 +181,7 @@ pub async fn toolzz_with_token(
         description = "The provider's delivery, verbatim"),
     responses(
         (status = 200, description = "Stored (accepted), already stored (duplicate) or a ping", body = IngestAnswer),
-        (status = 400, description = "Not JSON, a known event failing validation, or a query parameter; quarantined", body = ErrorAnswer),
-        (status = 401, description = "Authentication failed; quarantined", body = ErrorAnswer),
-        (status = 409, description = "A Jodo event_id already stored with another body; quarantined", body = ErrorAnswer),
-        (status = 413, description = "The body is over the limit; quarantined, cut at the limit", body = ErrorAnswer),
-        (status = 503, description = "The log cannot be written now; nothing stored", body = ErrorAnswer),
+        Refusals,
     ))]
 pub async fn toolzz_without_token(
     State(app): State<AppState>,
