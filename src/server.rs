@@ -114,7 +114,7 @@ pub async fn serve(
         tokio::spawn(async move {
             // Without a usable store the projector is building one: join it.
             if store_ready {
-            } else if let Err(e) = projector.rebuild().await {
+            } else if let Err(e) = projector.serving().await {
                 tracing::error!(error = %e, "the projection store could not be built; the old tables stay in the log file");
                 return;
             }

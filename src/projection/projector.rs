@@ -171,6 +171,31 @@ impl Projector {
         rx.await.map_err(|_| RebuildError::Stopped)?
     }
 
+    /// Resolves once a store serves reads: at once when one does, else by
+    /// joining the build in progress (the one at start) or starting one.
+    /// Unlike [`Projector::rebuild`], it never builds a second store after
+    /// the first: the start's build may finish before this is called.
+    pub async fn serving(&self) -> Result<(), RebuildError> {
+        let (tx, rx) = oneshot::channel();
+        let mut reply = Some(tx);
+        self.with_inbox(|i| {
+            // Under the inbox's lock: a finished build swapped its file in
+            // before it cleared `building`, so one of the two is seen.
+            if !i.building && self.live.file().is_some() {
+                return;
+            }
+            if !i.building {
+                i.building = true;
+                i.rebuild_requested = true;
+            }
+            i.rebuild_waiters.extend(reply.take());
+        });
+        if reply.is_some() {
+            return Ok(());
+        }
+        rx.await.map_err(|_| RebuildError::Stopped)?.map(|_| ())
+    }
+
     fn with_inbox(&self, f: impl FnOnce(&mut Inbox)) {
         let (lock, cv) = &*self.inbox;
         f(&mut lock.lock().expect("projector inbox lock"));
