@@ -166,6 +166,16 @@ mod tests {
         let (wal, syncer, answered) = recording(&dir);
         syncer.send(1);
         assert!(syncer.sync_now().is_ok());
+        // Item 1 is answered by the fsync thread on its own time: wait for
+        // that answer before the file goes, or a late thread syncs after it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while answered.lock().unwrap().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "item 1 never answered"
+            );
+            std::thread::yield_now();
+        }
         // The file gone stands for a failed fsync.
         std::fs::remove_file(&wal).unwrap();
         assert!(syncer.sync_now().is_err());
