@@ -234,26 +234,17 @@ pub fn at(conn: &Connection, size: u64) -> rusqlite::Result<Option<Stored>> {
 
 /// Up to `limit` checkpoints of sizes past `size`, oldest first.
 pub fn after(conn: &Connection, size: u64, limit: u32) -> rusqlite::Result<Vec<Stored>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM checkpoints WHERE size > ?1 ORDER BY size LIMIT ?2"
-    ))?;
-    let rows = stmt.query_map((size as i64, limit.min(MAX_LISTED)), from_row)?;
-    rows.collect()
+    from_size(conn, size.saturating_add(1), limit)
 }
 
-/// Every checkpoint, oldest first, streamed to `each` (verify's walk).
-pub fn for_each(
-    conn: &Connection,
-    mut each: impl FnMut(rusqlite::Result<Stored>) -> bool,
-) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM checkpoints ORDER BY size"))?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        if !each(from_row(r)) {
-            break;
-        }
-    }
-    Ok(())
+/// Up to `limit` checkpoints of sizes from `size` on, oldest first.
+pub fn from_size(conn: &Connection, size: u64, limit: u32) -> rusqlite::Result<Vec<Stored>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM checkpoints WHERE size >= ?1 ORDER BY size LIMIT ?2"
+    ))?;
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    let rows = stmt.query_map((size, limit.min(MAX_LISTED)), from_row)?;
+    rows.collect()
 }
 
 /// The file of the checkpoint of size `size` in `dir`.

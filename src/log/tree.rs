@@ -247,6 +247,27 @@ pub fn extend(
     Ok(added)
 }
 
+/// The stored hashes at indexes `[from, to)`, in index order, as the table
+/// holds them: an index it lacks is absent from the list, and a value that
+/// is not a 32-byte BLOB is `None` (verify's walk names either).
+pub fn stored_range(
+    conn: &Connection,
+    from: u64,
+    to: u64,
+) -> rusqlite::Result<Vec<(u64, Option<Hash>)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT idx, hash FROM tree_hashes WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+    )?;
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let mut rows = stmt.query((clamp(from), clamp(to)))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let idx = r.get::<_, i64>(0)? as u64;
+        out.push((idx, hash_at(r.get_ref(1)?, idx).ok()));
+    }
+    Ok(out)
+}
+
 // ---------------------------------------------------------------------------
 // Proofs, for the read API.
 
