@@ -26,7 +26,7 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "PATH")]
     out: PathBuf,
     /// The key's name, which must be the server's --log-origin
-    /// [default: registrar/<host name>, the default origin].
+    /// [default: the default origin, registrar/HOST with HOST the host name].
     #[arg(long)]
     name: Option<String>,
 }
@@ -41,8 +41,16 @@ fn generate(args: GenerateArgs) -> Result<ExitCode> {
     let name = args.name.unwrap_or_else(config::default_log_origin);
     let (signing, verifier) =
         note::generate_key(&name).with_context(|| format!("a key named {name:?}"))?;
-    write_secret(&args.out, signing.expose())
-        .with_context(|| format!("writing the signing key to {}", args.out.display()))?;
+    match write_secret(&args.out, signing.expose()) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => anyhow::bail!(
+            "{} exists: a key is never written over (what it signed could no longer be \
+             checked with a new one); choose another --out",
+            args.out.display()
+        ),
+        written => {
+            written.with_context(|| format!("writing the signing key to {}", args.out.display()))?
+        }
+    }
     println!("{verifier}");
     eprintln!(
         "wrote the signing key {name} to {}; give the verifier key above to your auditors",

@@ -75,7 +75,7 @@ pub struct ServeArgs {
     #[arg(long, env = "REGISTRAR_DISPLAY_ZONE")]
     display_zone: Option<chrono_tz::Tz>,
     /// The log's name, the first line of every checkpoint and the signing
-    /// key's name [default: registrar/<host name>]. The key from
+    /// key's name [default: registrar/HOST, HOST the host name]. The key from
     /// REGISTRAR_SIGNING_KEY_FILE must have this name.
     #[arg(long, env = "REGISTRAR_LOG_ORIGIN")]
     log_origin: Option<String>,
