@@ -96,17 +96,8 @@ pub struct Appended {
 type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
 
 enum Command {
-    Append {
-        delivery: Box<Delivery>,
-        /// The raw body, shared with the HTTP layer without copying.
-        body: Bytes,
-        conflict: Box<Reject>,
-        reply: Reply<Appended>,
-    },
-    Quarantine {
-        reject: Box<Reject>,
-        reply: Reply<Kept>,
-    },
+    /// An append or a quarantine, committed with the others of its batch.
+    Write(Write),
     /// Work on the log file's own schema between batches (the upgrade from
     /// a release that kept projections in it drops them this way).
     Maintain {
@@ -132,6 +123,22 @@ enum Command {
         reply: oneshot::Sender<Result<Made, CheckpointError>>,
     },
     Shutdown,
+}
+
+/// What a batch's one transaction writes (group commit); every other
+/// command runs in a transaction of its own between batches.
+enum Write {
+    Append {
+        delivery: Box<Delivery>,
+        /// The raw body, shared with the HTTP layer without copying.
+        body: Bytes,
+        conflict: Box<Reject>,
+        reply: Reply<Appended>,
+    },
+    Quarantine {
+        reject: Box<Reject>,
+        reply: Reply<Kept>,
+    },
 }
 
 /// A one-off change to the log file, run by the writer in its own transaction.
@@ -232,12 +239,12 @@ impl Ledger {
         conflict: Reject,
     ) -> Result<Appended, LedgerError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Append {
+        self.send(Command::Write(Write::Append {
             delivery: Box::new(delivery),
             body,
             conflict: Box::new(conflict),
             reply,
-        })?;
+        }))?;
         rx.await.map_err(|_| LedgerError::Closed)?
     }
 
@@ -252,10 +259,10 @@ impl Ledger {
         } else {
             &self.low
         };
-        let cmd = Command::Quarantine {
+        let cmd = Command::Write(Write::Quarantine {
             reject: Box::new(reject),
             reply,
-        };
+        });
         queue.try_send(cmd).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => LedgerError::Busy,
             mpsc::error::TrySendError::Closed(_) => LedgerError::Closed,
@@ -441,7 +448,7 @@ fn run(
                     let _ = reply.send(done);
                 }
                 Command::Shutdown => stop = true,
-                other => writes.push(other),
+                Command::Write(write) => writes.push(write),
             }
         }
         if !writes.is_empty() {
@@ -465,11 +472,11 @@ enum Done {
 }
 
 impl Done {
-    /// The failure `e` for `cmd`.
-    fn failed(cmd: &Command, e: LedgerError) -> Done {
-        match cmd {
-            Command::Append { .. } => Done::Append(Err(e)),
-            _ => Done::Quarantine(Err(e)),
+    /// The failure `e` for `write`.
+    fn failed(write: &Write, e: LedgerError) -> Done {
+        match write {
+            Write::Append { .. } => Done::Append(Err(e)),
+            Write::Quarantine { .. } => Done::Quarantine(Err(e)),
         }
     }
 }
@@ -498,7 +505,7 @@ fn commit_batch(
     conn: &mut Connection,
     cfg: &LedgerConfig,
     tail: &mut Option<Tail>,
-    writes: Vec<Command>,
+    writes: Vec<Write>,
 ) -> (Committed, Result<(), Arc<StorageError>>) {
     let received_at = now_micros();
     let mut failed = None;
@@ -536,7 +543,7 @@ fn commit_batch(
 
 /// A batch committed to the WAL, not answered until the WAL is on disk.
 struct Committed {
-    writes: Vec<Command>,
+    writes: Vec<Write>,
     /// One result per command, in their order.
     done: Vec<Done>,
     received_at: i64,
@@ -570,7 +577,7 @@ impl Committed {
             let mut appended = Vec::new();
             for (cmd, d) in writes.iter_mut().zip(&done) {
                 if let (
-                    Command::Append { delivery, .. },
+                    Write::Append { delivery, .. },
                     Done::Append(Ok(Appended {
                         outcome: AppendOutcome::Appended { seq },
                         ..
@@ -593,13 +600,16 @@ impl Committed {
         }
         for (cmd, result) in writes.into_iter().zip(done) {
             match (cmd, result) {
-                (Command::Append { reply, .. }, Done::Append(r)) => {
+                (Write::Append { reply, .. }, Done::Append(r)) => {
                     let _ = reply.send(r);
                 }
-                (Command::Quarantine { reply, .. }, Done::Quarantine(r)) => {
+                (Write::Quarantine { reply, .. }, Done::Quarantine(r)) => {
                     let _ = reply.send(r);
                 }
-                _ => unreachable!("results follow their commands"),
+                (Write::Append { .. }, Done::Quarantine(_))
+                | (Write::Quarantine { .. }, Done::Append(_)) => {
+                    unreachable!("results follow their commands")
+                }
             }
         }
     }
@@ -641,7 +651,7 @@ fn run_in_transaction(
     conn: &mut Connection,
     cfg: &LedgerConfig,
     tail: &mut Option<Tail>,
-    writes: &[Command],
+    writes: &[Write],
     received_at: i64,
 ) -> Result<Vec<Done>, BatchFailure> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -650,9 +660,9 @@ fn run_in_transaction(
     // failure below leaves None, so the next batch reads the tail again.
     let mut end = current_tail(&tx, tail.take()).map_err(BatchFailure::Storage)?;
     let mut done = Vec::with_capacity(writes.len());
-    for cmd in writes {
-        match cmd {
-            Command::Append {
+    for write in writes {
+        match write {
+            Write::Append {
                 delivery,
                 body,
                 conflict,
@@ -663,16 +673,11 @@ fn run_in_transaction(
                         .map_err(BatchFailure::Command)?;
                 done.push(Done::Append(Ok(appended)));
             }
-            Command::Quarantine { reject, .. } => {
+            Write::Quarantine { reject, .. } => {
                 let kept = quarantine_one(&tx, reject, cfg.quarantine_cap)
                     .map_err(|e| BatchFailure::Command(e.into()))?;
                 done.push(Done::Quarantine(Ok(kept)));
             }
-            Command::Maintain { .. }
-            | Command::Readmit { .. }
-            | Command::Pin { .. }
-            | Command::Checkpoint { .. }
-            | Command::Shutdown => unreachable!("handled by run"),
         }
     }
     tx.commit()?;
