@@ -502,6 +502,9 @@ struct Checkpoints<'c> {
     page: std::vec::IntoIter<Stored>,
     /// The size the next page starts from.
     from: u64,
+    /// Whether the last page read was full, so another may follow: once
+    /// not, the walk asks no more (it asks after every leaf).
+    more: bool,
 }
 
 impl<'c> Checkpoints<'c> {
@@ -510,13 +513,15 @@ impl<'c> Checkpoints<'c> {
             conn,
             page: Vec::new().into_iter(),
             from: 0,
+            more: true,
         })
     }
 
     /// The next checkpoint by size, without taking it.
     fn next_stored(&mut self) -> rusqlite::Result<Option<&Stored>> {
-        if self.page.as_slice().is_empty() {
+        if self.page.as_slice().is_empty() && self.more {
             let page = checkpoints::from_size(self.conn, self.from, checkpoints::MAX_LISTED)?;
+            self.more = page.len() == checkpoints::MAX_LISTED as usize;
             if let Some(last) = page.last() {
                 self.from = last.size + 1;
             }
@@ -1378,6 +1383,33 @@ mod tests {
                 .tree
                 .stored_leaves,
             0
+        );
+    }
+
+    #[test]
+    fn checkpoints_past_one_page_are_all_checked() {
+        let (_dir, conn) = crate::log::test_log(1_300);
+        let maker = checkpoints::Maker::unsigned(ORIGIN);
+        let sizes = 0..=1_250u64;
+        for size in sizes.clone() {
+            let root = tree::stored_root(&conn, size).unwrap();
+            maker.make_if_moved(&conn, size, root, 1).unwrap();
+        }
+        assert!(sizes.clone().count() > checkpoints::MAX_LISTED as usize);
+        let v = verify(&conn, &Options::default()).unwrap().tree;
+        assert_eq!((v.checkpoints, v.unsigned), (1_251, 1_251));
+        // One on the second page, forged consistently.
+        conn.execute_batch("DROP TRIGGER checkpoints_no_update")
+            .unwrap();
+        let forged = Checkpoint::new(ORIGIN, 1_100, [9; 32]).unwrap();
+        conn.execute(
+            "UPDATE checkpoints SET root = ?1, note = ?2 WHERE size = 1100",
+            (&forged.root[..], forged.to_body()),
+        )
+        .unwrap();
+        assert_eq!(
+            fault(verify(&conn, &Options::default())),
+            ChainFault::CheckpointRoot { size: 1_100 }
         );
     }
 }
