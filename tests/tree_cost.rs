@@ -18,6 +18,9 @@
 //!   concatenated;
 //! - `log_append`: `log::append` itself, which should cost what `per_hash`
 //!   does.
+//!
+//! `build_and_verify` times what a log made before the tree costs: building
+//! its tree from the log (as the writer does at start) and a verify.
 
 use std::time::Instant;
 
@@ -75,9 +78,15 @@ fn link_hash(prev: &[u8; 32], seq: u64, source: &str, at: i64, body_hash: &[u8; 
 
 /// Runs one variant: seconds of CPU (this thread) and of wall time.
 fn run(variant: Variant) -> (f64, f64) {
+    let (_dir, _conn, cpu, wall) = run_kept(variant);
+    (cpu, wall)
+}
+
+/// [`run`], keeping the log.
+fn run_kept(variant: Variant) -> (tempfile::TempDir, Connection, f64, f64) {
     let n = n();
     let bodies: Vec<String> = (0..n).map(body).collect();
-    let (_dir, mut conn) = fresh();
+    let (dir, mut conn) = fresh();
     let cpu0 = thread_cpu();
     let wall0 = Instant::now();
     let mut prev = [0u8; 32];
@@ -168,7 +177,7 @@ fn run(variant: Variant) -> (f64, f64) {
         per(cpu),
         per(wall)
     );
-    (cpu, wall)
+    (dir, conn, cpu, wall)
 }
 
 /// CPU seconds of this thread (user + system), from /proc.
@@ -227,4 +236,32 @@ fn interleaved() {
         c.sort_by(f64::total_cmp);
         println!("median {v:?}: {:.2} us CPU per append", c[1] * 1e6 / n);
     }
+}
+
+#[test]
+#[ignore = "a measurement: run in release with --ignored --nocapture"]
+fn build_and_verify() {
+    let (_dir, mut conn, _, _) = run_kept(Variant::None);
+    let n = n() as u64;
+    let per = |s: f64| s * 1e6 / n as f64;
+    let (cpu0, wall0) = (thread_cpu(), Instant::now());
+    let mut frontier = Frontier::new();
+    while frontier.leaves() < n {
+        let tx = conn.transaction().unwrap();
+        tree::extend(&tx, &mut frontier, n, 100_000).unwrap();
+        tx.commit().unwrap();
+    }
+    println!(
+        "built the tree of {n} events: {:.2} s CPU, {:.2} s wall ({:.2} us CPU per event)",
+        thread_cpu() - cpu0,
+        wall0.elapsed().as_secs_f64(),
+        per(thread_cpu() - cpu0)
+    );
+    let wall0 = Instant::now();
+    let v = registrar::log::verify::verify(&conn, &Default::default()).unwrap();
+    assert_eq!((v.tree.leaves, v.tree.stored_leaves), (n, n));
+    println!(
+        "verify --fast with the tree: {:.2} s wall for {n} events",
+        wall0.elapsed().as_secs_f64()
+    );
 }
