@@ -102,6 +102,10 @@ pub enum ChainFault {
     CheckpointSignature { size: u64, error: note::NoteError },
     #[error("checkpoint {size}: the note's size or root is not its row's")]
     CheckpointMismatch { size: u64 },
+    /// The server refuses a key not named its origin, so a note signed by
+    /// the key names another log.
+    #[error("checkpoint {size}: its origin is not the name of the key that signed it")]
+    CheckpointOrigin { size: u64 },
     #[error(
         "checkpoint {size}: its root is not the tree's root at that size, recomputed from the log"
     )]
@@ -139,6 +143,7 @@ impl ChainFault {
             ChainFault::CheckpointNote { .. } => "checkpoint_note",
             ChainFault::CheckpointSignature { .. } => "checkpoint_signature",
             ChainFault::CheckpointMismatch { .. } => "checkpoint_mismatch",
+            ChainFault::CheckpointOrigin { .. } => "checkpoint_origin",
             ChainFault::CheckpointRoot { .. } => "checkpoint_root",
         }
     }
@@ -563,6 +568,10 @@ fn check_checkpoint(
         (true, Some(v)) => {
             let opened = note::open(c.note.as_bytes(), v)
                 .map_err(|error| ChainFault::CheckpointSignature { size, error })?;
+            // note::open leaves the origin to its caller.
+            if opened.origin != v.name() {
+                return Err(ChainFault::CheckpointOrigin { size });
+            }
             done.signatures += 1;
             opened
         }
@@ -925,6 +934,7 @@ impl ChainFault {
             | ChainFault::CheckpointNote { size, .. }
             | ChainFault::CheckpointSignature { size, .. }
             | ChainFault::CheckpointMismatch { size }
+            | ChainFault::CheckpointOrigin { size }
             | ChainFault::CheckpointRoot { size } => *size,
         }
     }
@@ -1351,6 +1361,17 @@ mod tests {
             f.to_string(),
             "checkpoint 32: its root is not the tree's root at that size, recomputed from the log"
         );
+
+        // Signed by the key, but of another log.
+        let (_dir, conn) = checkpointed_log(50, &SIZES);
+        let other =
+            Checkpoint::new("registrar/other", 32, tree::stored_root(&conn, 32).unwrap()).unwrap();
+        conn.execute(
+            "UPDATE checkpoints SET note = ?1 WHERE size = 32",
+            [note::sign(&other, &signer())],
+        )
+        .unwrap();
+        assert_eq!(tree_fault(&conn), ChainFault::CheckpointOrigin { size: 32 });
 
         // A note that is not a checkpoint.
         let (_dir, conn) = checkpointed_log(50, &SIZES);
