@@ -6,10 +6,15 @@
 //! like its settings (it derefs to them) and cannot be changed afterwards.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use zeroize::Zeroizing;
 
 use crate::auth::{JodoKeys, JodoSecrets};
 use crate::clock::Clock;
+use crate::log::checkpoints::{Maker, Signing};
+use crate::log::note::{self, KeyError, SigningKey};
 use crate::sources::ParseContext;
 
 /// Largest request body accepted, by default (1 MiB). Jodo and Toolzz bodies
@@ -74,6 +79,56 @@ pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// forgotten browser must not stay signed in for days.
 pub const MAX_SESSION_IDLE: Duration = Duration::from_secs(12 * 60 * 60);
 
+/// How often a checkpoint is made when the head moved, by default.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+/// The shortest `--checkpoint-interval-secs`: each checkpoint is a signature,
+/// an fsync and a file a witness fetches.
+pub const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest: the newest signed root an auditor can get is at most this
+/// old.
+pub const MAX_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The environment variable naming the signing key's file.
+pub const SIGNING_KEY_ENV: &str = "REGISTRAR_SIGNING_KEY_FILE";
+
+/// The log's origin unless told otherwise: `registrar/<host name>`, the
+/// host name's spaces and `+` (which a key name cannot hold) made `-`.
+pub fn default_log_origin() -> String {
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .chain(std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .find(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() || c == '+' {
+                '-'
+            } else {
+                c
+            }
+        })
+        .collect();
+    format!("registrar/{host}")
+}
+
+/// Reads a signing key file (`registrar key generate` writes them): the
+/// key's text on one line.
+pub fn read_signing_key(path: &Path) -> Result<SigningKey, ConfigError> {
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+        ConfigError::SigningKeyUnreadable {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?);
+    SigningKey::parse(text.trim()).map_err(|source| ConfigError::SigningKeyInvalid {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Everything the server needs to run, as asked for: checked by
 /// [`Settings::validate`] into a [`Config`].
 #[derive(Clone)]
@@ -121,6 +176,15 @@ pub struct Settings {
     /// What rate limits and console sessions read the time from: the
     /// system's, unless a test sets a manual one (see [`crate::clock`]).
     pub clock: Clock,
+    /// The first line of every checkpoint: the log's name (`--log-origin`).
+    pub log_origin: String,
+    /// Signs checkpoints (from the file named by `REGISTRAR_SIGNING_KEY_FILE`);
+    /// None: they are made unsigned. Its name must be the origin.
+    pub signing_key: Option<Arc<SigningKey>>,
+    /// How often a checkpoint is made when the head moved.
+    pub checkpoint_interval: Duration,
+    /// Where checkpoints are also written as files (`--checkpoint-dir`).
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -151,6 +215,10 @@ impl Settings {
             session_idle: DEFAULT_SESSION_IDLE,
             display_zone: None,
             clock: Clock::System,
+            log_origin: default_log_origin(),
+            signing_key: None,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            checkpoint_dir: None,
         }
     }
 
@@ -158,6 +226,8 @@ impl Settings {
     /// users of the machine can see): `REGISTRAR_JODO_SECRET`,
     /// `REGISTRAR_JODO_HEADER`, `REGISTRAR_TOOLZZ_TOKEN`,
     /// `REGISTRAR_READ_TOKEN`, `REGISTRAR_ADMIN_TOKEN`. Empty counts as unset.
+    /// The checkpoints' signing key is read from the file
+    /// `REGISTRAR_SIGNING_KEY_FILE` names: set, it must be a readable key.
     pub fn secrets_from_env(mut self) -> Result<Settings, ConfigError> {
         fn secret(name: &str) -> Option<String> {
             std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -169,6 +239,9 @@ impl Settings {
         self.toolzz_token = secret("REGISTRAR_TOOLZZ_TOKEN");
         self.read_token = secret("REGISTRAR_READ_TOKEN");
         self.admin_token = secret("REGISTRAR_ADMIN_TOKEN");
+        if let Some(path) = secret(SIGNING_KEY_ENV) {
+            self.signing_key = Some(Arc::new(read_signing_key(Path::new(&path))?));
+        }
         Ok(self)
     }
 
@@ -203,6 +276,27 @@ impl Settings {
         if let Some((name, value)) = &self.jodo_header {
             parse_header(&format!("{name}: {value}"))?;
         }
+        // The origin names the key too (C2SP: a checkpoint's verifier is
+        // found by name, which should be the origin), so it must be a valid
+        // key name as well as one line.
+        if !note::is_valid_key_name(&self.log_origin)
+            || self.log_origin.chars().any(char::is_control)
+        {
+            return Err(ConfigError::LogOrigin(self.log_origin));
+        }
+        if let Some(key) = &self.signing_key {
+            if key.name() != self.log_origin {
+                return Err(ConfigError::KeyNameNotOrigin {
+                    name: key.name().to_string(),
+                    origin: self.log_origin,
+                });
+            }
+        }
+        if self.checkpoint_interval < MIN_CHECKPOINT_INTERVAL
+            || self.checkpoint_interval > MAX_CHECKPOINT_INTERVAL
+        {
+            return Err(ConfigError::CheckpointInterval);
+        }
         Ok(Config(self))
     }
 
@@ -222,6 +316,20 @@ impl Settings {
     /// The zone the console shows times in.
     pub fn display_zone(&self) -> chrono_tz::Tz {
         self.display_zone.unwrap_or(self.business_zone)
+    }
+
+    /// How the writer makes checkpoints under these settings.
+    pub fn checkpoint_maker(&self) -> Maker {
+        Maker {
+            origin: self.log_origin.clone(),
+            signer: self.signing_key.clone(),
+            dir: self.checkpoint_dir.clone(),
+        }
+    }
+
+    /// Whether checkpoints are signed, and the key that checks them.
+    pub fn signing(&self) -> Signing {
+        self.checkpoint_maker().signing()
     }
 }
 
@@ -271,6 +379,27 @@ pub enum ConfigError {
     PublicUrl,
     #[error("REGISTRAR_JODO_HEADER: {0}")]
     Header(#[from] HeaderError),
+    #[error("--log-origin {0:?} must be non-empty, one line, without spaces or '+' (it names the signing key too)")]
+    LogOrigin(String),
+    #[error("REGISTRAR_SIGNING_KEY_FILE {}: cannot read it: {source}", path.display())]
+    SigningKeyUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("REGISTRAR_SIGNING_KEY_FILE {}: not a signing key: {source}", path.display())]
+    SigningKeyInvalid { path: PathBuf, source: KeyError },
+    #[error(
+        "the signing key is named {name:?} but --log-origin is {origin:?}: auditors find a checkpoint's \
+         key by its name, which must be the log's origin. Generate a key with `registrar key generate \
+         --name {origin}`, or start with --log-origin {name}"
+    )]
+    KeyNameNotOrigin { name: String, origin: String },
+    #[error(
+        "--checkpoint-interval-secs must be between {} and {}",
+        MIN_CHECKPOINT_INTERVAL.as_secs(),
+        MAX_CHECKPOINT_INTERVAL.as_secs()
+    )]
+    CheckpointInterval,
 }
 
 impl std::fmt::Debug for Settings {
@@ -291,6 +420,11 @@ impl std::fmt::Debug for Settings {
             .field("public_url", &self.public_url)
             .field("session_idle", &self.session_idle)
             .field("display_zone", &self.display_zone)
+            .field("log_origin", &self.log_origin)
+            // Its name and id only (SigningKey's Debug).
+            .field("signing_key", &self.signing_key)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("checkpoint_dir", &self.checkpoint_dir)
             .finish()
     }
 }
@@ -321,4 +455,91 @@ pub fn parse_header(text: &str) -> Result<(String, String), HeaderError> {
         return Err(HeaderError::BadName(name));
     }
     Ok((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_file(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+        let (text, _) = note::generate_key(name).unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, format!("{}\n", text.expose())).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_default_origin_names_the_host_and_is_a_key_name() {
+        let origin = default_log_origin();
+        assert!(origin.starts_with("registrar/") && origin.len() > "registrar/".len());
+        assert!(note::is_valid_key_name(&origin), "{origin:?}");
+        assert_eq!(Settings::new("x.db").log_origin, origin);
+        assert!(Settings::new("x.db").validate().is_ok());
+    }
+
+    #[test]
+    fn a_key_file_that_cannot_be_read_or_is_not_a_key_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nowhere");
+        let e = read_signing_key(&missing).unwrap_err();
+        assert!(matches!(e, ConfigError::SigningKeyUnreadable { .. }));
+        assert!(e.to_string().contains("nowhere"), "{e}");
+        // A folder is not a file.
+        assert!(matches!(
+            read_signing_key(dir.path()),
+            Err(ConfigError::SigningKeyUnreadable { .. })
+        ));
+        let garbage = dir.path().join("garbage");
+        std::fs::write(&garbage, "not a key\n").unwrap();
+        assert!(matches!(
+            read_signing_key(&garbage),
+            Err(ConfigError::SigningKeyInvalid { .. })
+        ));
+        // A verifier key is not a signing key.
+        let (_, verifier) = note::generate_key("registrar/x").unwrap();
+        std::fs::write(&garbage, verifier).unwrap();
+        assert!(matches!(
+            read_signing_key(&garbage),
+            Err(ConfigError::SigningKeyInvalid { .. })
+        ));
+    }
+
+    #[test]
+    fn a_key_is_accepted_only_when_its_name_is_the_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = read_signing_key(&key_file(&dir, "registrar/school-1")).unwrap();
+        let mut s = Settings::new("x.db");
+        s.signing_key = Some(Arc::new(key));
+        s.log_origin = "registrar/school-2".into();
+        let e = s.clone().validate().unwrap_err();
+        assert!(matches!(e, ConfigError::KeyNameNotOrigin { .. }));
+        assert!(e.to_string().contains("--name registrar/school-2"), "{e}");
+        s.log_origin = "registrar/school-1".into();
+        let config = s.validate().unwrap();
+        let Signing::Signed { verifier } = config.signing() else {
+            panic!("a key is configured");
+        };
+        assert_eq!(verifier.name(), "registrar/school-1");
+        assert_eq!(Settings::new("x.db").signing(), Signing::Unsigned);
+        // Debug names the key, never its secret.
+        let shown = format!("{config:?}");
+        assert!(shown.contains("registrar/school-1") && !shown.contains("PRIVATE"));
+    }
+
+    #[test]
+    fn an_origin_that_cannot_name_a_key_or_a_bad_interval_is_refused() {
+        for origin in ["", "a b", "a+b", "a\nb", "a\u{1}b"] {
+            let mut s = Settings::new("x.db");
+            s.log_origin = origin.into();
+            assert!(
+                matches!(s.validate(), Err(ConfigError::LogOrigin(_))),
+                "{origin:?}"
+            );
+        }
+        for (secs, ok) in [(0, false), (1, true), (86_400, true), (86_401, false)] {
+            let mut s = Settings::new("x.db");
+            s.checkpoint_interval = Duration::from_secs(secs);
+            assert_eq!(s.validate().is_ok(), ok, "{secs} s");
+        }
+    }
 }

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../schema/002_quarantine.sql"),
     ),
     (3, "003_pins.sql", include_str!("../schema/003_pins.sql")),
+    (4, "004_tree.sql", include_str!("../schema/004_tree.sql")),
 ];
 
 /// How long a connection waits for another's lock before answering busy.

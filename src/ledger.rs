@@ -9,9 +9,17 @@
 //! No projection is written here: once a batch is on disk the writer tells
 //! its [`CommitListener`] (the projector) how far the log goes, and the
 //! projector follows.
+//!
+//! The writer also keeps the log's tree ([`log::tree`]): every append stores
+//! its leaf in the same transaction, from a [`Tail`] the writer keeps across
+//! batches (so an append reads no stored hash). At start it builds the tree
+//! of a log made before the tree existed, in bounded steps, before it serves.
+//! Checkpoints ([`log::checkpoints`]) are made here too, on demand
+//! ([`Ledger::checkpoint`]) and by [`CheckpointTimer`].
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rusqlite::{Connection, TransactionBehavior};
@@ -19,8 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{JodoKeys, JodoSecrets};
 use crate::event::{Delivery, Event, Sequenced};
+use crate::log::checkpoints::{self, Made, MakeError, Maker};
 use crate::log::pins::Pin;
-use crate::log::{self, AppendOutcome, Head, NewEntry};
+use crate::log::{self, tree, AppendOutcome, NewEntry, Tail};
 use crate::metrics::Metrics;
 use crate::quarantine::{self, Reject};
 use crate::sources::ParseContext;
@@ -52,6 +61,10 @@ pub enum StorageError {
     Db(#[from] rusqlite::Error),
     #[error(transparent)]
     Unsynced(#[from] Arc<SyncError>),
+    /// The tree's stored hashes could not be read or are not what the log
+    /// says (a log cut below its tree).
+    #[error("the log's tree: {0}")]
+    Tree(#[from] tree::StoreError),
 }
 
 impl From<StorageError> for LedgerError {
@@ -66,6 +79,12 @@ impl From<rusqlite::Error> for LedgerError {
     }
 }
 
+impl From<tree::StoreError> for LedgerError {
+    fn from(e: tree::StoreError) -> Self {
+        StorageError::Tree(e).into()
+    }
+}
+
 /// An append's result, with the time it was stamped with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -77,17 +96,8 @@ pub struct Appended {
 type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
 
 enum Command {
-    Append {
-        delivery: Box<Delivery>,
-        /// The raw body, shared with the HTTP layer without copying.
-        body: Bytes,
-        conflict: Box<Reject>,
-        reply: Reply<Appended>,
-    },
-    Quarantine {
-        reject: Box<Reject>,
-        reply: Reply<Kept>,
-    },
+    /// An append or a quarantine, committed with the others of its batch.
+    Write(Write),
     /// Work on the log file's own schema between batches (the upgrade from
     /// a release that kept projections in it drops them this way).
     Maintain {
@@ -108,7 +118,27 @@ enum Command {
         note: String,
         reply: oneshot::Sender<Result<Pin, PinError>>,
     },
+    /// Make a checkpoint of the tree if the head moved since the newest.
+    Checkpoint {
+        reply: oneshot::Sender<Result<Made, CheckpointError>>,
+    },
     Shutdown,
+}
+
+/// What a batch's one transaction writes (group commit); every other
+/// command runs in a transaction of its own between batches.
+enum Write {
+    Append {
+        delivery: Box<Delivery>,
+        /// The raw body, shared with the HTTP layer without copying.
+        body: Bytes,
+        conflict: Box<Reject>,
+        reply: Reply<Appended>,
+    },
+    Quarantine {
+        reject: Box<Reject>,
+        reply: Reply<Kept>,
+    },
 }
 
 /// A one-off change to the log file, run by the writer in its own transaction.
@@ -127,6 +157,8 @@ pub struct LedgerConfig {
     pub parse: ParseContext,
     pub on_commit: Option<CommitListener>,
     pub metrics: Option<std::sync::Arc<Metrics>>,
+    /// How checkpoints are made: origin, key, folder.
+    pub checkpoints: Maker,
 }
 
 /// A handle to the writer; cheap to clone.
@@ -207,12 +239,12 @@ impl Ledger {
         conflict: Reject,
     ) -> Result<Appended, LedgerError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Append {
+        self.send(Command::Write(Write::Append {
             delivery: Box::new(delivery),
             body,
             conflict: Box::new(conflict),
             reply,
-        })?;
+        }))?;
         rx.await.map_err(|_| LedgerError::Closed)?
     }
 
@@ -227,10 +259,10 @@ impl Ledger {
         } else {
             &self.low
         };
-        let cmd = Command::Quarantine {
+        let cmd = Command::Write(Write::Quarantine {
             reject: Box::new(reject),
             reply,
-        };
+        });
         queue.try_send(cmd).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => LedgerError::Busy,
             mpsc::error::TrySendError::Closed(_) => LedgerError::Closed,
@@ -276,6 +308,16 @@ impl Ledger {
         rx.await.map_err(|_| LedgerError::Closed)?
     }
 
+    /// Makes a checkpoint of the tree at the head, between batches, unless
+    /// the newest checkpoint is at the head already: returns the newest,
+    /// new or not. Signed when the writer has a key; published to the
+    /// checkpoint folder, when there is one, before it returns.
+    pub async fn checkpoint(&self) -> Result<Made, CheckpointError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Checkpoint { reply })?;
+        rx.await.map_err(|_| LedgerError::Closed)?
+    }
+
     /// Whether the writer thread is still taking requests. False from the
     /// moment an fsync fails, before that batch is answered: the writer
     /// itself notices a moment later.
@@ -314,6 +356,16 @@ fn run(
         .build()
         .expect("the writer's waiting runtime");
     let syncer = start_syncer(&conn, &cfg, broken);
+    if let Err(e) = build_tree(&mut conn) {
+        // Appends read the tail, which catches the tree up itself (in one
+        // transaction) or refuses a log cut below its tree: each batch says
+        // why it failed.
+        tracing::error!(error = %e, "the log's tree could not be built at start");
+    }
+    publish_newest(&conn, &cfg.checkpoints);
+    // The log's end as the last commit left it; None to read it again (at
+    // start, and after any failure).
+    let mut tail: Option<Tail> = None;
     let mut batch = Vec::with_capacity(cfg.max_batch + LOW_PER_BATCH);
     loop {
         if let Some(broken) = syncer.as_ref().and_then(Syncer::broken) {
@@ -372,6 +424,17 @@ fn run(
                         .and_then(|r| durable(&syncer).map(|()| r).map_err(ReadmitError::from));
                     let _ = reply.send(done);
                 }
+                Command::Checkpoint { reply } => {
+                    let done =
+                        make_checkpoint(&mut conn, &mut tail, &cfg.checkpoints).and_then(|made| {
+                            durable(&syncer)?;
+                            Ok(made)
+                        });
+                    if let Ok(made) = &done {
+                        publish(&cfg.checkpoints, made.checkpoint());
+                    }
+                    let _ = reply.send(done);
+                }
                 Command::Pin { note, reply } => {
                     let done = conn
                         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -385,11 +448,11 @@ fn run(
                     let _ = reply.send(done);
                 }
                 Command::Shutdown => stop = true,
-                other => writes.push(other),
+                Command::Write(write) => writes.push(write),
             }
         }
         if !writes.is_empty() {
-            let (committed, outcome) = commit_batch(&mut conn, &cfg, writes);
+            let (committed, outcome) = commit_batch(&mut conn, &cfg, &mut tail, writes);
             *failure.lock().expect("failure lock") = outcome.err();
             match &syncer {
                 Some(s) => s.send(committed),
@@ -409,11 +472,11 @@ enum Done {
 }
 
 impl Done {
-    /// The failure `e` for `cmd`.
-    fn failed(cmd: &Command, e: LedgerError) -> Done {
-        match cmd {
-            Command::Append { .. } => Done::Append(Err(e)),
-            _ => Done::Quarantine(Err(e)),
+    /// The failure `e` for `write`.
+    fn failed(write: &Write, e: LedgerError) -> Done {
+        match write {
+            Write::Append { .. } => Done::Append(Err(e)),
+            Write::Quarantine { .. } => Done::Quarantine(Err(e)),
         }
     }
 }
@@ -422,8 +485,14 @@ impl Done {
 enum BatchFailure {
     /// One command failed; nothing was committed.
     Command(LedgerError),
-    /// The transaction itself failed (begin or commit).
-    Storage(rusqlite::Error),
+    /// The transaction itself failed (begin, the tail's read, or commit).
+    Storage(StorageError),
+}
+
+impl From<rusqlite::Error> for BatchFailure {
+    fn from(e: rusqlite::Error) -> Self {
+        BatchFailure::Storage(e.into())
+    }
 }
 
 /// Commits `writes` (appends and quarantines) together: one transaction, one
@@ -435,15 +504,16 @@ enum BatchFailure {
 fn commit_batch(
     conn: &mut Connection,
     cfg: &LedgerConfig,
-    writes: Vec<Command>,
+    tail: &mut Option<Tail>,
+    writes: Vec<Write>,
 ) -> (Committed, Result<(), Arc<StorageError>>) {
     let received_at = now_micros();
     let mut failed = None;
-    let done: Vec<Done> = match run_in_transaction(conn, cfg, &writes, received_at) {
+    let done: Vec<Done> = match run_in_transaction(conn, cfg, tail, &writes, received_at) {
         Ok(done) => done,
         Err(BatchFailure::Storage(e)) => {
             tracing::error!(error = %e, "batch commit failed; answering 503 for the whole batch");
-            let e = Arc::new(StorageError::Db(e));
+            let e = Arc::new(e);
             failed = Some(Arc::clone(&e));
             writes
                 .iter()
@@ -453,13 +523,13 @@ fn commit_batch(
         Err(BatchFailure::Command(e)) if writes.len() == 1 => vec![Done::failed(&writes[0], e)],
         Err(BatchFailure::Command(_)) => writes
             .iter()
-            .map(
-                |w| match run_in_transaction(conn, cfg, std::slice::from_ref(w), received_at) {
+            .map(|w| {
+                match run_in_transaction(conn, cfg, tail, std::slice::from_ref(w), received_at) {
                     Ok(mut done) => done.pop().expect("one command, one result"),
                     Err(BatchFailure::Command(e)) => Done::failed(w, e),
                     Err(BatchFailure::Storage(e)) => Done::failed(w, LedgerError::from(e)),
-                },
-            )
+                }
+            })
             .collect(),
     };
     assert_eq!(done.len(), writes.len(), "every command gets one answer");
@@ -473,7 +543,7 @@ fn commit_batch(
 
 /// A batch committed to the WAL, not answered until the WAL is on disk.
 struct Committed {
-    writes: Vec<Command>,
+    writes: Vec<Write>,
     /// One result per command, in their order.
     done: Vec<Done>,
     received_at: i64,
@@ -507,7 +577,7 @@ impl Committed {
             let mut appended = Vec::new();
             for (cmd, d) in writes.iter_mut().zip(&done) {
                 if let (
-                    Command::Append { delivery, .. },
+                    Write::Append { delivery, .. },
                     Done::Append(Ok(Appended {
                         outcome: AppendOutcome::Appended { seq },
                         ..
@@ -530,13 +600,16 @@ impl Committed {
         }
         for (cmd, result) in writes.into_iter().zip(done) {
             match (cmd, result) {
-                (Command::Append { reply, .. }, Done::Append(r)) => {
+                (Write::Append { reply, .. }, Done::Append(r)) => {
                     let _ = reply.send(r);
                 }
-                (Command::Quarantine { reply, .. }, Done::Quarantine(r)) => {
+                (Write::Quarantine { reply, .. }, Done::Quarantine(r)) => {
                     let _ = reply.send(r);
                 }
-                _ => unreachable!("results follow their commands"),
+                (Write::Append { .. }, Done::Quarantine(_))
+                | (Write::Quarantine { .. }, Done::Append(_)) => {
+                    unreachable!("results follow their commands")
+                }
             }
         }
     }
@@ -572,57 +645,66 @@ fn durable(syncer: &Option<Syncer<Committed>>) -> Result<(), LedgerError> {
 }
 
 /// Runs `writes` in one transaction and commits it, or rolls it all back.
+/// `tail` is the log's end the last commit left (None: read it); it is
+/// left as this commit leaves it, or None when this one fails.
 fn run_in_transaction(
     conn: &mut Connection,
     cfg: &LedgerConfig,
-    writes: &[Command],
+    tail: &mut Option<Tail>,
+    writes: &[Write],
     received_at: i64,
 ) -> Result<Vec<Done>, BatchFailure> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(BatchFailure::Storage)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Read the head inside the write transaction: another process (the
-    // CLI's readmit or rebuild) may have appended since the last batch.
-    let mut head = log::head(&tx).map_err(BatchFailure::Storage)?;
+    // CLI's readmit) may have appended since the last batch. Taken: a
+    // failure below leaves None, so the next batch reads the tail again.
+    let mut end = current_tail(&tx, tail.take()).map_err(BatchFailure::Storage)?;
     let mut done = Vec::with_capacity(writes.len());
-    for cmd in writes {
-        match cmd {
-            Command::Append {
+    for write in writes {
+        match write {
+            Write::Append {
                 delivery,
                 body,
                 conflict,
                 ..
             } => {
                 let appended =
-                    append_one(&tx, &mut head, delivery, body, received_at, conflict, cfg)
+                    append_one(&tx, &mut end, delivery, body, received_at, conflict, cfg)
                         .map_err(BatchFailure::Command)?;
                 done.push(Done::Append(Ok(appended)));
             }
-            Command::Quarantine { reject, .. } => {
+            Write::Quarantine { reject, .. } => {
                 let kept = quarantine_one(&tx, reject, cfg.quarantine_cap)
                     .map_err(|e| BatchFailure::Command(e.into()))?;
                 done.push(Done::Quarantine(Ok(kept)));
             }
-            Command::Maintain { .. }
-            | Command::Readmit { .. }
-            | Command::Pin { .. }
-            | Command::Shutdown => unreachable!("handled by run"),
         }
     }
-    tx.commit().map_err(BatchFailure::Storage)?;
+    tx.commit()?;
+    *tail = Some(end);
     Ok(done)
+}
+
+/// The log's end: `cached` when the head read now is still its head, else
+/// read again (after a failed batch, or when another process appended).
+fn current_tail(conn: &Connection, cached: Option<Tail>) -> Result<Tail, StorageError> {
+    let head = log::head(conn)?;
+    match cached {
+        Some(t) if t.head() == head => Ok(t),
+        Some(_) | None => Ok(log::tail(conn)?),
+    }
 }
 
 fn append_one(
     conn: &Connection,
-    head: &mut Head,
+    tail: &mut Tail,
     d: &Delivery,
     body: &[u8],
     received_at: i64,
     conflict: &Reject,
     cfg: &LedgerConfig,
 ) -> Result<Appended, LedgerError> {
-    let outcome = append_delivery(conn, head, d, body, received_at)?;
+    let outcome = append_delivery(conn, tail, d, body, received_at)?;
     let quarantine_id = match outcome {
         AppendOutcome::Conflict { seq } => {
             let mut reject = conflict.clone();
@@ -638,10 +720,10 @@ fn append_one(
 }
 
 /// Appends one delivery inside the caller's transaction (the writer's
-/// batch, or the CLI's readmit).
+/// batch, or the CLI's readmit), after `tail` ([`log::tail`]).
 pub fn append_delivery(
     conn: &Connection,
-    head: &mut Head,
+    tail: &mut Tail,
     d: &Delivery,
     body: &[u8],
     received_at: i64,
@@ -656,7 +738,7 @@ pub fn append_delivery(
         received_at,
         body,
     };
-    Ok(log::append(conn, head, &entry)?)
+    Ok(log::append(conn, tail, &entry)?)
 }
 
 fn quarantine_one(conn: &Connection, reject: &Reject, cap: u64) -> rusqlite::Result<Kept> {
@@ -713,6 +795,172 @@ impl From<log::pins::RecordError> for PinError {
 impl From<rusqlite::Error> for PinError {
     fn from(e: rusqlite::Error) -> Self {
         PinError::Ledger(e.into())
+    }
+}
+
+/// Events whose leaves one transaction of the tree's build at start adds at
+/// most: bounds the transaction (and the WAL it writes) on a large log made
+/// before the tree existed, and spaces the progress lines.
+pub const TREE_BUILD_BATCH: u64 = 100_000;
+
+/// Builds the tree of a log made before the tree existed (or whose build
+/// was interrupted), from where the stored tree ends, in transactions of
+/// [`TREE_BUILD_BATCH`] events, logging its progress. Nothing to do (two
+/// reads) when the tree is at the head.
+fn build_tree(conn: &mut Connection) -> Result<(), StorageError> {
+    let started = std::time::Instant::now();
+    let mut announced = false;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let head = log::head(&tx)?.seq;
+        let leaves = tree::size(&tx)?;
+        if leaves > head {
+            return Err(tree::StoreError::PastHead { leaves, head }.into());
+        }
+        if leaves == head {
+            if announced {
+                tracing::info!(
+                    leaves,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "the log's tree is built"
+                );
+            }
+            return Ok(());
+        }
+        if !announced {
+            tracing::info!(
+                leaves,
+                head,
+                "building the log's tree from the log before serving"
+            );
+            announced = true;
+        }
+        let mut frontier = tree::frontier(&tx, leaves)?;
+        tree::extend(&tx, &mut frontier, head, TREE_BUILD_BATCH)?;
+        tx.commit()?;
+        tracing::info!(
+            leaves = frontier.leaves(),
+            head,
+            percent = frontier.leaves() * 100 / head,
+            "building the log's tree"
+        );
+    }
+}
+
+/// Why a checkpoint was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Refused(#[from] MakeError),
+    /// The root of the hashes stored differs from the one the writer kept:
+    /// the tree was edited under the server, and is not signed over.
+    #[error("the stored tree's root at size {size} is not the one the writer computed")]
+    Diverged { size: u64 },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<rusqlite::Error> for CheckpointError {
+    fn from(e: rusqlite::Error) -> Self {
+        CheckpointError::Ledger(e.into())
+    }
+}
+
+impl From<StorageError> for CheckpointError {
+    fn from(e: StorageError) -> Self {
+        CheckpointError::Ledger(e.into())
+    }
+}
+
+/// Makes a checkpoint at the head in a transaction of its own unless the
+/// newest is there already (see [`Maker::make_if_moved`]). A new one is
+/// signed only once the root the writer kept equals the root of the hashes
+/// stored (O(log n) reads, once per checkpoint).
+fn make_checkpoint(
+    conn: &mut Connection,
+    tail: &mut Option<Tail>,
+    maker: &Maker,
+) -> Result<Made, CheckpointError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let end = current_tail(&tx, tail.take())?;
+    let size = end.head().seq;
+    let root = end.root();
+    if tree::stored_root(&tx, size).map_err(StorageError::from)? != root {
+        return Err(CheckpointError::Diverged { size });
+    }
+    let made = maker.make_if_moved(&tx, size, root, now_micros())?;
+    tx.commit()?;
+    *tail = Some(end);
+    if let Made::New(c) = &made {
+        tracing::info!(size = c.size, signed = c.signed, "checkpoint made");
+    }
+    Ok(made)
+}
+
+/// Publishes `stored` to the checkpoint folder, if any. A failure is
+/// logged, not returned: the checkpoint is kept in the log file, and the
+/// next request or start publishes the newest again.
+fn publish(maker: &Maker, stored: &checkpoints::Stored) {
+    if let Err(e) = maker.publish(stored) {
+        tracing::error!(error = %e, size = stored.size, "could not write the checkpoint to --checkpoint-dir");
+    }
+}
+
+/// Publishes the newest checkpoint at start, in case the last run stopped
+/// between storing it and writing its file.
+fn publish_newest(conn: &Connection, maker: &Maker) {
+    if maker.dir.is_none() {
+        return;
+    }
+    match checkpoints::newest(conn) {
+        Ok(Some(stored)) => publish(maker, &stored),
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "could not read the newest checkpoint"),
+    }
+}
+
+/// Asks the writer for a checkpoint every interval ([`Ledger::checkpoint`]:
+/// a new one only when the head moved). A tokio task, so tests drive it
+/// with paused time.
+pub struct CheckpointTimer {
+    task: tokio::task::JoinHandle<()>,
+    ticks: tokio::sync::watch::Receiver<u64>,
+}
+
+impl CheckpointTimer {
+    /// Starts the timer on the current runtime: the first request one
+    /// `interval` from now.
+    pub fn start(ledger: Ledger, interval: Duration) -> CheckpointTimer {
+        assert!(!interval.is_zero(), "a checkpoint interval is positive");
+        let (done, ticks) = tokio::sync::watch::channel(0u64);
+        let mut next = tokio::time::Instant::now() + interval;
+        let task = tokio::spawn(async move {
+            loop {
+                // One interval from the end of the last request, not a
+                // fixed tick: never a burst to catch up after a stall, and
+                // no timer pending while the writer works.
+                tokio::time::sleep_until(next).await;
+                match ledger.checkpoint().await {
+                    Ok(_) => {}
+                    Err(CheckpointError::Ledger(LedgerError::Closed)) => return,
+                    Err(e) => tracing::error!(error = %e, "no checkpoint was made"),
+                }
+                done.send_modify(|n| *n += 1);
+                next = tokio::time::Instant::now() + interval;
+            }
+        });
+        CheckpointTimer { task, ticks }
+    }
+
+    /// Counts the timer's requests answered so far (a test waits on it).
+    pub fn ticks(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.ticks.clone()
+    }
+
+    /// Stops the timer; a request in flight is still carried out by the
+    /// writer.
+    pub fn stop(self) {
+        self.task.abort();
     }
 }
 
@@ -787,9 +1035,9 @@ pub fn readmit(
         Err(e) => return Err(ReadmitError::Invalid(e)),
     };
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut head = log::head(&tx)?;
+    let mut tail = log::tail(&tx).map_err(LedgerError::from)?;
     let now = now_micros();
-    let outcome = append_delivery(&tx, &mut head, &delivery, body, now)?;
+    let outcome = append_delivery(&tx, &mut tail, &delivery, body, now)?;
     let result = match outcome {
         AppendOutcome::Appended { seq } => Readmitted::Appended { seq },
         AppendOutcome::Duplicate { seq } => Readmitted::Duplicate { seq },
@@ -801,4 +1049,304 @@ pub fn readmit(
     quarantine::mark_readmitted(&tx, id, now, seq)?;
     tx.commit()?;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Source;
+    use crate::log::{merkle, note};
+    use crate::sources::{self, Parsed};
+
+    /// A writer on a fresh log in a temporary folder.
+    fn writer(dir: &tempfile::TempDir, checkpoints: Maker) -> (Writer, Ledger) {
+        let mut conn = crate::db::open_rw(&dir.path().join("log.db")).unwrap();
+        crate::db::migrate(&mut conn).unwrap();
+        Writer::start(
+            conn,
+            LedgerConfig {
+                queue_depth: 64,
+                max_batch: 8,
+                quarantine_cap: 100,
+                parse: ParseContext::default(),
+                on_commit: None,
+                metrics: None,
+                checkpoints,
+            },
+        )
+    }
+
+    fn body(key: &str, student: &str) -> String {
+        format!(
+            r#"{{"event":"masterdata.student.registered","event_id":"{key}","version":"1.0","timestamp":1700000000,"payload":{{"jodo_student_id":"{student}","student":{{"identifier":"{student}","grade":{{"code":"G","name":"G"}},"academic_year_start":2024,"academic_year_end":2025}}}}}}"#
+        )
+    }
+
+    fn reject(body: &str) -> Reject {
+        Reject {
+            source: "jodo".into(),
+            received_at: 1,
+            http_status: 409,
+            code: "conflict".into(),
+            reason: "conflict".into(),
+            authenticated: true,
+            headers: serde_json::Map::new(),
+            body: body.as_bytes().to_vec(),
+            body_truncated: false,
+        }
+    }
+
+    fn delivery(body: &str) -> Delivery {
+        match sources::parse(Source::Jodo, body.as_bytes(), &ParseContext::default()) {
+            Ok(Parsed::Delivery(d)) => d,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn append(ledger: &Ledger, key: &str, student: &str) -> AppendOutcome {
+        let b = body(key, student);
+        let appended = ledger
+            .append(delivery(&b), Bytes::from(b.clone()), reject(&b))
+            .await
+            .unwrap();
+        appended.outcome
+    }
+
+    /// Appends through a connection of its own, as another process would.
+    fn append_elsewhere(dir: &tempfile::TempDir, key: &str) {
+        let mut conn = crate::db::open_rw(&dir.path().join("log.db")).unwrap();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        let mut tail = log::tail(&tx).unwrap();
+        let b = body(key, "elsewhere");
+        append_delivery(&tx, &mut tail, &delivery(&b), b.as_bytes(), 5).unwrap();
+        tx.commit().unwrap();
+    }
+
+    /// The tree recomputed from the log's rows, and the one stored.
+    fn trees(dir: &tempfile::TempDir) -> (merkle::MemoryHashes, u64, merkle::Hash) {
+        let conn = crate::db::open_ro(&dir.path().join("log.db")).unwrap();
+        let mut want = merkle::MemoryHashes::new();
+        for row in tree::leaves_after(&conn, 0, u64::MAX, u64::MAX).unwrap() {
+            want.push(&row.leaf);
+        }
+        let size = tree::size(&conn).unwrap();
+        let root = tree::stored_root(&conn, size).unwrap();
+        // Every stored hash, not only those a root reads.
+        let indexes: Vec<u64> = (0..merkle::stored_hash_count(size)).collect();
+        let all = tree::SqlHashes::new(&conn);
+        assert_eq!(
+            merkle::StoredHashes::read(&all, &indexes).unwrap(),
+            want.stored()
+        );
+        (want, size, root)
+    }
+
+    #[tokio::test]
+    async fn the_writers_tree_equals_the_recomputed_one_across_batches_duplicates_another_process_and_a_readmit(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, ledger) = writer(&dir, Maker::unsigned("registrar/test"));
+        // Concurrent deliveries: several batches.
+        let outcomes = futures::future::join_all((0..30).map(|i| {
+            let ledger = ledger.clone();
+            async move { append(&ledger, &format!("e{i}"), "s").await }
+        }))
+        .await;
+        assert!(outcomes
+            .iter()
+            .all(|o| matches!(o, AppendOutcome::Appended { .. })));
+        // A retry and a conflicting body add no leaf.
+        assert!(matches!(
+            append(&ledger, "e3", "s").await,
+            AppendOutcome::Duplicate { .. }
+        ));
+        assert!(matches!(
+            append(&ledger, "e3", "other").await,
+            AppendOutcome::Conflict { .. }
+        ));
+        // Another process appends between two batches: the writer's kept
+        // tail is stale, and read again.
+        append_elsewhere(&dir, "x1");
+        assert_eq!(
+            append(&ledger, "e30", "s").await,
+            AppendOutcome::Appended { seq: 32 }
+        );
+        // A readmission appends through the writer's other path.
+        let b = body("q1", "s");
+        let kept = ledger.quarantine(reject(&b)).await.unwrap();
+        let (id, _) = kept.unwrap();
+        assert_eq!(
+            ledger.readmit(id, true, JodoKeys::default()).await.unwrap(),
+            Readmitted::Appended { seq: 33 }
+        );
+        assert_eq!(
+            append(&ledger, "e31", "s").await,
+            AppendOutcome::Appended { seq: 34 }
+        );
+        let made = ledger.checkpoint().await.unwrap();
+        w.shutdown().await;
+        let (want, size, root) = trees(&dir);
+        assert_eq!((size, want.leaves()), (34, 34));
+        assert_eq!(root, want.root());
+        assert_eq!(made.checkpoint().root, want.root());
+    }
+
+    #[tokio::test]
+    async fn the_writer_builds_the_tree_of_a_log_made_before_it_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, ledger) = writer(&dir, Maker::unsigned("registrar/test"));
+        for i in 0..40 {
+            append(&ledger, &format!("e{i}"), "s").await;
+        }
+        w.shutdown().await;
+        let (built, _, _) = trees(&dir);
+        {
+            let conn = crate::db::open_rw(&dir.path().join("log.db")).unwrap();
+            conn.execute_batch(
+                "DROP TRIGGER tree_hashes_no_delete; DELETE FROM tree_hashes;
+                 CREATE TRIGGER tree_hashes_no_delete BEFORE DELETE ON tree_hashes
+                 BEGIN SELECT RAISE(ABORT, 'append-only'); END;",
+            )
+            .unwrap();
+            assert_eq!(tree::size(&conn).unwrap(), 0);
+        }
+        let (w, ledger) = writer(&dir, Maker::unsigned("registrar/test"));
+        // Answered once the tree is built: the writer serves after it.
+        assert_eq!(
+            append(&ledger, "e40", "s").await,
+            AppendOutcome::Appended { seq: 41 }
+        );
+        w.shutdown().await;
+        let (again, size, root) = trees(&dir);
+        assert_eq!(size, 41);
+        assert_eq!(&again.stored()[..built.stored().len()], built.stored());
+        assert_eq!(root, again.root());
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_on_demand_is_new_only_when_the_head_moved_and_opens_with_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = note::SigningKey::from_seed("registrar/test", &[4; 32]).unwrap();
+        let verifier = key.verifier();
+        let maker = Maker {
+            signer: Some(Arc::new(key)),
+            dir: Some(dir.path().join("published")),
+            ..Maker::unsigned("registrar/test")
+        };
+        let (w, ledger) = writer(&dir, maker);
+        // The first is made even of the empty log.
+        let empty = ledger.checkpoint().await.unwrap();
+        assert!(matches!(&empty, Made::New(c) if c.size == 0 && c.root == merkle::EMPTY_ROOT));
+        for i in 0..5 {
+            append(&ledger, &format!("e{i}"), "s").await;
+        }
+        let Made::New(five) = ledger.checkpoint().await.unwrap() else {
+            panic!("the head moved");
+        };
+        assert_eq!(
+            ledger.checkpoint().await.unwrap(),
+            Made::Unchanged(five.clone())
+        );
+        w.shutdown().await;
+        let (want, _, _) = trees(&dir);
+        assert_eq!(five.size, 5);
+        assert_eq!(five.root, want.root());
+        assert!(five.signed);
+        let opened = note::open(five.note.as_bytes(), &verifier).unwrap();
+        assert_eq!(
+            (opened.origin.as_str(), opened.size, opened.root),
+            ("registrar/test", 5, want.root())
+        );
+        // Published: the newest, and one file per size.
+        let published = dir.path().join("published");
+        let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(published.join("checkpoint")), five.note);
+        assert_eq!(read(checkpoints::file_of(&published, 5)), five.note);
+        assert_eq!(
+            read(checkpoints::file_of(&published, 0)),
+            empty.checkpoint().note
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_key_checkpoints_are_made_unsigned_and_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let maker = Maker::unsigned("registrar/test");
+        assert_eq!(maker.signing(), checkpoints::Signing::Unsigned);
+        let (w, ledger) = writer(&dir, maker);
+        append(&ledger, "e0", "s").await;
+        let made = ledger.checkpoint().await.unwrap();
+        w.shutdown().await;
+        let c = made.checkpoint();
+        assert!(!c.signed);
+        assert_eq!(
+            note::Checkpoint::parse(&c.note).unwrap(),
+            note::Checkpoint::new("registrar/test", 1, c.root).unwrap()
+        );
+        assert!(
+            !c.note.contains('\u{2014}'),
+            "no signature line: {}",
+            c.note
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_makes_a_checkpoint_after_each_interval_only_when_the_head_moved() {
+        const INTERVAL: Duration = Duration::from_secs(60);
+        let dir = tempfile::tempdir().unwrap();
+        let (w, ledger) = writer(&dir, Maker::unsigned("registrar/test"));
+        let timer = CheckpointTimer::start(ledger.clone(), INTERVAL);
+        let ticks = timer.ticks();
+        // Whatever the timer has asked by now is done once a request queued
+        // after it is answered. Waited for on this thread (not awaited), so
+        // the paused clock cannot run on to the timer by itself meanwhile.
+        let settle = || async {
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            futures::executor::block_on(ledger.maintain(Box::new(|_| Ok(())))).unwrap();
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+        };
+        // Appended by another connection, for the same reason.
+        for i in 0..3 {
+            append_elsewhere(&dir, &format!("x{i}"));
+        }
+        let conn = crate::db::open_ro(&dir.path().join("log.db")).unwrap();
+        let sizes = || -> Vec<i64> {
+            let mut stmt = conn
+                .prepare("SELECT size FROM checkpoints ORDER BY size")
+                .unwrap();
+            let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+            rows.map(Result::unwrap).collect()
+        };
+        tokio::time::advance(INTERVAL - Duration::from_secs(1)).await;
+        settle().await;
+        assert_eq!(*ticks.borrow(), 0);
+        assert_eq!(sizes(), Vec::<i64>::new(), "none before the interval");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle().await;
+        assert_eq!(*ticks.borrow(), 1);
+        assert_eq!(sizes(), vec![3]);
+        // The head did not move: the next interval makes none.
+        tokio::time::advance(INTERVAL).await;
+        settle().await;
+        assert_eq!(*ticks.borrow(), 2);
+        assert_eq!(sizes(), vec![3]);
+        append_elsewhere(&dir, "x3");
+        tokio::time::advance(INTERVAL - Duration::from_secs(1)).await;
+        settle().await;
+        assert_eq!((*ticks.borrow(), sizes()), (2, vec![3]));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle().await;
+        assert_eq!((*ticks.borrow(), sizes()), (3, vec![3, 4]));
+        let (want, _, _) = trees(&dir);
+        let newest = checkpoints::newest(&conn).unwrap().unwrap();
+        assert_eq!((newest.size, newest.root), (4, want.root()));
+        timer.stop();
+        w.shutdown().await;
+    }
 }

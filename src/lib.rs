@@ -17,7 +17,10 @@
 //!   metrics. [`quarantine`]: rejected deliveries, kept with their reason.
 //! - [`log`]: append with dedupe, reads (head and seq ranges: all the
 //!   projections read), the hash chain ([`log::chain`]), pins and
-//!   [`log::verify`]. Knows nothing derived from the log.
+//!   [`log::verify`]; the log as a Merkle tree ([`log::merkle`]), its stored
+//!   hashes ([`log::tree`], kept by append) and signed checkpoints
+//!   ([`log::note`], [`log::checkpoints`]). Knows nothing derived from the
+//!   log but its own tree.
 //! - [`ledger`]: the one writer; appends to the log, group-committing
 //!   concurrent deliveries; its fsync thread answers each batch once the WAL
 //!   is on disk and hands what it appended to the projector.

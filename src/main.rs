@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use registrar::commands::{quarantine, rebuild, report, serve, verify};
+use registrar::commands::{key, quarantine, rebuild, report, serve, verify};
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         command: quarantine::QuarantineCommand,
     },
+    /// Keys that sign checkpoints: `registrar key generate --out PATH`.
+    Key {
+        #[command(subcommand)]
+        command: key::KeyCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Rebuild(args) => rebuild::run(args),
         Command::Quarantine { command } => quarantine::run(command),
+        Command::Key { command } => key::run(command),
     };
     ran.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -3,8 +3,9 @@
 //!
 //! Start-up, in order: the log file (created and migrated), the projection
 //! store (chosen among the files present, see
-//! [`files::open_store`]), the log writer, the projector, then the
-//! listener. Ingest is served at once; if no usable projection store exists
+//! [`files::open_store`]), the log writer (which first builds the tree of a
+//! log made before the tree existed), the projector, the checkpoint timer,
+//! then the listener. Ingest is served at once; if no usable projection store exists
 //! (first start on an existing log, a `PROJECTION_VERSION` bump, the upgrade
 //! from a release that kept projections in the log file) it is built in the
 //! background while reads answer 503.
@@ -23,7 +24,7 @@ use crate::connections::{self, Timeouts};
 use crate::http::error::{with_error_layers, ApiError};
 use crate::http::rate::RateLimit;
 use crate::http::{host, App, AppState, Readers};
-use crate::ledger::{LedgerConfig, Writer};
+use crate::ledger::{CheckpointTimer, LedgerConfig, Writer};
 use crate::metrics::Metrics;
 use crate::projection::files;
 use crate::projection::live::LiveStore;
@@ -52,8 +53,9 @@ pub enum ServerError {
 /// starts the writer and the projector, and serves until `shutdown`
 /// resolves. Then it stops accepting, lets requests in progress finish for
 /// up to `config.shutdown_grace` (in-flight deliveries are committed and
-/// answered), closes every connection left, and stops the writer, the
-/// projector (after its batch) and the checkpointer, in that order.
+/// answered), closes every connection left, and stops the checkpoint timer,
+/// the writer, the projector (after its batch) and the WAL checkpointer, in
+/// that order.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
@@ -105,8 +107,10 @@ pub async fn serve(
             parse: config.parse,
             on_commit: Some(Arc::new(move |events| wake.committed(events))),
             metrics: Some(Arc::clone(&metrics)),
+            checkpoints: config.checkpoint_maker(),
         },
     );
+    let checkpoint_timer = CheckpointTimer::start(ledger.clone(), config.checkpoint_interval);
     if legacy {
         // The log file of a release before the split also held the
         // projections: drop them once the new store serves reads.
@@ -145,6 +149,7 @@ pub async fn serve(
     });
     let app = router(state);
     let served = connections::serve(listener, app, timeouts, shutdown).await;
+    checkpoint_timer.stop();
     writer.shutdown().await;
     tokio::task::spawn_blocking(move || projector_thread.stop())
         .await

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use registrar::db;
 use registrar::event::Source;
-use registrar::log::{self, AppendOutcome, Head, NewEntry};
+use registrar::log::{self, AppendOutcome, NewEntry};
 use registrar::sources::{self, ParseContext, Parsed};
 
 use super::generate::{Delivery, GenConfig, Generator};
@@ -124,17 +124,17 @@ pub fn generate_log(path: &Path, n: u64, cfg: GenConfig) -> Result<LargeLog> {
             Ok(gen.registered_students())
         },
     )?;
-    let mut head = Head::EMPTY;
     // received_at: a plausible arrival time per event, one millisecond apart.
     let mut received_at = 1_717_200_000_000_000i64;
     let mut in_tx = 0usize;
     let mut tx = conn.transaction()?;
+    let mut tail = log::tail(&tx)?;
     for batch in rx_batches {
         for p in batch {
             received_at += 1_000;
             let outcome = log::append(
                 &tx,
-                &mut head,
+                &mut tail,
                 &NewEntry {
                     source: p.source.as_str(),
                     event_type: &p.event_type,
@@ -163,6 +163,7 @@ pub fn generate_log(path: &Path, n: u64, cfg: GenConfig) -> Result<LargeLog> {
     let students = producer
         .join()
         .map_err(|_| anyhow::anyhow!("the generator thread panicked"))??;
+    let head = tail.head();
     anyhow::ensure!(head.seq == n, "the log holds {} events, not {n}", head.seq);
     Ok(LargeLog {
         events: n,

@@ -4,10 +4,13 @@
 //!
 //! - [`serve`]: receive webhooks, serve the API and the console.
 //! - [`report`]: a finance report from the projection store.
-//! - [`verify`]: the chain and every row's columns, against the bodies.
+//! - [`verify`]: the chain and every row's columns, against the bodies; the
+//!   tree and its checkpoints.
+//! - [`key`]: a new key for signing checkpoints.
 //! - [`rebuild`]: the projection store afresh, offline.
 //! - [`quarantine`]: list, show and readmit rejected deliveries.
 
+pub mod key;
 pub mod quarantine;
 pub mod rebuild;
 pub mod report;

@@ -2,6 +2,7 @@
 //! until SIGINT or SIGTERM.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use clap::Args;
 
 use super::{BusinessZoneArg, DbArg, ProjectionsArg, ZoneArg};
 use crate::config::{self, Settings};
+use crate::log::checkpoints::Signing;
 use crate::server;
 use crate::sources::ParseContext;
 
@@ -72,6 +74,19 @@ pub struct ServeArgs {
     /// The zone the console shows times in [default: the business zone].
     #[arg(long, env = "REGISTRAR_DISPLAY_ZONE")]
     display_zone: Option<chrono_tz::Tz>,
+    /// The log's name, the first line of every checkpoint and the signing
+    /// key's name [default: registrar/HOST, HOST the host name]. The key from
+    /// REGISTRAR_SIGNING_KEY_FILE must have this name.
+    #[arg(long, env = "REGISTRAR_LOG_ORIGIN")]
+    log_origin: Option<String>,
+    /// How often a checkpoint of the log's tree is made when the head moved,
+    /// in seconds (1 to 86400).
+    #[arg(long, env = "REGISTRAR_CHECKPOINT_INTERVAL_SECS", default_value_t = config::DEFAULT_CHECKPOINT_INTERVAL.as_secs())]
+    checkpoint_interval_secs: u64,
+    /// Also write every checkpoint as a file here (`checkpoint`, the newest,
+    /// and `checkpoints/<size>`), for auditors and witnesses to collect.
+    #[arg(long, env = "REGISTRAR_CHECKPOINT_DIR")]
+    checkpoint_dir: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -96,6 +111,11 @@ impl ServeArgs {
         s.public_url = self.public_url.clone();
         s.session_idle = Duration::from_secs(self.session_idle_minutes.saturating_mul(60));
         s.display_zone = self.display_zone;
+        if let Some(origin) = &self.log_origin {
+            s.log_origin = origin.clone();
+        }
+        s.checkpoint_interval = Duration::from_secs(self.checkpoint_interval_secs);
+        s.checkpoint_dir = self.checkpoint_dir.clone();
         Ok(s)
     }
 }
@@ -122,6 +142,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     }
     if cfg.read_token.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "REGISTRAR_READ_TOKEN is not set: the read API is open to anyone who can reach it");
+    }
+    match cfg.signing() {
+        Signing::Signed { verifier } => {
+            tracing::info!(origin = %cfg.log_origin, %verifier, "checkpoints are signed")
+        }
+        Signing::Unsigned => tracing::warn!(
+            origin = %cfg.log_origin,
+            "REGISTRAR_SIGNING_KEY_FILE is not set: checkpoints are made unsigned (see `registrar key generate`)"
+        ),
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {

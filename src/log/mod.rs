@@ -1,21 +1,25 @@
 //! The event log: append with dedupe, the hash chain, reads and verify.
 //! [`merkle`]: the log as an RFC 9162 Merkle tree (leaf encoding, stored
-//! hashes, proofs, offline verifiers); [`note`]: its checkpoints, signed as
-//! C2SP notes.
+//! hashes, proofs, offline verifiers); [`tree`]: its stored hashes in the
+//! log file, kept by [`append`]; [`note`]: checkpoints, signed as C2SP
+//! notes; [`checkpoints`]: the checkpoints made, kept and published.
 //!
-//! The log knows nothing derived from it: no projection, no HTTP. Every row is
-//! written by [`append`] inside the writer's transaction and checked again by
-//! [`verify`] when read back.
+//! The log knows nothing derived from it but its own tree: no projection, no
+//! HTTP. Every row is written by [`append`] inside the writer's transaction,
+//! with its leaf's hashes, and checked again by [`verify`] when read back.
 
 pub(crate) mod chain;
+pub mod checkpoints;
 pub mod merkle;
 pub mod note;
 pub mod pins;
+pub mod tree;
 pub mod verify;
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use chain::{Hash, GENESIS};
+use merkle::Frontier;
 
 use crate::event::Source;
 
@@ -73,11 +77,71 @@ pub enum AppendOutcome {
     Conflict { seq: u64 },
 }
 
-/// Appends `entry` after `head`, or finds it already there. On `Appended`,
-/// `head` moves to the new event; the caller's transaction makes it durable.
+/// The end of the log as an appender needs it: the head, and the tree's
+/// right border ([`Frontier`]) over the same events. Read by [`tail`]
+/// inside a write transaction; moved by [`append`]. A writer may keep it
+/// across transactions while the head it read next is still this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tail {
+    head: Head,
+    frontier: Frontier,
+}
+
+impl Tail {
+    /// The newest event.
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    /// The tree's root over every event to the head.
+    pub fn root(&self) -> merkle::Hash {
+        self.frontier.root()
+    }
+
+    /// The tail of the empty log.
+    pub fn empty() -> Tail {
+        Tail {
+            head: Head::EMPTY,
+            frontier: Frontier::new(),
+        }
+    }
+}
+
+/// Reads the end of the log: its head, and the frontier of its tree (two
+/// indexed reads). A tree behind its log (a log made before the tree
+/// existed whose tree the writer has not finished building) is first caught
+/// up here, inside the caller's transaction; a tree past it (a log cut below
+/// its tree) is an error.
+pub fn tail(conn: &Connection) -> Result<Tail, tree::StoreError> {
+    let head = head(conn)?;
+    let leaves = tree::size(conn)?;
+    if leaves > head.seq {
+        return Err(tree::StoreError::PastHead {
+            leaves,
+            head: head.seq,
+        });
+    }
+    let mut frontier = tree::frontier(conn, leaves)?;
+    if leaves < head.seq {
+        tracing::info!(
+            leaves,
+            head = head.seq,
+            "the tree is behind the log: adding the missing leaves"
+        );
+        tree::extend(conn, &mut frontier, head.seq, u64::MAX)?;
+    }
+    assert_eq!(frontier.leaves(), head.seq, "one leaf per event");
+    Ok(Tail { head, frontier })
+}
+
+/// Appends `entry` after `tail`, or finds it already there. On `Appended`,
+/// `tail` moves to the new event and the event's leaf (and the subtrees it
+/// completes) is stored in the tree; the caller's transaction makes both
+/// durable together. A duplicate or a conflict adds nothing. After an
+/// error the caller rolls its transaction back and reads the tail again.
 pub fn append(
     conn: &Connection,
-    head: &mut Head,
+    tail: &mut Tail,
     entry: &NewEntry,
 ) -> rusqlite::Result<AppendOutcome> {
     let body_hash = chain::body_hash(entry.body);
@@ -95,6 +159,8 @@ pub fn append(
             AppendOutcome::Conflict { seq }
         });
     }
+    let head = &mut tail.head;
+    assert_eq!(tail.frontier.leaves(), head.seq, "one leaf per event");
     let seq = head.seq + 1;
     let hash = chain::link_hash(&head.hash, seq, entry.source, entry.received_at, &body_hash);
     conn.prepare_cached(
@@ -119,6 +185,9 @@ pub fn append(
     // The log is gapless and linked: the row just written follows the head.
     debug_assert_eq!(conn.last_insert_rowid(), seq as i64);
     *head = Head { seq, hash };
+    let leaf = tree::leaf(seq, entry.source, entry.received_at, &body_hash);
+    tree::insert(conn, &tail.frontier.push(&leaf))?;
+    assert_eq!(tail.frontier.leaves(), seq, "one leaf per event");
     Ok(AppendOutcome::Appended { seq })
 }
 
@@ -328,7 +397,7 @@ pub(crate) fn test_log_with(
     let mut conn = crate::db::open_rw(&dir.path().join("log.db")).unwrap();
     crate::db::migrate(&mut conn).unwrap();
     let tx = conn.transaction().unwrap();
-    let mut head = Head::EMPTY;
+    let mut tail = tail(&tx).unwrap();
     for i in 0..n {
         let e = entry(i);
         let new = NewEntry {
@@ -341,7 +410,7 @@ pub(crate) fn test_log_with(
             received_at: i as i64,
             body: e.body.as_bytes(),
         };
-        append(&tx, &mut head, &new).unwrap();
+        append(&tx, &mut tail, &new).unwrap();
     }
     tx.commit().unwrap();
     (dir, conn)

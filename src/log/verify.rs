@@ -1,5 +1,6 @@
 //! Recomputes the hash chain, re-derives the columns the chain does not
-//! cover, and reports the first fault.
+//! cover, recomputes the tree and checks its stored hashes and every
+//! checkpoint, and reports the first fault.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -7,7 +8,11 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 
 use super::chain::{self, Hash, GENESIS};
+use super::checkpoints::{self, Stored};
+use super::merkle::{self, Frontier};
+use super::note::{self, Checkpoint, VerifierKey};
 use super::to_hash;
+use super::tree::{self, StoreError};
 use crate::event::Source;
 use crate::sources::{self, ParseContext, Parsed};
 
@@ -23,6 +28,28 @@ pub struct Verified {
     /// got stricter since they were appended): their chain is checked, their
     /// derived columns cannot be. The first such seq, and how many.
     pub unparsed: Option<(u64, u64)>,
+    /// The tree and the checkpoints.
+    pub tree: TreeVerified,
+}
+
+/// What verify proved of the tree and the checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeVerified {
+    /// The leaves recomputed: the events in the tree's walk (its own read
+    /// snapshot, so a running server may have appended since the chain's).
+    pub leaves: u64,
+    /// The root over them, recomputed from the log.
+    pub root: merkle::Hash,
+    /// The leaves whose stored hashes were checked: all of them, unless the
+    /// tree is not built yet (a log made before the tree, until the
+    /// server's next start).
+    pub stored_leaves: u64,
+    /// Checkpoints whose note and root were checked.
+    pub checkpoints: u64,
+    /// Of those, the signatures checked with the verifier key.
+    pub signatures: u64,
+    /// Of those, made without a key (nothing to check a signature on).
+    pub unsigned: u64,
 }
 
 /// The first thing wrong with the log.
@@ -54,6 +81,35 @@ pub enum ChainFault {
     PinMismatch { seq: u64, found: String },
     #[error("pin {seq}: the log ends at seq {head}, before the pinned seq")]
     PinMissing { seq: u64, head: u64 },
+    #[error(
+        "seq {seq}: the tree's stored hash {index} does not match the hash recomputed from the log"
+    )]
+    TreeHash { seq: u64, index: u64 },
+    #[error("seq {seq}: the tree's stored hash {index} is missing")]
+    TreeMissing { seq: u64, index: u64 },
+    #[error("seq {seq}: the tree's stored hash {index} is not a BLOB of 32 bytes")]
+    TreeMalformed { seq: u64, index: u64 },
+    #[error("the tree has {leaves} leaves, past the log's head at seq {head}")]
+    TreePastHead { leaves: u64, head: u64 },
+    #[error("checkpoint {size}: the log ends at seq {head}, before it")]
+    CheckpointPastHead { size: u64, head: u64 },
+    #[error("checkpoint {size}: the note is not a checkpoint: {error}")]
+    CheckpointNote {
+        size: u64,
+        error: note::CheckpointError,
+    },
+    #[error("checkpoint {size}: {error}")]
+    CheckpointSignature { size: u64, error: note::NoteError },
+    #[error("checkpoint {size}: the note's size or root is not its row's")]
+    CheckpointMismatch { size: u64 },
+    /// The server refuses a key not named its origin, so a note signed by
+    /// the key names another log.
+    #[error("checkpoint {size}: its origin is not the name of the key that signed it")]
+    CheckpointOrigin { size: u64 },
+    #[error(
+        "checkpoint {size}: its root is not the tree's root at that size, recomputed from the log"
+    )]
+    CheckpointRoot { size: u64 },
 }
 
 /// Verify's outcome: a fault, or a database error.
@@ -79,6 +135,16 @@ impl ChainFault {
             ChainFault::Derived { .. } => "derived",
             ChainFault::PinMismatch { .. } => "pin_mismatch",
             ChainFault::PinMissing { .. } => "pin_missing",
+            ChainFault::TreeHash { .. } => "tree_hash",
+            ChainFault::TreeMissing { .. } => "tree_missing",
+            ChainFault::TreeMalformed { .. } => "tree_malformed",
+            ChainFault::TreePastHead { .. } => "tree_past_head",
+            ChainFault::CheckpointPastHead { .. } => "checkpoint_past_head",
+            ChainFault::CheckpointNote { .. } => "checkpoint_note",
+            ChainFault::CheckpointSignature { .. } => "checkpoint_signature",
+            ChainFault::CheckpointMismatch { .. } => "checkpoint_mismatch",
+            ChainFault::CheckpointOrigin { .. } => "checkpoint_origin",
+            ChainFault::CheckpointRoot { .. } => "checkpoint_root",
         }
     }
 }
@@ -126,8 +192,9 @@ pub struct Progress {
 /// enough to watch, rare enough to cost nothing.
 const PROGRESS_EVERY: u64 = 4_096;
 
-/// What to check beyond the chain.
-#[derive(Debug, Clone, Copy, Default)]
+/// What to check beyond the chain (the tree and the checkpoints' roots are
+/// always checked).
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Also prove the log holds this hash at this seq (a head recorded earlier).
     pub pin: Option<(u64, Hash)>,
@@ -135,6 +202,9 @@ pub struct Options {
     /// `occurred_at` from each body with this parsing context (the zone the
     /// server reads Toolzz times in). None (`--fast`): the chain only.
     pub rederive: Option<ParseContext>,
+    /// Check every signed checkpoint's signature with this key. None: their
+    /// text and roots only.
+    pub verifier: Option<VerifierKey>,
 }
 
 impl Options {
@@ -143,6 +213,7 @@ impl Options {
         Options {
             pin: None,
             rederive: Some(ctx),
+            verifier: None,
         }
     }
 }
@@ -155,6 +226,14 @@ impl Options {
 /// the parser derives from the body. With a pin, also checks that the log
 /// holds that hash at that seq. A fault is an `Err(Fault)`, never a database
 /// error.
+///
+/// Once the chain is sound, the tree is recomputed from the log, leaf by
+/// leaf through a [`Frontier`], and every stored hash compared with it; each
+/// checkpoint's note is read (its signature checked with
+/// [`Options::verifier`]), must name its row's size and root, and that root
+/// must be the recomputed tree's at that size. A stored tree shorter than
+/// the log is not a fault (see [`TreeVerified::stored_leaves`]); one longer
+/// is.
 ///
 /// Rows up to the head never change (append-only), so a large log is split
 /// into seq ranges verified in parallel, each on its own read connection;
@@ -283,13 +362,243 @@ fn verify_split(
             Some((f, m)) => Some((f.min(first), m + n)),
         },
     );
+    let tree = verify_tree(conn, options.verifier.as_ref())?;
     Ok(Verified {
         events: head_seq,
         head_seq,
         head_hash: prev,
         rederived: outcomes.iter().map(|o| o.rederived).sum(),
         unparsed,
+        tree,
     })
+}
+
+/// The tree's walk in one read snapshot of its own.
+fn verify_tree(
+    conn: &Connection,
+    verifier: Option<&VerifierKey>,
+) -> Result<TreeVerified, VerifyError> {
+    conn.execute_batch("BEGIN")?;
+    let result = walk_tree(conn, verifier);
+    conn.execute_batch("COMMIT")?;
+    result
+}
+
+/// A stored tree that cannot be read, as the fault it is (a database error
+/// stays one).
+fn store_fault(e: StoreError) -> VerifyError {
+    let seq_of = |index| merkle::stored_hash_leaf(index).0 + 1;
+    let fault = match e {
+        StoreError::Db(e) => return VerifyError::Db(e),
+        StoreError::Missing { index } => ChainFault::TreeMissing {
+            seq: seq_of(index),
+            index,
+        },
+        StoreError::Torn { index } => ChainFault::TreeMalformed {
+            seq: seq_of(index),
+            index,
+        },
+        // An index past any tree: no leaf stored it.
+        StoreError::Malformed { index } => ChainFault::TreeMalformed { seq: 0, index },
+        StoreError::PastHead { leaves, head } => ChainFault::TreePastHead { leaves, head },
+        StoreError::BadEvent { seq, what } => ChainFault::Malformed {
+            seq,
+            column: "events",
+            expected: "a row a leaf can be made of",
+            found: what.to_string(),
+        },
+    };
+    VerifyError::Fault(fault)
+}
+
+/// Recomputes the tree from the log, comparing every stored hash and every
+/// checkpoint on the way.
+fn walk_tree(
+    conn: &Connection,
+    verifier: Option<&VerifierKey>,
+) -> Result<TreeVerified, VerifyError> {
+    let head: u64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| {
+        r.get::<_, i64>(0)
+    })? as u64;
+    let stored_leaves = tree::size(conn).map_err(store_fault)?;
+    if stored_leaves > head {
+        return Err(ChainFault::TreePastHead {
+            leaves: stored_leaves,
+            head,
+        }
+        .into());
+    }
+    let mut done = TreeVerified {
+        leaves: 0,
+        root: merkle::EMPTY_ROOT,
+        stored_leaves,
+        checkpoints: 0,
+        signatures: 0,
+        unsigned: 0,
+    };
+    let mut frontier = Frontier::new();
+    let mut cps = Checkpoints::new(conn)?;
+    cps.check_at(&frontier, verifier, &mut done)?;
+    while frontier.leaves() < head {
+        let rows = tree::leaves_after(conn, frontier.leaves(), head, tree::READ_BATCH)
+            .map_err(store_fault)?;
+        let expected = frontier.leaves() + 1;
+        match rows.first() {
+            Some(first) if first.seq == expected => {}
+            first => {
+                return Err(ChainFault::Gap {
+                    expected,
+                    found: first.map_or(head + 1, |r| r.seq),
+                }
+                .into())
+            }
+        }
+        // The stored hashes of this batch's leaves, as far as the tree is
+        // stored: one range read.
+        let last = rows.last().expect("not empty").seq;
+        let stored = tree::stored_range(
+            conn,
+            merkle::stored_hash_count(frontier.leaves()),
+            merkle::stored_hash_count(last.min(stored_leaves)),
+        )?;
+        let mut stored = stored.into_iter();
+        for row in rows {
+            if row.seq != frontier.leaves() + 1 {
+                return Err(ChainFault::Gap {
+                    expected: frontier.leaves() + 1,
+                    found: row.seq,
+                }
+                .into());
+            }
+            let hashes = frontier.push(&row.leaf);
+            if row.seq <= stored_leaves {
+                for (index, hash) in hashes {
+                    let seq = row.seq;
+                    match stored.next() {
+                        Some((at, _)) if at != index => {
+                            return Err(ChainFault::TreeMissing { seq, index }.into())
+                        }
+                        None => return Err(ChainFault::TreeMissing { seq, index }.into()),
+                        Some((_, None)) => {
+                            return Err(ChainFault::TreeMalformed { seq, index }.into())
+                        }
+                        Some((_, Some(found))) if found != hash => {
+                            return Err(ChainFault::TreeHash { seq, index }.into())
+                        }
+                        Some((_, Some(_))) => {}
+                    }
+                }
+            }
+            cps.check_at(&frontier, verifier, &mut done)?;
+        }
+    }
+    if let Some(c) = cps.next_stored()? {
+        return Err(ChainFault::CheckpointPastHead { size: c.size, head }.into());
+    }
+    done.leaves = frontier.leaves();
+    done.root = frontier.root();
+    Ok(done)
+}
+
+/// The checkpoints in size order, read a page at a time as the walk
+/// reaches their sizes.
+struct Checkpoints<'c> {
+    conn: &'c Connection,
+    page: std::vec::IntoIter<Stored>,
+    /// The size the next page starts from.
+    from: u64,
+    /// Whether the last page read was full, so another may follow: once
+    /// not, the walk asks no more (it asks after every leaf).
+    more: bool,
+}
+
+impl<'c> Checkpoints<'c> {
+    fn new(conn: &'c Connection) -> rusqlite::Result<Checkpoints<'c>> {
+        Ok(Checkpoints {
+            conn,
+            page: Vec::new().into_iter(),
+            from: 0,
+            more: true,
+        })
+    }
+
+    /// The next checkpoint by size, without taking it.
+    fn next_stored(&mut self) -> rusqlite::Result<Option<&Stored>> {
+        if self.page.as_slice().is_empty() && self.more {
+            let page = checkpoints::from_size(self.conn, self.from, checkpoints::MAX_LISTED)?;
+            self.more = page.len() == checkpoints::MAX_LISTED as usize;
+            if let Some(last) = page.last() {
+                self.from = last.size + 1;
+            }
+            self.page = page.into_iter();
+        }
+        Ok(self.page.as_slice().first())
+    }
+
+    /// Checks the checkpoints of the frontier's size against it.
+    fn check_at(
+        &mut self,
+        frontier: &Frontier,
+        verifier: Option<&VerifierKey>,
+        done: &mut TreeVerified,
+    ) -> Result<(), VerifyError> {
+        while let Some(c) = self.next_stored()? {
+            if c.size != frontier.leaves() {
+                debug_assert!(c.size > frontier.leaves(), "walked in size order");
+                return Ok(());
+            }
+            let c = self.page.next().expect("peeked");
+            check_checkpoint(&c, &frontier.root(), verifier, done)?;
+        }
+        Ok(())
+    }
+}
+
+/// One checkpoint against the tree's root at its size: its note first (the
+/// signature when a verifier is given), then the note against its row,
+/// then the root against the recomputed one.
+fn check_checkpoint(
+    c: &Stored,
+    root: &merkle::Hash,
+    verifier: Option<&VerifierKey>,
+    done: &mut TreeVerified,
+) -> Result<(), ChainFault> {
+    let size = c.size;
+    let noted = match (c.signed, verifier) {
+        (true, Some(v)) => {
+            let opened = note::open(c.note.as_bytes(), v)
+                .map_err(|error| ChainFault::CheckpointSignature { size, error })?;
+            // note::open leaves the origin to its caller.
+            if opened.origin != v.name() {
+                return Err(ChainFault::CheckpointOrigin { size });
+            }
+            done.signatures += 1;
+            opened
+        }
+        (true, None) => {
+            // The text before the signatures, unchecked.
+            let text = c.note.rfind("\n\n").map(|i| &c.note[..=i]).ok_or(
+                ChainFault::CheckpointSignature {
+                    size,
+                    error: note::NoteError::Malformed(note::Malformed::NoSignatures),
+                },
+            )?;
+            Checkpoint::parse(text).map_err(|error| ChainFault::CheckpointNote { size, error })?
+        }
+        (false, _) => {
+            done.unsigned += 1;
+            Checkpoint::parse(&c.note)
+                .map_err(|error| ChainFault::CheckpointNote { size, error })?
+        }
+    };
+    if noted.size != c.size || noted.root != c.root {
+        return Err(ChainFault::CheckpointMismatch { size });
+    }
+    if c.root != *root {
+        return Err(ChainFault::CheckpointRoot { size });
+    }
+    done.checkpoints += 1;
+    Ok(())
 }
 
 /// What one range proved, or its first fault.
@@ -616,7 +925,17 @@ impl ChainFault {
             | ChainFault::Link { seq }
             | ChainFault::Hash { seq }
             | ChainFault::PinMismatch { seq, .. }
-            | ChainFault::PinMissing { seq, .. } => *seq,
+            | ChainFault::PinMissing { seq, .. }
+            | ChainFault::TreeHash { seq, .. }
+            | ChainFault::TreeMissing { seq, .. }
+            | ChainFault::TreeMalformed { seq, .. } => *seq,
+            ChainFault::TreePastHead { head, .. } => head + 1,
+            ChainFault::CheckpointPastHead { size, .. }
+            | ChainFault::CheckpointNote { size, .. }
+            | ChainFault::CheckpointSignature { size, .. }
+            | ChainFault::CheckpointMismatch { size }
+            | ChainFault::CheckpointOrigin { size }
+            | ChainFault::CheckpointRoot { size } => *size,
         }
     }
 }
@@ -744,6 +1063,7 @@ mod tests {
         Options {
             pin: Some(pin),
             rederive: None,
+            verifier: None,
         }
     }
 
@@ -859,5 +1179,258 @@ mod tests {
         assert_eq!(v.events, 9_000);
         assert_eq!(progress.total.load(Ordering::Relaxed), 9_000);
         assert_eq!(progress.checked.load(Ordering::Relaxed), 9_000);
+    }
+
+    // ---- the tree and the checkpoints
+
+    const ORIGIN: &str = "registrar/test";
+
+    fn signer() -> note::SigningKey {
+        note::SigningKey::from_seed(ORIGIN, &[5; 32]).unwrap()
+    }
+
+    /// A log of `n` events with a signed checkpoint at each of `sizes`, the
+    /// triggers of every table dropped (the tests tamper).
+    fn checkpointed_log(n: u64, sizes: &[u64]) -> (tempfile::TempDir, Connection) {
+        let (dir, conn) = crate::log::test_log(n);
+        let maker = checkpoints::Maker {
+            signer: Some(std::sync::Arc::new(signer())),
+            ..checkpoints::Maker::unsigned(ORIGIN)
+        };
+        for &size in sizes {
+            let root = tree::stored_root(&conn, size).unwrap();
+            maker.make_if_moved(&conn, size, root, 1).unwrap();
+        }
+        conn.execute_batch(
+            "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;
+             DROP TRIGGER tree_hashes_no_update; DROP TRIGGER tree_hashes_no_delete;
+             DROP TRIGGER checkpoints_no_update; DROP TRIGGER checkpoints_no_delete;",
+        )
+        .unwrap();
+        (dir, conn)
+    }
+
+    fn with_key() -> Options {
+        Options {
+            verifier: Some(signer().verifier()),
+            ..Options::default()
+        }
+    }
+
+    fn tree_fault(conn: &Connection) -> ChainFault {
+        fault(verify_split(conn, &with_key(), 3, 1, &Progress::default()))
+    }
+
+    const SIZES: [u64; 5] = [0, 1, 17, 32, 50];
+
+    #[test]
+    fn a_sound_log_verifies_its_tree_and_every_checkpoint_and_signature() {
+        let (_dir, conn) = checkpointed_log(50, &SIZES);
+        let v = verify_split(&conn, &with_key(), 3, 1, &Progress::default()).unwrap();
+        let mut want = merkle::MemoryHashes::new();
+        for row in tree::leaves_after(&conn, 0, 50, 100).unwrap() {
+            want.push(&row.leaf);
+        }
+        assert_eq!(
+            v.tree,
+            TreeVerified {
+                leaves: 50,
+                root: want.root(),
+                stored_leaves: 50,
+                checkpoints: 5,
+                signatures: 5,
+                unsigned: 0,
+            }
+        );
+        // Without the key: the notes and roots, not the signatures.
+        let v = verify(&conn, &Options::default()).unwrap();
+        assert_eq!((v.tree.checkpoints, v.tree.signatures), (5, 0));
+    }
+
+    #[test]
+    fn a_stored_hash_changed_missing_or_malformed_is_named_with_the_seq_that_stored_it() {
+        // The pair (leaves 10, 11) is stored by leaf 11: seq 12.
+        let index = merkle::stored_hash_index(1, 5);
+        let (_dir, conn) = checkpointed_log(50, &[]);
+        conn.execute(
+            "UPDATE tree_hashes SET hash = zeroblob(32) WHERE idx = ?1",
+            [index as i64],
+        )
+        .unwrap();
+        assert_eq!(tree_fault(&conn), ChainFault::TreeHash { seq: 12, index });
+        let (_dir, conn) = checkpointed_log(50, &[]);
+        conn.execute("DELETE FROM tree_hashes WHERE idx = ?1", [index as i64])
+            .unwrap();
+        assert_eq!(
+            tree_fault(&conn),
+            ChainFault::TreeMissing { seq: 12, index }
+        );
+        let (_dir, conn) = checkpointed_log(50, &[]);
+        conn.execute_batch("PRAGMA ignore_check_constraints = ON")
+            .unwrap();
+        conn.execute(
+            "UPDATE tree_hashes SET hash = x'00' WHERE idx = ?1",
+            [index as i64],
+        )
+        .unwrap();
+        let f = tree_fault(&conn);
+        assert_eq!(f, ChainFault::TreeMalformed { seq: 12, index });
+        assert_eq!((f.code(), f.seq()), ("tree_malformed", 12));
+    }
+
+    #[test]
+    fn a_log_cut_below_its_tree_or_a_checkpoint_is_named() {
+        let (_dir, conn) = checkpointed_log(50, &SIZES);
+        // A consistent shorter chain, but the tree still has the leaf.
+        conn.execute("DELETE FROM events WHERE seq = 50", [])
+            .unwrap();
+        assert_eq!(
+            tree_fault(&conn),
+            ChainFault::TreePastHead {
+                leaves: 50,
+                head: 49
+            }
+        );
+        // The tree cut too: the checkpoint of size 50 is past the log.
+        conn.execute(
+            "DELETE FROM tree_hashes WHERE idx >= ?1",
+            [merkle::stored_hash_count(49) as i64],
+        )
+        .unwrap();
+        assert_eq!(
+            tree_fault(&conn),
+            ChainFault::CheckpointPastHead { size: 50, head: 49 }
+        );
+    }
+
+    #[test]
+    fn a_changed_signature_note_or_root_of_a_checkpoint_is_named() {
+        // A byte of the signature.
+        let (_dir, conn) = checkpointed_log(50, &SIZES);
+        let signed: String = conn
+            .query_row("SELECT note FROM checkpoints WHERE size = 17", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let at = signed.len() - 10;
+        let flipped = format!(
+            "{}{}{}",
+            &signed[..at],
+            if &signed[at..=at] == "A" { "B" } else { "A" },
+            &signed[at + 1..]
+        );
+        conn.execute(
+            "UPDATE checkpoints SET note = ?1 WHERE size = 17",
+            [&flipped],
+        )
+        .unwrap();
+        assert!(matches!(
+            tree_fault(&conn),
+            ChainFault::CheckpointSignature {
+                size: 17,
+                error: note::NoteError::BadSignature { .. }
+            }
+        ));
+        // Without the key the forged signature goes unseen: the note still
+        // names its row's size and root.
+        assert!(verify(&conn, &Options::default()).is_ok());
+
+        // The row's root alone: its note says otherwise.
+        let (_dir, conn) = checkpointed_log(50, &SIZES);
+        conn.execute(
+            "UPDATE checkpoints SET root = zeroblob(32) WHERE size = 32",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            tree_fault(&conn),
+            ChainFault::CheckpointMismatch { size: 32 }
+        );
+
+        // A consistent forgery, unsigned: only the recomputed root tells.
+        let (_dir, conn) = checkpointed_log(50, &SIZES);
+        let forged = Checkpoint::new(ORIGIN, 32, [9; 32]).unwrap();
+        conn.execute(
+            "UPDATE checkpoints SET root = ?1, note = ?2, signed = 0 WHERE size = 32",
+            (&forged.root[..], forged.to_body()),
+        )
+        .unwrap();
+        let f = tree_fault(&conn);
+        assert_eq!(f, ChainFault::CheckpointRoot { size: 32 });
+        assert_eq!(
+            f.to_string(),
+            "checkpoint 32: its root is not the tree's root at that size, recomputed from the log"
+        );
+
+        // Signed by the key, but of another log.
+        let (_dir, conn) = checkpointed_log(50, &SIZES);
+        let other =
+            Checkpoint::new("registrar/other", 32, tree::stored_root(&conn, 32).unwrap()).unwrap();
+        conn.execute(
+            "UPDATE checkpoints SET note = ?1 WHERE size = 32",
+            [note::sign(&other, &signer())],
+        )
+        .unwrap();
+        assert_eq!(tree_fault(&conn), ChainFault::CheckpointOrigin { size: 32 });
+
+        // A note that is not a checkpoint.
+        let (_dir, conn) = checkpointed_log(50, &SIZES);
+        conn.execute(
+            "UPDATE checkpoints SET note = 'hello', signed = 0 WHERE size = 1",
+            [],
+        )
+        .unwrap();
+        assert!(matches!(
+            tree_fault(&conn),
+            ChainFault::CheckpointNote { size: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn a_log_whose_tree_is_not_built_verifies_with_the_root_recomputed() {
+        let (_dir, conn) = checkpointed_log(50, &[]);
+        let whole = verify(&conn, &Options::default()).unwrap().tree;
+        conn.execute(
+            "DELETE FROM tree_hashes WHERE idx >= ?1",
+            [merkle::stored_hash_count(20) as i64],
+        )
+        .unwrap();
+        let v = verify(&conn, &Options::default()).unwrap().tree;
+        assert_eq!((v.leaves, v.root, v.stored_leaves), (50, whole.root, 20));
+        conn.execute("DELETE FROM tree_hashes", []).unwrap();
+        assert_eq!(
+            verify(&conn, &Options::default())
+                .unwrap()
+                .tree
+                .stored_leaves,
+            0
+        );
+    }
+
+    #[test]
+    fn checkpoints_past_one_page_are_all_checked() {
+        let (_dir, conn) = crate::log::test_log(1_300);
+        let maker = checkpoints::Maker::unsigned(ORIGIN);
+        let sizes = 0..=1_250u64;
+        for size in sizes.clone() {
+            let root = tree::stored_root(&conn, size).unwrap();
+            maker.make_if_moved(&conn, size, root, 1).unwrap();
+        }
+        assert!(sizes.clone().count() > checkpoints::MAX_LISTED as usize);
+        let v = verify(&conn, &Options::default()).unwrap().tree;
+        assert_eq!((v.checkpoints, v.unsigned), (1_251, 1_251));
+        // One on the second page, forged consistently.
+        conn.execute_batch("DROP TRIGGER checkpoints_no_update")
+            .unwrap();
+        let forged = Checkpoint::new(ORIGIN, 1_100, [9; 32]).unwrap();
+        conn.execute(
+            "UPDATE checkpoints SET root = ?1, note = ?2 WHERE size = 1100",
+            (&forged.root[..], forged.to_body()),
+        )
+        .unwrap();
+        assert_eq!(
+            fault(verify(&conn, &Options::default())),
+            ChainFault::CheckpointRoot { size: 1_100 }
+        );
     }
 }

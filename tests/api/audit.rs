@@ -90,8 +90,10 @@ pub(crate) struct Link {
 }
 
 /// Rewrites row `seq`'s body as `forged` and recomputes every hash from
-/// there to the head: a forgery the chain alone cannot tell. `rows` are the
-/// log's rows from seq 1. Returns the new hashes, from `seq` on.
+/// there to the head, the tree's too (with the crate's own code, as a
+/// forger could), and drops the checkpoints it cannot sign again: a forgery
+/// nothing in the file can tell. `rows` are the log's rows from seq 1.
+/// Returns the new chain hashes, from `seq` on.
 pub(crate) fn forge_and_rechain(
     conn: &Connection,
     rows: &[Link],
@@ -117,7 +119,35 @@ pub(crate) fn forge_and_rechain(
         hashes.push(hash.clone());
         prev = hash;
     }
+    rebuild_tree(conn);
     hashes
+}
+
+/// Replaces the log's tree with the one its rows give now, and drops every
+/// checkpoint, around their triggers.
+pub(crate) fn rebuild_tree(conn: &Connection) {
+    conn.execute_batch(
+        "DROP TRIGGER IF EXISTS tree_hashes_no_delete; DROP TRIGGER IF EXISTS checkpoints_no_delete;
+         DELETE FROM tree_hashes; DELETE FROM checkpoints;",
+    )
+    .unwrap();
+    let mut tree = registrar::log::merkle::MemoryHashes::new();
+    for row in links(conn) {
+        let body_hash: [u8; 32] = row.body_hash.as_slice().try_into().unwrap();
+        tree.push(&registrar::log::tree::leaf(
+            row.seq,
+            &row.source,
+            row.received_at,
+            &body_hash,
+        ));
+    }
+    for (idx, hash) in tree.stored().iter().enumerate() {
+        conn.execute(
+            "INSERT INTO tree_hashes (idx, hash) VALUES (?1, ?2)",
+            (idx as i64, &hash[..]),
+        )
+        .unwrap();
+    }
 }
 
 pub(crate) fn links(conn: &Connection) -> Vec<Link> {
@@ -394,6 +424,8 @@ async fn verify_pin_fails_when_the_tail_was_cut_off() {
     let (_dir, conn) = stop_and_open_for_tampering(app).await;
     conn.execute("DELETE FROM events WHERE seq = 3", [])
         .unwrap();
+    // The tree cut with it, or verify names the leaf past the head.
+    rebuild_tree(&conn);
     drop(conn);
     // A cut tail is a consistent shorter log...
     let out = verify(&db, None).await;

@@ -206,7 +206,7 @@ async fn a_kill_during_a_rebuild_leaves_projections_equal_to_a_rebuild() {
         let mut conn = registrar::db::open_rw(&dir.path().join("registrar.db")).unwrap();
         registrar::db::migrate(&mut conn).unwrap();
         let tx = conn.transaction().unwrap();
-        let mut head = registrar::log::head(&tx).unwrap();
+        let mut tail = registrar::log::tail(&tx).unwrap();
         for i in 0..20_000 {
             let b = body(i);
             let d = match registrar::sources::parse(
@@ -217,7 +217,7 @@ async fn a_kill_during_a_rebuild_leaves_projections_equal_to_a_rebuild() {
                 Ok(registrar::sources::Parsed::Delivery(d)) => d,
                 other => panic!("{other:?}"),
             };
-            registrar::ledger::append_delivery(&tx, &mut head, &d, b.as_bytes(), i as i64).unwrap();
+            registrar::ledger::append_delivery(&tx, &mut tail, &d, b.as_bytes(), i as i64).unwrap();
         }
         tx.commit().unwrap();
     }

@@ -19,3 +19,4 @@ mod smoke;
 #[path = "../support/dump.rs"]
 mod support;
 mod tamper;
+mod tree;

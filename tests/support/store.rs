@@ -117,8 +117,8 @@ pub fn append(
         .log
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .expect("begin");
-    let mut head = log::head(&tx).expect("head");
-    let outcome = ledger::append_delivery(&tx, &mut head, &delivery, body.as_bytes(), received_at)
+    let mut tail = log::tail(&tx).expect("tail");
+    let outcome = ledger::append_delivery(&tx, &mut tail, &delivery, body.as_bytes(), received_at)
         .expect("append_delivery");
     tx.commit().expect("commit");
     let handed = match outcome {
