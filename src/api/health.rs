@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::openapi::ErrorAnswer;
 use crate::http::params::{NoParams, Params};
 use crate::http::AppState;
+use crate::log::checkpoints;
 use crate::quarantine;
 
 /// Liveness: the process is up
@@ -33,6 +34,27 @@ pub struct Readiness {
     pub log: Check,
     /// Whether the projector follows the log and how far behind it is.
     pub projector: ProjectorCheck,
+    /// Whether checkpoints are signed, and the newest one's size. Unsigned
+    /// checkpoints leave the server ready: they are said, not failed.
+    pub checkpoints: CheckpointsCheck,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointsCheck {
+    /// Whether checkpoints carry the server's signature.
+    pub signed: bool,
+    /// The verifier key (`name+keyid+base64`) that checks them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub verifier_key: Option<String>,
+    /// The newest checkpoint's tree size, once one was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub newest_size: Option<u64>,
+    /// What is missing, when they are unsigned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -113,6 +135,7 @@ pub async fn readyz(
         lag_seconds: lag.as_secs_f64(),
         rebuilding: health.rebuilding,
     };
+    let checkpoints = checkpoints_check(&app).await;
     let ready = log.ok && projector.ok;
     let status = if ready {
         StatusCode::OK
@@ -125,8 +148,36 @@ pub async fn readyz(
             ready,
             log,
             projector,
+            checkpoints,
         }),
     )
+}
+
+/// Whether checkpoints are signed, and how far they reach.
+async fn checkpoints_check(app: &AppState) -> CheckpointsCheck {
+    let newest_size = app
+        .log
+        .run(|conn| Ok(checkpoints::newest_size(conn)?))
+        .await
+        .ok()
+        .flatten();
+    match &app.config.signing_key {
+        Some(key) => CheckpointsCheck {
+            signed: true,
+            verifier_key: Some(key.verifier().to_string()),
+            newest_size,
+            problem: None,
+        },
+        None => CheckpointsCheck {
+            signed: false,
+            verifier_key: None,
+            newest_size,
+            problem: Some(
+                "checkpoints are not signed: set REGISTRAR_SIGNING_KEY_FILE to a key from `registrar key generate`"
+                    .into(),
+            ),
+        },
+    }
 }
 
 /// Whether the log file can take a write: the writer's last commit did not

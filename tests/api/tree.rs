@@ -430,3 +430,42 @@ async fn the_server_makes_a_signed_checkpoint_after_its_interval_and_publishes_i
     drop(conn);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn readyz_says_when_checkpoints_are_unsigned_and_names_the_verifier_key_when_they_are_signed()
+{
+    let app = spawn_app().await;
+    let (status, body) = json(app.get("/readyz").await).await;
+    assert_eq!(
+        status, 200,
+        "unsigned checkpoints leave the server ready: {body}"
+    );
+    assert_eq!(body["checkpoints"]["signed"], false, "{body}");
+    assert!(
+        body["checkpoints"]["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("REGISTRAR_SIGNING_KEY_FILE")),
+        "{body}"
+    );
+    app.stop().await;
+
+    const ORIGIN: &str = "registrar/school-1";
+    let keys = tempfile::tempdir().unwrap();
+    let key_path = keys.path().join("signing.key");
+    let out = generate(&key_path, ORIGIN).await;
+    let app = spawn_app_with(|s| {
+        s.log_origin = ORIGIN.into();
+        s.signing_key = Some(std::sync::Arc::new(read_signing_key(&key_path).unwrap()));
+    })
+    .await;
+    let (status, body) = json(app.get("/readyz").await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checkpoints"]["signed"], true, "{body}");
+    assert_eq!(
+        body["checkpoints"]["verifier_key"],
+        out.stdout.trim(),
+        "{body}"
+    );
+    assert!(body["checkpoints"].get("problem").is_none(), "{body}");
+    app.stop().await;
+}
