@@ -18,6 +18,7 @@ use super::{parse_form, ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::event::Source;
 use crate::http::ApiError;
 use crate::ledger::{now_micros, PinError, ReadmitError, Readmitted};
+use crate::log::checkpoints;
 use crate::log::pins::{self, PinCheck};
 use crate::log::verify::{self, Verified, VerifyError};
 use crate::log::{self, chain};
@@ -447,7 +448,7 @@ pub async fn integrity(
     Query(q, pairs): Query<TimesOnly>,
 ) -> Result<Html, ConsoleError> {
     q.times(c.app.config.business_zone)?;
-    let (head, pins, more) = c
+    let (head, pins, more, newest) = c
         .app
         .log
         .run(|conn| {
@@ -460,9 +461,16 @@ pub async fn integrity(
                 let check = pins::check(conn, &p)?;
                 checked.push((p, check));
             }
-            Ok((log::head(conn)?, checked, more))
+            let newest = checkpoints::newest(conn)?;
+            Ok((log::head(conn)?, checked, more, newest))
         })
         .await?;
+    let verifier = c
+        .app
+        .config
+        .signing_key
+        .as_ref()
+        .map(|k| k.verifier().to_string());
     let state = c.verify.lock().expect("verify lock").summary();
     let ctx = Ctx::new(&c, &viewer, pairs);
     let dz = ctx.zone();
@@ -480,6 +488,26 @@ pub async fn integrity(
                     }
                 }
             } @else { p.hint { "Running verify needs the admin role." } }
+        }
+        section aria-labelledby="checkpoints" {
+            h2 #checkpoints { "Signed checkpoints" }
+            p { "A checkpoint states the log's size and Merkle root, signed by this server, in the C2SP format an auditor's own tools read. Anyone who keeps one can later check that the log still holds it and grew only by appending." }
+            @match &verifier {
+                Some(key) => {
+                    p { "Verifier key (give it to auditors):" }
+                    p { code.hash { (key) } }
+                }
+                None => {
+                    p.error role="alert" { "Checkpoints are not signed: no signing key is configured. Set REGISTRAR_SIGNING_KEY_FILE to a key made by `registrar key generate`." }
+                }
+            }
+            @match &newest {
+                Some(cp) => {
+                    p { "The newest, of size " (cp.size) ", made " (when_micros(cp.made_at, dz)) @if !cp.signed { " (unsigned)" } ":" }
+                    pre.note { (cp.note) }
+                }
+                None => { (empty("No checkpoint has been made yet.")) }
+            }
         }
         section aria-labelledby="pins" {
             h2 #pins { "Pins" }

@@ -848,3 +848,41 @@ async fn a_student_page_lists_a_payment_that_was_theirs_at_the_time_set_though_i
     let (_, theirs) = get(&app, c, "/console/students/s-evil").await;
     assert!(theirs.contains(link), "{theirs}");
 }
+
+#[tokio::test]
+async fn the_integrity_page_says_checkpoints_are_unsigned_and_shows_the_newest_once_made() {
+    let app = seeded().await;
+    let s = sign_in(&app, READ).await;
+    let (_, page) = get(&app, Some(&s.cookie), "/console/integrity").await;
+    assert!(page.contains("Signed checkpoints"), "{page}");
+    assert!(
+        page.contains("Checkpoints are not signed: no signing key is configured."),
+        "{page}"
+    );
+    assert!(page.contains("No checkpoint has been made yet."), "{page}");
+    // The interval passes on a paused clock: no real wait.
+    tokio::time::pause();
+    tokio::time::advance(registrar::config::DEFAULT_CHECKPOINT_INTERVAL).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let made = loop {
+        if let Some(cp) = registrar::log::checkpoints::newest(&app.conn()).unwrap() {
+            break cp;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint was made"
+        );
+        // Lets the timer and the writer run; the paused clock does not make
+        // this a wait.
+        tokio::task::yield_now().await;
+        std::thread::yield_now();
+    };
+    tokio::time::resume();
+    let (_, page) = get(&app, Some(&s.cookie), "/console/integrity").await;
+    assert!(
+        page.contains(&format!("The newest, of size {}", made.size)),
+        "{page}"
+    );
+    assert!(page.contains("(unsigned)"), "{page}");
+    assert!(page.contains(made.note.lines().next().unwrap()), "{page}");
+}
