@@ -1,7 +1,8 @@
 //! `/v1/log` (checkpoints, the verifier key, inclusion and consistency
 //! proofs) and the bundles, end to end: every proof served checks with the
-//! RFC 9162 verifiers against the signed checkpoint's root, and a size past
-//! the newest checkpoint is refused.
+//! RFC 9162 verifiers against the signed checkpoint's root, a size past the
+//! newest checkpoint is refused, and `registrar proof check` passes a bundle
+//! served and names the link a changed byte breaks.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use registrar::log::merkle;
 use registrar::log::note::{self, SigningKey, VerifierKey};
 use serde_json::Value;
 
+use crate::audit::registrar;
 use crate::fixtures::*;
 use crate::helpers::*;
 
@@ -269,4 +271,69 @@ async fn a_bundle_holds_the_exact_body_and_a_payments_bundle_every_revision() {
     let (status, _) = json(app.get("/v1/payments/nope/bundle").await).await;
     assert_eq!(status, 404);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn proof_check_passes_a_served_bundle_and_names_the_link_a_changed_byte_breaks() {
+    let app = checkpointed_app(2, 3).await;
+    let key = signer().verifier().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = app.get_json("/v1/events/2/bundle").await;
+    app.stop().await;
+    let check = |name: &str, b: &Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, serde_json::to_vec(b).unwrap()).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let good = check("good.json", &bundle);
+    let out = registrar(&["proof", "check", &good, "--key", &key], &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout.trim(),
+        format!("ok: seq 2 is leaf 1 of {ORIGIN}'s tree of 3 leaves, signed by {key}")
+    );
+    // The key from a file, as `key generate` printed it.
+    let key_file = dir.path().join("verifier.key");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    let out = registrar(
+        &["proof", "check", &good, "--key", key_file.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+
+    let mut body = BASE64.decode(bundle["body"].as_str().unwrap()).unwrap();
+    body[10] ^= 1;
+    let mut changed = bundle.clone();
+    changed["body"] = BASE64.encode(&body).into();
+    let mut resized = bundle.clone();
+    resized["tree_size"] = 4.into();
+    let note_text = bundle["checkpoint"].as_str().unwrap();
+    let mut forged = bundle.clone();
+    let last = note_text.len() - 3;
+    let c = if note_text.as_bytes()[last] == b'A' {
+        "B"
+    } else {
+        "A"
+    };
+    forged["checkpoint"] = format!("{}{c}{}", &note_text[..last], &note_text[last + 1..]).into();
+    for (name, b, link) in [
+        ("body.json", changed, "body"),
+        ("size.json", resized, "root"),
+        ("signature.json", forged, "signature"),
+    ] {
+        let path = check(name, &b);
+        let out = registrar(&["proof", "check", &path, "--key", &key], &[]).await;
+        assert_eq!(out.code, 1, "{name}: {out:?}");
+        assert!(
+            out.stdout.starts_with(&format!("FAILED: {link}: ")),
+            "{name}: {out:?}"
+        );
+    }
+    // Not a bundle, and not a key: usage errors.
+    let garbage = check("garbage.json", &serde_json::json!({"seq": 1}));
+    let out = registrar(&["proof", "check", &garbage, "--key", &key], &[]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    let out = registrar(&["proof", "check", &good, "--key", "nope"], &[]).await;
+    assert_eq!(out.code, 2, "{out:?}");
 }
