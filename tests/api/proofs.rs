@@ -2,7 +2,8 @@
 //! proofs) and the bundles, end to end: every proof served checks with the
 //! RFC 9162 verifiers against the signed checkpoint's root, a size past the
 //! newest checkpoint is refused, and `registrar proof check` passes a bundle
-//! served and names the link a changed byte breaks.
+//! served and names the link a changed byte breaks, and `registrar proof
+//! consistency` passes two checkpoints of one log and fails a fork.
 
 use std::sync::Arc;
 
@@ -35,9 +36,9 @@ fn hashes(list: &Value) -> Vec<merkle::Hash> {
 }
 
 /// A signing server with `payments` revisions of one payment and a student
-/// (events 1..=payments+1), checkpointed at `checkpoint_at` events (made on
-/// the stopped log by the server's own maker, then restarted).
-async fn checkpointed_app(payments: u64, checkpoint_at: u64) -> TestApp {
+/// (events 1..=payments+1), checkpointed at each of `sizes` (made on the
+/// stopped log by the server's own maker, then restarted).
+async fn checkpointed_app(payments: u64, sizes: &[u64]) -> TestApp {
     let app = spawn_app_with(|s| {
         s.log_origin = ORIGIN.into();
         s.signing_key = Some(Arc::new(signer()));
@@ -59,11 +60,13 @@ async fn checkpointed_app(payments: u64, checkpoint_at: u64) -> TestApp {
     let (dir, config) = app.stop().await;
     {
         let conn = registrar::db::open_rw(&config.db_path).unwrap();
-        let root = registrar::log::tree::stored_root(&conn, checkpoint_at).unwrap();
-        config
-            .checkpoint_maker()
-            .make_if_moved(&conn, checkpoint_at, root, 1)
-            .unwrap();
+        for &size in sizes {
+            let root = registrar::log::tree::stored_root(&conn, size).unwrap();
+            config
+                .checkpoint_maker()
+                .make_if_moved(&conn, size, root, 1)
+                .unwrap();
+        }
     }
     start(dir, config).await
 }
@@ -103,7 +106,7 @@ async fn before_the_first_checkpoint_nothing_is_proven_and_the_answers_say_why()
 
 #[tokio::test]
 async fn every_proof_served_checks_against_the_signed_checkpoint_and_no_size_past_it_is_proven() {
-    let app = checkpointed_app(4, 5).await;
+    let app = checkpointed_app(4, &[5]).await;
     let verifier = signer().verifier();
     let r = app.get("/v1/log/key").await;
     assert_eq!(r.status(), 200);
@@ -227,7 +230,7 @@ fn root_from_path(
 
 #[tokio::test]
 async fn a_bundle_holds_the_exact_body_and_a_payments_bundle_every_revision() {
-    let app = checkpointed_app(3, 4).await;
+    let app = checkpointed_app(3, &[4]).await;
     let verifier = signer().verifier();
     for seq in 1..=4u64 {
         let b = app.get_json(&format!("/v1/events/{seq}/bundle")).await;
@@ -275,7 +278,7 @@ async fn a_bundle_holds_the_exact_body_and_a_payments_bundle_every_revision() {
 
 #[tokio::test]
 async fn proof_check_passes_a_served_bundle_and_names_the_link_a_changed_byte_breaks() {
-    let app = checkpointed_app(2, 3).await;
+    let app = checkpointed_app(2, &[3]).await;
     let key = signer().verifier().to_string();
     let dir = tempfile::tempdir().unwrap();
     let bundle = app.get_json("/v1/events/2/bundle").await;
@@ -336,4 +339,145 @@ async fn proof_check_passes_a_served_bundle_and_names_the_link_a_changed_byte_br
     assert_eq!(out.code, 2, "{out:?}");
     let out = registrar(&["proof", "check", &good, "--key", "nope"], &[]).await;
     assert_eq!(out.code, 2, "{out:?}");
+}
+
+#[tokio::test]
+async fn proof_consistency_passes_an_old_checkpoint_of_the_same_log_and_fails_a_fork() {
+    let app = checkpointed_app(3, &[2, 4]).await;
+    let key = signer().verifier().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let listed = app.get_json("/v1/log/checkpoints").await;
+    let notes: Vec<&str> = listed["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["note"].as_str().unwrap())
+        .collect();
+    assert_eq!(notes.len(), 2, "{listed}");
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (old, new) = (file("old", notes[0]), file("new", notes[1]));
+    let out = registrar(
+        &[
+            "proof",
+            "consistency",
+            &old,
+            &new,
+            "--url",
+            &app.base,
+            "--key",
+            &key,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout.trim(),
+        format!("ok: {ORIGIN}'s tree of 2 leaves is a prefix of its tree of 4 leaves")
+    );
+    // The same size and the empty prefix hold too.
+    let out = registrar(
+        &[
+            "proof",
+            "consistency",
+            &new,
+            &new,
+            "--url",
+            &app.base,
+            "--key",
+            &key,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+
+    // A checkpoint of size 2 signed over another root: the log it names
+    // was rewritten (or forked) before the newer one.
+    let forged = note::sign(
+        &note::Checkpoint::new(ORIGIN, 2, [9; 32]).unwrap(),
+        &signer(),
+    );
+    let fork = file("fork", &forged);
+    let out = registrar(
+        &[
+            "proof",
+            "consistency",
+            &fork,
+            &new,
+            "--url",
+            &app.base,
+            "--key",
+            &key,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout
+            .starts_with("FAILED: the tree of 2 leaves is not a prefix of the tree of 4"),
+        "{out:?}"
+    );
+    // A note another key signed fails by its signature; the wrong order
+    // and a TLS URL are usage errors.
+    let other = SigningKey::from_seed(ORIGIN, &[8; 32]).unwrap();
+    let stranger = file(
+        "stranger",
+        &note::sign(&note::Checkpoint::new(ORIGIN, 2, [9; 32]).unwrap(), &other),
+    );
+    let out = registrar(
+        &[
+            "proof",
+            "consistency",
+            &stranger,
+            &new,
+            "--url",
+            &app.base,
+            "--key",
+            &key,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.starts_with("FAILED: the old checkpoint"),
+        "{out:?}"
+    );
+    let out = registrar(
+        &[
+            "proof",
+            "consistency",
+            &new,
+            &old,
+            "--url",
+            &app.base,
+            "--key",
+            &key,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    let out = registrar(
+        &[
+            "proof",
+            "consistency",
+            &old,
+            &new,
+            "--url",
+            "https://example.com",
+            "--key",
+            &key,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    app.stop().await;
 }
