@@ -6,7 +6,8 @@
 # the token its operations take. Any failure fails the script, except the
 # one answer the document declares and schemathesis's not_a_server_error
 # would still count: 503 with Retry-After for a min_seq the projections have
-# not reached (scripts/schemathesis_hooks.py).
+# not reached, and 400 for a tree size past the newest checkpoint
+# (scripts/schemathesis_hooks.py).
 #
 # Needs python3 (with venv) and curl: installed with apt-get when missing.
 # SCHEMATHESIS_EXAMPLES (default 50) bounds the cases per operation; the seed
@@ -65,8 +66,12 @@ export REGISTRAR_READ_TOKEN="st-read-token"
 export REGISTRAR_ADMIN_TOKEN="st-admin-token"
 # A short wait for min_seq: schemathesis asks for seqs far past the head,
 # each answered 503 once the wait is over.
-target/debug/registrar serve --db "$work/registrar.db" --listen "127.0.0.1:$port" \
-    --min-seq-wait-ms 50 >"$work/server.log" 2>&1 &
+# Signed checkpoints every second, so the log's proofs and bundles answer.
+target/debug/registrar key generate --out "$work/signing.key" --name registrar/schemathesis >/dev/null
+REGISTRAR_SIGNING_KEY_FILE="$work/signing.key" \
+    target/debug/registrar serve --db "$work/registrar.db" --listen "127.0.0.1:$port" \
+    --min-seq-wait-ms 50 --log-origin registrar/schemathesis --checkpoint-interval-secs 1 \
+    >"$work/server.log" 2>&1 &
 server_pid=$!
 wait_for "$base/healthz"
 
@@ -75,6 +80,14 @@ wait_for "$base/healthz"
 target/debug/examples/console_seed "$base"
 curl -sf -o /dev/null -H 'Content-Type: application/json' \
     --data-binary @scripts/schemathesis_toolzz.json "$base/webhooks/toolzz/$REGISTRAR_TOOLZZ_TOKEN"
+
+# A checkpoint over the seeded log (made within the interval).
+head=$(curl -sf -H "Authorization: Bearer $REGISTRAR_READ_TOKEN" "$base/v1/audit/head" | python3 -c 'import json, sys; print(json.load(sys.stdin)["seq"])')
+for _ in $(seq 1 100); do
+    size=$(curl -sf -H "Authorization: Bearer $REGISTRAR_READ_TOKEN" "$base/v1/log/checkpoint" | sed -n 2p || true)
+    [ "$size" = "$head" ] && break
+    sleep 0.1
+done
 
 st() {
     "$venv/bin/st" --config-file scripts/schemathesis.toml run "$base/openapi.json" \

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use registrar::commands::{key, quarantine, rebuild, report, serve, verify};
+use registrar::commands::{key, proof, quarantine, rebuild, report, serve, verify};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: key::KeyCommand,
     },
+    /// Offline proofs: `registrar proof check BUNDLE --key VERIFIER_KEY`.
+    Proof {
+        #[command(subcommand)]
+        command: proof::ProofCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         Command::Rebuild(args) => rebuild::run(args),
         Command::Quarantine { command } => quarantine::run(command),
         Command::Key { command } => key::run(command),
+        Command::Proof { command } => proof::run(command),
     };
     ran.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -16,6 +16,7 @@ mod admin;
 mod events;
 mod health;
 mod learners;
+mod log;
 pub(crate) mod openapi;
 mod payments;
 mod reports;
@@ -48,6 +49,7 @@ fn read() -> OpenApiRouter<AppState> {
         .merge(learners::router())
         .merge(events::router())
         .merge(reports::router())
+        .merge(log::router())
         .routes(routes!(admin::audit_head))
 }
 
@@ -158,6 +160,9 @@ pub fn fuzz_query(query: &str) -> usize {
         parse_query::<payments::PaymentsQuery>(query).is_ok(),
         parse_query::<learners::EnrollmentsQuery>(query).is_ok(),
         parse_query::<events::EventsQuery>(query).is_ok(),
+        parse_query::<log::CheckpointsQuery>(query).is_ok(),
+        parse_query::<log::InclusionQuery>(query).is_ok(),
+        parse_query::<log::ConsistencyQuery>(query).is_ok(),
         parse_query::<NoParams>(query).is_ok(),
     ]
     .into_iter()

@@ -7,10 +7,12 @@
 //! - [`verify`]: the chain and every row's columns, against the bodies; the
 //!   tree and its checkpoints.
 //! - [`key`]: a new key for signing checkpoints.
+//! - [`proof`]: a bundle checked offline, without the database.
 //! - [`rebuild`]: the projection store afresh, offline.
 //! - [`quarantine`]: list, show and readmit rejected deliveries.
 
 pub mod key;
+pub mod proof;
 pub mod quarantine;
 pub mod rebuild;
 pub mod report;

@@ -2,12 +2,15 @@
 //! [`merkle`]: the log as an RFC 9162 Merkle tree (leaf encoding, stored
 //! hashes, proofs, offline verifiers); [`tree`]: its stored hashes in the
 //! log file, kept by [`append`]; [`note`]: checkpoints, signed as C2SP
-//! notes; [`checkpoints`]: the checkpoints made, kept and published.
+//! notes; [`checkpoints`]: the checkpoints made, kept and published;
+//! [`bundle`]: one event's proof against the newest checkpoint, for an
+//! auditor to check offline.
 //!
 //! The log knows nothing derived from it but its own tree: no projection, no
 //! HTTP. Every row is written by [`append`] inside the writer's transaction,
 //! with its leaf's hashes, and checked again by [`verify`] when read back.
 
+pub mod bundle;
 pub(crate) mod chain;
 pub mod checkpoints;
 pub mod merkle;

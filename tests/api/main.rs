@@ -12,6 +12,7 @@ mod helpers;
 mod hostile;
 mod ingest;
 mod projector;
+mod proofs;
 mod quarantine;
 mod read;
 mod reports;
