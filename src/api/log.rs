@@ -7,7 +7,7 @@
 //! Proofs are made only for sizes a checkpoint has been made at or below:
 //! an auditor holds a signed root for those, and for no later size. A size
 //! past the newest checkpoint is a 400 whose code is
-//! [`BEYOND_CHECKPOINT`]; it cannot be a bound in the document, which is
+//! [`crate::http::error::BEYOND_CHECKPOINT`]; it cannot be a bound in the document, which is
 //! static, so the document says it in words.
 
 use axum::extract::{Path, State};
@@ -24,13 +24,10 @@ use utoipa_axum::routes;
 use super::openapi::ErrorAnswer;
 use crate::http::params::{rfc3339_micros, seq_param, NoParams, Params, Seq};
 use crate::http::{ApiError, AppState};
-use crate::log::bundle::{self, Bundle, BundleError};
+use crate::log::bundle::{self, Bundle};
 use crate::log::checkpoints::{self, Signing};
-use crate::log::tree::{self, ProofError};
+use crate::log::tree;
 use crate::projection::query::payments;
-
-/// The code of the 400 for a tree size past the newest checkpoint.
-pub const BEYOND_CHECKPOINT: &str = "beyond_checkpoint";
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -45,29 +42,6 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 
 /// A proof refused: the sizes asked for are the client's fault; a store
 /// that cannot answer is ours.
-fn proof_error(e: ProofError) -> ApiError {
-    match e {
-        ProofError::PastCheckpoint { .. } => ApiError::BadRequest {
-            code: BEYOND_CHECKPOINT,
-            message: e.to_string(),
-        },
-        ProofError::SeqNotInTree { .. } | ProofError::SizesReversed { .. } => {
-            ApiError::bad_request(e.to_string())
-        }
-        ProofError::Store(_) => ApiError::Internal(format!("tree: {e}")),
-    }
-}
-
-fn bundle_error(e: BundleError) -> ApiError {
-    match e {
-        BundleError::NoSuchEvent { .. } | BundleError::NotCheckpointed { .. } => {
-            ApiError::NotFound(e.to_string())
-        }
-        BundleError::Proof(e) => proof_error(e),
-        BundleError::Db(e) => e.into(),
-    }
-}
-
 fn base64s(hashes: &[[u8; 32]]) -> Vec<String> {
     hashes.iter().map(|h| BASE64.encode(h)).collect()
 }
@@ -239,7 +213,7 @@ pub async fn inclusion_proof(
 ) -> Result<Json<InclusionView>, ApiError> {
     app.log
         .run(move |conn| {
-            let p = tree::inclusion(conn, q.seq, q.tree_size).map_err(proof_error)?;
+            let p = tree::inclusion(conn, q.seq, q.tree_size).map_err(ApiError::from)?;
             Ok(Json(InclusionView {
                 seq: p.seq,
                 leaf_index: p.leaf_index,
@@ -292,7 +266,7 @@ pub async fn consistency_proof(
 ) -> Result<Json<ConsistencyView>, ApiError> {
     app.log
         .run(move |conn| {
-            let hashes = tree::consistency(conn, q.from, q.to).map_err(proof_error)?;
+            let hashes = tree::consistency(conn, q.from, q.to).map_err(ApiError::from)?;
             Ok(Json(ConsistencyView {
                 from: q.from,
                 to: q.to,
@@ -373,7 +347,7 @@ pub async fn event_bundle(
     seq_param("seq", seq)?;
     app.log
         .run(move |conn| {
-            let b = bundle::of_event(conn, seq).map_err(bundle_error)?;
+            let b = bundle::of_event(conn, seq).map_err(ApiError::from)?;
             Ok(Json(BundleView::from(b)))
         })
         .await
@@ -431,7 +405,7 @@ pub async fn payment_bundle(
                 .into_iter()
                 .map(|seq| bundle::of_event(conn, seq).map(BundleView::from))
                 .collect::<Result<_, _>>()
-                .map_err(bundle_error)?;
+                .map_err(ApiError::from)?;
             Ok(Json(PaymentBundle {
                 payment_id: id,
                 revisions,

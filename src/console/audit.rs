@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use chrono_tz::Tz;
@@ -18,10 +19,10 @@ use super::{parse_form, ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::event::Source;
 use crate::http::ApiError;
 use crate::ledger::{now_micros, PinError, ReadmitError, Readmitted};
-use crate::log::checkpoints;
 use crate::log::pins::{self, PinCheck};
 use crate::log::verify::{self, Verified, VerifyError};
 use crate::log::{self, chain};
+use crate::log::{bundle, checkpoints};
 use crate::{db, quarantine};
 
 /// Events per page of the audit trail.
@@ -132,6 +133,40 @@ page_query!(TimesOnly {});
 
 /// `GET /console/events/{seq}`: one event's hashes, its link to the one
 /// before, and its original body, pretty-printed and escaped.
+/// `GET /console/events/{seq}/bundle.json`: the event's bundle, the same
+/// document as `GET /v1/events/{seq}/bundle`, for `registrar proof check`.
+pub async fn event_bundle(
+    State(c): State<ConsoleState>,
+    Path(seq): Path<String>,
+) -> Result<Response, ConsoleError> {
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{seq:?} is not a seq")))?;
+    crate::http::params::seq_param("seq", seq)?;
+    let b = c
+        .app
+        .log
+        .run(move |conn| Ok(bundle::of_event(conn, seq)?))
+        .await?;
+    Ok(json_download(&b, &format!("event-{seq}-bundle.json")))
+}
+
+/// A JSON document answered as a download named `name`.
+pub(super) fn json_download(value: &impl serde::Serialize, name: &str) -> Response {
+    let body = serde_json::to_vec_pretty(value).expect("a bundle serializes");
+    (
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 pub async fn event(
     State(c): State<ConsoleState>,
     Extension(viewer): Extension<Viewer>,
@@ -193,6 +228,10 @@ pub async fn event(
                 @if e.seq > 1 { " · " a href=(ctx.href(&format!("/console/events/{}", e.seq - 1), &[])) rel="prev" { "seq " (e.seq - 1) } }
             }
             dt { "Hash" } dd { code { (hex::encode(e.hash)) } " " (check(hash_ok, "recomputes", "does not recompute")) }
+            dt { "Proof" } dd {
+                a download href=(format!("/console/events/{}/bundle.json", e.seq)) { "Download its bundle" }
+                " " span.meta { "(checked offline with registrar proof check)" }
+            }
         }
         p.pager {
             @if e.seq > 1 { a href=(ctx.href(&format!("/console/events/{}", e.seq - 1), &[])) { "← seq " (e.seq - 1) } " · " }

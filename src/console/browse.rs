@@ -13,6 +13,7 @@ use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::event::PaymentRecord;
 use crate::http::params::resolve;
 use crate::http::ApiError;
+use crate::log::bundle;
 use crate::projection::entities::{PaymentStatus, StudentStatus};
 use crate::projection::query::payments::{self, Revision};
 use crate::projection::query::students;
@@ -367,6 +368,45 @@ fn fields(r: &PaymentRecord, zone: chrono_tz::Tz) -> Vec<(&'static str, String, 
 
 /// `GET /console/payments/{id}`: current values and every revision side by
 /// side, changed fields highlighted, each revision linked to its delivery.
+/// `GET /console/payments/{id}/bundle.json`: the bundle of every revision,
+/// the same document as `GET /v1/payments/{id}/bundle`.
+pub async fn payment_bundle(
+    State(c): State<ConsoleState>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ConsoleError> {
+    let seqs = c
+        .app
+        .projections({
+            let id = id.clone();
+            move |conn| {
+                let revs = payments::revisions(conn, &id)?;
+                if revs.is_empty() {
+                    return Err(ApiError::NotFound(format!("no payment has id {id:?}")));
+                }
+                Ok(revs.iter().map(|r| r.seq as u64).collect::<Vec<_>>())
+            }
+        })
+        .await?;
+    let revisions = c
+        .app
+        .log
+        .run(move |conn| {
+            seqs.into_iter()
+                .map(|seq| Ok(bundle::of_event(conn, seq)?))
+                .collect::<Result<Vec<_>, ApiError>>()
+        })
+        .await?;
+    // The file name keeps only what is safe in a header's quoted string.
+    let safe: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .collect();
+    Ok(super::audit::json_download(
+        &serde_json::json!({ "payment_id": id, "revisions": revisions }),
+        &format!("payment-{safe}-bundle.json"),
+    ))
+}
+
 pub async fn payment(
     State(c): State<ConsoleState>,
     Extension(viewer): Extension<Viewer>,
@@ -408,6 +448,10 @@ pub async fn payment(
                     }
                 }
                 dt { "Raw events" } dd { a href=(ctx.href("/console/events", &[("subject", pid)])) { "Every delivery about this payment" } }
+                dt { "Proof" } dd {
+                    a download href=(format!("/console/payments/{}/bundle.json", segment(pid))) { "Download the bundle of every revision" }
+                    " " span.meta { "(checked offline with registrar proof check)" }
+                }
             }
         }
         // No table at all without revisions: headers over nothing say less

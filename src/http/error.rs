@@ -14,6 +14,8 @@ use axum::Json;
 use serde_json::json;
 
 use crate::ledger::LedgerError;
+use crate::log::bundle::BundleError;
+use crate::log::tree::ProofError;
 use crate::projection::live::ReadError;
 use crate::projection::ProjectionError;
 use crate::report::{ParamError, ReportError};
@@ -157,6 +159,36 @@ impl From<ReportError> for ApiError {
             ReportError::NotFound(m) => ApiError::NotFound(m),
             ReportError::Projection(e) => e.into(),
             ReportError::Write(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+/// The code of the 400 for a tree size past the newest checkpoint.
+pub const BEYOND_CHECKPOINT: &str = "beyond_checkpoint";
+
+impl From<ProofError> for ApiError {
+    fn from(e: ProofError) -> Self {
+        match e {
+            ProofError::PastCheckpoint { .. } => ApiError::BadRequest {
+                code: BEYOND_CHECKPOINT,
+                message: e.to_string(),
+            },
+            ProofError::SeqNotInTree { .. } | ProofError::SizesReversed { .. } => {
+                ApiError::bad_request(e.to_string())
+            }
+            ProofError::Store(_) => ApiError::Internal(format!("tree: {e}")),
+        }
+    }
+}
+
+impl From<BundleError> for ApiError {
+    fn from(e: BundleError) -> Self {
+        match e {
+            BundleError::NoSuchEvent { .. } | BundleError::NotCheckpointed { .. } => {
+                ApiError::NotFound(e.to_string())
+            }
+            BundleError::Proof(e) => e.into(),
+            BundleError::Db(e) => e.into(),
         }
     }
 }

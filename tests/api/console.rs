@@ -885,4 +885,39 @@ async fn the_integrity_page_says_checkpoints_are_unsigned_and_shows_the_newest_o
     );
     assert!(page.contains("(unsigned)"), "{page}");
     assert!(page.contains(made.note.lines().next().unwrap()), "{page}");
+    // Anyone signed in downloads an event's or a payment's bundle, the
+    // documents the read API serves.
+    let (_, event) = get(&app, Some(&s.cookie), "/console/events/1").await;
+    assert!(
+        event.contains(r#"href="/console/events/1/bundle.json""#),
+        "{event}"
+    );
+    let r = browser()
+        .get(app.url("/console/events/1/bundle.json"))
+        .header("Cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    let b: registrar::log::bundle::Bundle = r.json().await.unwrap();
+    assert_eq!((b.seq, b.leaf_index, b.tree_size), (1, 0, made.size));
+    assert_eq!(b.checkpoint, made.note);
+    let (_, payment) = get(&app, Some(&s.cookie), "/console/payments/p1").await;
+    assert!(payment.contains(r#"href="/console/payments/p1/bundle.json""#));
+    let r = browser()
+        .get(app.url("/console/payments/p1/bundle.json"))
+        .header("Cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(doc["payment_id"], "p1");
+    assert!(!doc["revisions"].as_array().unwrap().is_empty(), "{doc}");
+    let (status, _) = get(&app, Some(&s.cookie), "/console/payments/nope/bundle.json").await;
+    assert_eq!(status, 404);
 }
