@@ -158,6 +158,16 @@ report_query!(
     }
 );
 
+/// The checkpoint a report names.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // The document's description of what report::write writes.
+pub struct ReportCheckpoint {
+    /// Its tree size: at least the report's seq.
+    tree_size: u64,
+    /// Its root hash, base64.
+    root: String,
+}
+
 /// A report in JSON: where and when it was read, then its own items
 /// (`format=csv` gives the same rows as CSV).
 #[derive(Serialize, ToSchema)]
@@ -171,6 +181,10 @@ pub struct ReportAnswer {
     known_at: String,
     /// The log seq the projections held.
     seq: u64,
+    /// The newest signed checkpoint when it covers `seq` (also in the
+    /// `X-Registrar-Checkpoint` header, `<tree size> <base64 root>`, in CSV
+    /// as in JSON); null until one does.
+    checkpoint: Option<ReportCheckpoint>,
     /// The zone business dates are counted in (IANA name).
     business_zone: String,
     /// The range, for the reports that take one.
@@ -216,6 +230,7 @@ async fn answer(
         .map(|(from, to)| report::parse_range(from, to, zone))
         .transpose()?;
     let format = format(asked.format, &headers);
+    let checkpoint = app.newest_checkpoint().await?;
     // The report runs on a blocking thread, on one snapshot held until its
     // last row is written ([`stream::report`]).
     stream::report(app.live.clone(), format, move |conn| {
@@ -230,6 +245,7 @@ async fn answer(
             range,
             times,
             zone,
+            checkpoint,
         })
     })
     .await

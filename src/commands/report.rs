@@ -85,6 +85,30 @@ pub struct ReportArgs {
     business: BusinessZoneArg,
 }
 
+/// The log's newest checkpoint, which the report names when it covers the
+/// report's seq; none when the log file is not here (a store copied alone).
+fn newest_checkpoint(db: &std::path::Path) -> Result<Option<report::Checkpoint>> {
+    if !db.exists() {
+        return Ok(None);
+    }
+    let conn = crate::db::open_ro(db).with_context(|| format!("opening {}", db.display()))?;
+    // A log no server of this release has opened yet has no checkpoints.
+    let has_table: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(None);
+    }
+    Ok(
+        crate::log::checkpoints::newest(&conn)?.map(|c| report::Checkpoint {
+            size: c.size,
+            root: c.root,
+        }),
+    )
+}
+
 pub fn run(args: ReportArgs) -> Result<ExitCode> {
     let zone = args.business.business_zone;
     let path = args.projections.path(&args.db.db);
@@ -139,6 +163,7 @@ pub fn run(args: ReportArgs) -> Result<ExitCode> {
         range,
         times,
         zone,
+        checkpoint: newest_checkpoint(&args.db.db)?,
     };
     // Written as the rows are read: a year's register never sits in memory.
     let (sink, target): (Box<dyn Write + Send>, String) = match &args.out {

@@ -201,6 +201,7 @@ async fn csv(
         range: Some(range),
         times,
         zone,
+        checkpoint: c.app.newest_checkpoint().await?,
     };
     Ok(stream::report(c.app.live.clone(), Format::Csv, move |_| Ok(request)).await?)
 }

@@ -24,9 +24,11 @@ use rusqlite::Connection;
 
 use crate::config::Config;
 use crate::ledger::Ledger;
+use crate::log::checkpoints;
 use crate::metrics::Metrics;
 use crate::projection::live::LiveStore;
 use crate::projection::projector::Projector;
+use crate::report;
 pub use error::ApiError;
 pub use readers::Readers;
 
@@ -74,5 +76,17 @@ impl App {
         let (value, position) = self.live.read(f)?;
         consistency::record(position);
         Ok(value)
+    }
+
+    /// The log's newest checkpoint, as a report names it.
+    pub async fn newest_checkpoint(&self) -> Result<Option<report::Checkpoint>, ApiError> {
+        self.log
+            .run(|conn| {
+                Ok(checkpoints::newest(conn)?.map(|c| report::Checkpoint {
+                    size: c.size,
+                    root: c.root,
+                }))
+            })
+            .await
     }
 }

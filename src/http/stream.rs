@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use rusqlite::Connection;
@@ -32,7 +32,10 @@ pub async fn report(
         let mut out = Chunks::new(tx, runtime);
         let read = live.read(|conn| {
             let req = request(conn)?;
-            out.start(report::position(conn)?, req.headers(format));
+            let position = report::position(conn)?;
+            let mut head = req.headers(format);
+            head.checkpoint = req.covering(position).map(|c| c.header_value());
+            out.start(position, head);
             report::write(conn, &req, format, &mut out).map_err(ApiError::from)
         });
         match read {
@@ -71,8 +74,17 @@ pub async fn report(
             h.insert(header::CONTENT_DISPOSITION, v);
         }
     }
+    if let Some(c) = head.checkpoint {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            h.insert(CHECKPOINT_HEADER, v);
+        }
+    }
     Ok(response)
 }
+
+/// The checkpoint a report names: `<tree size> <base64 root>`, when one
+/// covers the report's seq (its JSON says the same in `checkpoint`).
+pub const CHECKPOINT_HEADER: HeaderName = HeaderName::from_static("x-registrar-checkpoint");
 
 /// Bytes a report's answer is sent in.
 const CHUNK_BYTES: usize = 64 * 1024;

@@ -98,6 +98,37 @@ pub struct Request {
     pub range: Option<Range>,
     pub times: Times,
     pub zone: Tz,
+    /// The log's newest checkpoint when the report was asked for: the
+    /// answer names it when it covers the report's seq.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// A checkpoint a report names: the tree size and root an auditor checks
+/// the report's seq against (README, The Merkle tree and signed checkpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub size: u64,
+    pub root: [u8; 32],
+}
+
+impl Checkpoint {
+    /// `<tree size> <base64 root>`, as the `X-Registrar-Checkpoint` header
+    /// carries it.
+    pub fn header_value(&self) -> String {
+        format!("{} {}", self.size, base64_root(&self.root))
+    }
+}
+
+fn base64_root(root: &[u8; 32]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(root)
+}
+
+impl Request {
+    /// The checkpoint the answer names: the newest, when it covers `seq`.
+    pub fn covering(&self, seq: u64) -> Option<Checkpoint> {
+        self.checkpoint.filter(|c| c.size >= seq)
+    }
 }
 
 /// Output formats.
@@ -223,6 +254,9 @@ pub struct Headers {
     pub content_type: &'static str,
     /// `attachment; filename=...` for CSV.
     pub disposition: Option<String>,
+    /// `X-Registrar-Checkpoint`: the checkpoint covering the report's seq
+    /// ([`Request::covering`]), in CSV as in JSON.
+    pub checkpoint: Option<String>,
 }
 
 impl Request {
@@ -232,10 +266,12 @@ impl Request {
             Format::Json => Headers {
                 content_type: "application/json",
                 disposition: None,
+                checkpoint: None,
             },
             Format::Csv => Headers {
                 content_type: "text/csv; charset=utf-8",
                 disposition: Some(format!("attachment; filename=\"{}.csv\"", self.label())),
+                checkpoint: None,
             },
         }
     }
@@ -284,6 +320,15 @@ pub fn write(
     head.insert("as_of".into(), json!(rfc3339(req.times.as_of)));
     head.insert("known_at".into(), json!(rfc3339_micros(req.times.known_at)));
     head.insert("seq".into(), json!(seq));
+    // Null until a checkpoint covers the seq (the next is made within the
+    // checkpoint interval).
+    head.insert(
+        "checkpoint".into(),
+        match req.covering(seq) {
+            Some(c) => json!({ "tree_size": c.size, "root": base64_root(&c.root) }),
+            None => serde_json::Value::Null,
+        },
+    );
     head.insert("business_zone".into(), json!(req.zone.name()));
     if let Some(r) = &req.range {
         head.insert("from".into(), json!(rfc3339(r.from)));

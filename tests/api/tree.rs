@@ -469,3 +469,49 @@ async fn readyz_says_when_checkpoints_are_unsigned_and_names_the_verifier_key_wh
     assert!(body["checkpoints"].get("problem").is_none(), "{body}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_report_names_the_checkpoint_that_covers_its_seq_once_one_does() {
+    let app = spawn_app().await;
+    let seq = app
+        .accept_jodo(&jodo_student("registered", "e-1", "S1", 1_700_000_000))
+        .await;
+    let path = format!("/v1/reports/status-changes?from=2023-11-01&to=2023-11-30&min_seq={seq}");
+    let before = app.get_json(&path).await;
+    assert!(
+        before["checkpoint"].is_null(),
+        "no checkpoint yet: {before}"
+    );
+    // The interval passes on a paused clock: no real wait.
+    tokio::time::pause();
+    tokio::time::advance(registrar::config::DEFAULT_CHECKPOINT_INTERVAL).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let made = loop {
+        if let Some(cp) = log::checkpoints::newest(&app.conn()).unwrap() {
+            break cp;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint was made"
+        );
+        tokio::task::yield_now().await;
+        std::thread::yield_now();
+    };
+    tokio::time::resume();
+    assert_eq!(made.size, seq);
+    let root = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, made.root);
+    let after = app.get_json(&path).await;
+    assert_eq!(after["checkpoint"]["tree_size"], seq, "{after}");
+    assert_eq!(after["checkpoint"]["root"], root.as_str(), "{after}");
+    let csv = app
+        .client
+        .get(app.url(&format!("{path}&format=csv")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        csv.headers()["x-registrar-checkpoint"].to_str().unwrap(),
+        format!("{seq} {root}")
+    );
+    app.stop().await;
+}
