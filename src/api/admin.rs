@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 use super::openapi::ErrorAnswer;
 use crate::http::params::{schema, NoParams, Params};
 use crate::http::{ApiError, AppState};
+use crate::ledger::CheckpointError;
 use crate::log;
+use crate::log::checkpoints::Made;
 use crate::projection::rebuild::RebuildReport;
 use crate::quarantine;
 
@@ -93,6 +95,50 @@ pub async fn rebuild(
         .await
         .map(Json)
         .map_err(|e| ApiError::Internal(format!("rebuild: {e}")))
+}
+
+/// A checkpoint made on demand.
+#[derive(Serialize, ToSchema)]
+pub struct CheckpointAnswer {
+    /// False when the newest checkpoint was already at the head.
+    pub new: bool,
+    /// Its tree size: the log's head.
+    pub tree_size: u64,
+    /// Its root hash, base64.
+    pub root: String,
+    /// Whether it carries the server's signature.
+    pub signed: bool,
+    /// The note, exactly as `GET /v1/log/checkpoint` serves it.
+    pub note: String,
+}
+
+/// Make a checkpoint now
+///
+/// Through the one writer, as the timer makes them: of the log's head, signed
+/// when a key is configured; when the newest is at the head already, that
+/// one. For a close: make one, then hand its note to the auditor.
+#[utoipa::path(post, path = "/v1/admin/checkpoint", tag = "admin",
+    responses(
+        (status = 200, description = "The checkpoint at the head", body = CheckpointAnswer),
+        (status = 400, description = "A query parameter was given (none is taken)", body = ErrorAnswer),
+    ))]
+pub async fn checkpoint(
+    State(app): State<AppState>,
+    Params(NoParams {}): Params<NoParams>,
+) -> Result<Json<CheckpointAnswer>, ApiError> {
+    let made = app.ledger.checkpoint().await.map_err(|e| match e {
+        CheckpointError::Ledger(e) => ApiError::from(e),
+        e => ApiError::Internal(format!("checkpoint: {e}")),
+    })?;
+    let new = matches!(made, Made::New(_));
+    let cp = made.checkpoint();
+    Ok(Json(CheckpointAnswer {
+        new,
+        tree_size: cp.size,
+        root: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cp.root),
+        signed: cp.signed,
+        note: cp.note.clone(),
+    }))
 }
 
 /// `GET /v1/admin/status`.

@@ -57,6 +57,7 @@ fn read() -> OpenApiRouter<AppState> {
 fn admin() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(admin::rebuild))
+        .routes(routes!(admin::checkpoint))
         .routes(routes!(admin::status))
 }
 

@@ -515,3 +515,36 @@ async fn a_report_names_the_checkpoint_that_covers_its_seq_once_one_does() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_makes_a_checkpoint_on_demand_and_again_gets_the_same_one_until_the_head_moves() {
+    let app = spawn_app().await;
+    let seq = app
+        .accept_jodo(&jodo_student("registered", "e-1", "S1", 1_700_000_000))
+        .await;
+    let made = |app: &TestApp| {
+        let r = app.client.post(app.url("/v1/admin/checkpoint")).send();
+        async move {
+            let r = r.await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let first = made(&app).await;
+    assert_eq!(first["new"], true, "{first}");
+    assert_eq!(first["tree_size"], seq, "{first}");
+    assert_eq!(first["signed"], false, "{first}");
+    let stored = log::checkpoints::newest(&app.conn()).unwrap().unwrap();
+    assert_eq!(first["note"], stored.note.as_str());
+    let again = made(&app).await;
+    assert_eq!(again["new"], false, "the head did not move: {again}");
+    assert_eq!(again["note"], first["note"]);
+    app.accept_jodo(&jodo_student("registered", "e-2", "S2", 1_700_000_001))
+        .await;
+    let next = made(&app).await;
+    assert_eq!(
+        (next["new"].clone(), next["tree_size"].clone()),
+        (true.into(), (seq + 1).into())
+    );
+    app.stop().await;
+}
