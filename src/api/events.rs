@@ -152,7 +152,7 @@ pub async fn list_events(
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)] // Read as text by the handler (a bad one is a 400 in the API's shape).
-struct EventSeq {
+pub(super) struct EventSeq {
     #[param(inline, value_type = Seq, example = 1)]
     seq: u64,
 }
@@ -170,10 +170,7 @@ pub async fn get_event(
     Path(seq): Path<String>,
     Params(NoParams {}): Params<NoParams>,
 ) -> Result<Json<EventView>, ApiError> {
-    let seq: u64 = seq
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("{seq:?} is not a seq")))?;
-    seq_param("seq", seq)?;
+    let seq = crate::http::params::seq_path(&seq)?;
     app.log
         .run(move |conn| {
             let e = log::get(conn, seq)?

@@ -21,7 +21,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::events::EventSeq;
 use super::openapi::ErrorAnswer;
+use super::payments::PaymentId;
 use crate::http::params::{rfc3339_micros, seq_param, NoParams, Params, Seq};
 use crate::http::{ApiError, AppState};
 use crate::log::bundle::{self, Bundle};
@@ -316,15 +318,6 @@ impl From<Bundle> for BundleView {
     }
 }
 
-/// An event's seq in a path.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Read as text by the handler (a bad one is a 400 in the API's shape).
-struct EventSeq {
-    #[param(inline, value_type = Seq, example = 1)]
-    seq: u64,
-}
-
 /// An event's bundle
 ///
 /// One document that proves one delivery offline: its body, its leaf, the
@@ -341,10 +334,7 @@ pub async fn event_bundle(
     Path(seq): Path<String>,
     Params(NoParams {}): Params<NoParams>,
 ) -> Result<Json<BundleView>, ApiError> {
-    let seq: u64 = seq
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("{seq:?} is not a seq")))?;
-    seq_param("seq", seq)?;
+    let seq = crate::http::params::seq_path(&seq)?;
     app.log
         .run(move |conn| {
             let b = bundle::of_event(conn, seq).map_err(ApiError::from)?;
@@ -360,16 +350,6 @@ pub struct PaymentBundle {
     /// One bundle per revision, oldest first, each against the newest
     /// checkpoint.
     pub revisions: Vec<BundleView>,
-}
-
-/// A payment's id in a path.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Read by axum's `Path<String>`; this names it for the document.
-struct PaymentId {
-    /// Jodo's payment id.
-    #[param(min_length = 1, example = "pay_5001")]
-    payment_id: String,
 }
 
 /// A payment's bundle

@@ -223,7 +223,7 @@ pub async fn list_payments(
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)] // Read by axum's `Path<String>`; this names it for the document.
-struct PaymentId {
+pub(super) struct PaymentId {
     /// Jodo's payment id.
     #[param(min_length = 1, example = "pay_5001")]
     payment_id: String,

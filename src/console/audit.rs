@@ -139,10 +139,7 @@ pub async fn event_bundle(
     State(c): State<ConsoleState>,
     Path(seq): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let seq: u64 = seq
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("{seq:?} is not a seq")))?;
-    crate::http::params::seq_param("seq", seq)?;
+    let seq = crate::http::params::seq_path(&seq)?;
     let b = c
         .app
         .log
@@ -174,10 +171,7 @@ pub async fn event(
     Query(q, pairs): Query<TimesOnly>,
 ) -> Result<Html, ConsoleError> {
     q.times(c.app.config.business_zone)?;
-    let seq: u64 = seq
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("{seq:?} is not a seq")))?;
-    crate::http::params::seq_param("seq", seq)?;
+    let seq = crate::http::params::seq_path(&seq)?;
     let (e, prev, head) = c
         .app
         .log

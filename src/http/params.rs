@@ -150,6 +150,16 @@ pub(crate) fn seq_param(name: &str, seq: u64) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("{name} must be at most {}", i64::MAX)))
 }
 
+/// A seq from a path segment (read as text, so a bad one is a 400 in the
+/// error shape, not the framework's): a number within [`seq_param`]'s bound.
+pub(crate) fn seq_path(text: &str) -> Result<u64, ApiError> {
+    let seq: u64 = text
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{text:?} is not a seq")))?;
+    seq_param("seq", seq)?;
+    Ok(seq)
+}
+
 /// `limit` and `cursor`, validated.
 pub(crate) struct Page {
     pub limit: u32,
