@@ -164,6 +164,11 @@ pub fn fuzz_query(query: &str) -> usize {
         parse_query::<log::CheckpointsQuery>(query).is_ok(),
         parse_query::<log::InclusionQuery>(query).is_ok(),
         parse_query::<log::ConsistencyQuery>(query).is_ok(),
+        parse_query::<reports::DayBookQuery>(query).is_ok(),
+        parse_query::<reports::PaymentsReportQuery>(query).is_ok(),
+        parse_query::<reports::StatementQuery>(query).is_ok(),
+        parse_query::<reports::ChangesQuery>(query).is_ok(),
+        parse_query::<reports::StatusChangesQuery>(query).is_ok(),
         parse_query::<NoParams>(query).is_ok(),
     ]
     .into_iter()
