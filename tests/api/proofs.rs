@@ -13,7 +13,7 @@ use registrar::log::merkle;
 use registrar::log::note::{self, SigningKey, VerifierKey};
 use serde_json::Value;
 
-use crate::audit::registrar;
+use crate::audit::{registrar, CliOutput};
 use crate::fixtures::*;
 use crate::helpers::*;
 
@@ -360,40 +360,14 @@ async fn proof_consistency_passes_an_old_checkpoint_of_the_same_log_and_fails_a_
         path.to_str().unwrap().to_string()
     };
     let (old, new) = (file("old", notes[0]), file("new", notes[1]));
-    let out = registrar(
-        &[
-            "proof",
-            "consistency",
-            &old,
-            &new,
-            "--url",
-            &app.base,
-            "--key",
-            &key,
-        ],
-        &[],
-    )
-    .await;
+    let out = proof_consistency(&old, &new, &app.base, &key).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(
         out.stdout.trim(),
         format!("ok: {ORIGIN}'s tree of 2 leaves is a prefix of its tree of 4 leaves")
     );
     // The same size and the empty prefix hold too.
-    let out = registrar(
-        &[
-            "proof",
-            "consistency",
-            &new,
-            &new,
-            "--url",
-            &app.base,
-            "--key",
-            &key,
-        ],
-        &[],
-    )
-    .await;
+    let out = proof_consistency(&new, &new, &app.base, &key).await;
     assert_eq!(out.code, 0, "{out:?}");
 
     // A checkpoint of size 2 signed over another root: the log it names
@@ -403,20 +377,7 @@ async fn proof_consistency_passes_an_old_checkpoint_of_the_same_log_and_fails_a_
         &signer(),
     );
     let fork = file("fork", &forged);
-    let out = registrar(
-        &[
-            "proof",
-            "consistency",
-            &fork,
-            &new,
-            "--url",
-            &app.base,
-            "--key",
-            &key,
-        ],
-        &[],
-    )
-    .await;
+    let out = proof_consistency(&fork, &new, &app.base, &key).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stdout
@@ -430,54 +391,24 @@ async fn proof_consistency_passes_an_old_checkpoint_of_the_same_log_and_fails_a_
         "stranger",
         &note::sign(&note::Checkpoint::new(ORIGIN, 2, [9; 32]).unwrap(), &other),
     );
-    let out = registrar(
-        &[
-            "proof",
-            "consistency",
-            &stranger,
-            &new,
-            "--url",
-            &app.base,
-            "--key",
-            &key,
-        ],
-        &[],
-    )
-    .await;
+    let out = proof_consistency(&stranger, &new, &app.base, &key).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stdout.starts_with("FAILED: the old checkpoint"),
         "{out:?}"
     );
-    let out = registrar(
-        &[
-            "proof",
-            "consistency",
-            &new,
-            &old,
-            "--url",
-            &app.base,
-            "--key",
-            &key,
-        ],
-        &[],
-    )
-    .await;
+    let out = proof_consistency(&new, &old, &app.base, &key).await;
     assert_eq!(out.code, 2, "{out:?}");
-    let out = registrar(
-        &[
-            "proof",
-            "consistency",
-            &old,
-            &new,
-            "--url",
-            "https://example.com",
-            "--key",
-            &key,
-        ],
-        &[],
-    )
-    .await;
+    let out = proof_consistency(&old, &new, "https://example.com", &key).await;
     assert_eq!(out.code, 2, "{out:?}");
     app.stop().await;
+}
+
+/// `registrar proof consistency OLD NEW --url URL --key KEY`.
+async fn proof_consistency(old: &str, new: &str, url: &str, key: &str) -> CliOutput {
+    registrar(
+        &["proof", "consistency", old, new, "--url", url, "--key", key],
+        &[],
+    )
+    .await
 }
