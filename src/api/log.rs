@@ -29,7 +29,6 @@ use crate::http::{ApiError, AppState};
 use crate::log::bundle::{self, Bundle};
 use crate::log::checkpoints::{self, Signing};
 use crate::log::tree;
-use crate::projection::query::payments;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -367,29 +366,9 @@ pub async fn payment_bundle(
     Path(id): Path<String>,
     Params(NoParams {}): Params<NoParams>,
 ) -> Result<Json<PaymentBundle>, ApiError> {
-    let seqs = app
-        .projections({
-            let id = id.clone();
-            move |conn| {
-                let revisions = payments::revisions(conn, &id)?;
-                if revisions.is_empty() {
-                    return Err(ApiError::NotFound(format!("no payment has id {id:?}")));
-                }
-                Ok(revisions.iter().map(|r| r.seq as u64).collect::<Vec<_>>())
-            }
-        })
-        .await?;
-    app.log
-        .run(move |conn| {
-            let revisions = seqs
-                .into_iter()
-                .map(|seq| bundle::of_event(conn, seq).map(BundleView::from))
-                .collect::<Result<_, _>>()
-                .map_err(ApiError::from)?;
-            Ok(Json(PaymentBundle {
-                payment_id: id,
-                revisions,
-            }))
-        })
-        .await
+    let revisions = app.payment_bundles(id.clone()).await?;
+    Ok(Json(PaymentBundle {
+        payment_id: id,
+        revisions: revisions.into_iter().map(BundleView::from).collect(),
+    }))
 }

@@ -101,12 +101,9 @@ fn newest_checkpoint(db: &std::path::Path) -> Result<Option<report::Checkpoint>>
     if !has_table {
         return Ok(None);
     }
-    Ok(
-        crate::log::checkpoints::newest(&conn)?.map(|c| report::Checkpoint {
-            size: c.size,
-            root: c.root,
-        }),
-    )
+    Ok(crate::log::checkpoints::newest(&conn)?
+        .as_ref()
+        .map(report::Checkpoint::from))
 }
 
 pub fn run(args: ReportArgs) -> Result<ExitCode> {

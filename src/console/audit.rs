@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use chrono_tz::Tz;
@@ -15,7 +14,7 @@ use serde::Deserialize;
 
 use super::html::{empty, opt, pretty_body, when, when_micros};
 use super::viewer::Viewer;
-use super::{parse_form, ConsoleError, ConsoleState, Ctx, Html, Query};
+use super::{json_download, parse_form, ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::event::Source;
 use crate::http::ApiError;
 use crate::ledger::{now_micros, PinError, ReadmitError, Readmitted};
@@ -146,22 +145,6 @@ pub async fn event_bundle(
         .run(move |conn| Ok(bundle::of_event(conn, seq)?))
         .await?;
     Ok(json_download(&b, &format!("event-{seq}-bundle.json")))
-}
-
-/// A JSON document answered as a download named `name`.
-pub(super) fn json_download(value: &impl serde::Serialize, name: &str) -> Response {
-    let body = serde_json::to_vec_pretty(value).expect("a bundle serializes");
-    (
-        [
-            (header::CONTENT_TYPE, "application/json".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 pub async fn event(

@@ -13,7 +13,6 @@ use super::{ConsoleError, ConsoleState, Ctx, Html, Query};
 use crate::event::PaymentRecord;
 use crate::http::params::resolve;
 use crate::http::ApiError;
-use crate::log::bundle;
 use crate::projection::entities::{PaymentStatus, StudentStatus};
 use crate::projection::query::payments::{self, Revision};
 use crate::projection::query::students;
@@ -374,34 +373,13 @@ pub async fn payment_bundle(
     State(c): State<ConsoleState>,
     Path(id): Path<String>,
 ) -> Result<axum::response::Response, ConsoleError> {
-    let seqs = c
-        .app
-        .projections({
-            let id = id.clone();
-            move |conn| {
-                let revs = payments::revisions(conn, &id)?;
-                if revs.is_empty() {
-                    return Err(ApiError::NotFound(format!("no payment has id {id:?}")));
-                }
-                Ok(revs.iter().map(|r| r.seq as u64).collect::<Vec<_>>())
-            }
-        })
-        .await?;
-    let revisions = c
-        .app
-        .log
-        .run(move |conn| {
-            seqs.into_iter()
-                .map(|seq| Ok(bundle::of_event(conn, seq)?))
-                .collect::<Result<Vec<_>, ApiError>>()
-        })
-        .await?;
+    let revisions = c.app.payment_bundles(id.clone()).await?;
     // The file name keeps only what is safe in a header's quoted string.
     let safe: String = id
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         .collect();
-    Ok(super::audit::json_download(
+    Ok(super::json_download(
         &serde_json::json!({ "payment_id": id, "revisions": revisions }),
         &format!("payment-{safe}-bundle.json"),
     ))

@@ -205,6 +205,22 @@ impl IntoResponse for Html {
     }
 }
 
+/// A JSON document answered as a download named `name`.
+fn json_download(value: &impl serde::Serialize, name: &str) -> Response {
+    let body = serde_json::to_vec_pretty(value).expect("a bundle serializes");
+    (
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// The API's one error, answered as an HTML page: the API's own answer is
 /// built first (so its logging and `Retry-After` apply unchanged), then its
 /// JSON body is replaced with a page for people.

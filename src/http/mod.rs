@@ -24,10 +24,11 @@ use rusqlite::Connection;
 
 use crate::config::Config;
 use crate::ledger::Ledger;
-use crate::log::checkpoints;
+use crate::log::{bundle, checkpoints};
 use crate::metrics::Metrics;
 use crate::projection::live::LiveStore;
 use crate::projection::projector::Projector;
+use crate::projection::query::payments;
 use crate::report;
 pub use error::ApiError;
 pub use readers::Readers;
@@ -78,14 +79,37 @@ impl App {
         Ok(value)
     }
 
+    /// The bundle of every event that made a revision of payment `id`,
+    /// oldest first: the payment's proof, for the API and the console alike.
+    pub async fn payment_bundles(&self, id: String) -> Result<Vec<bundle::Bundle>, ApiError> {
+        let seqs = self
+            .projections({
+                let id = id.clone();
+                move |conn| {
+                    let revisions = payments::revisions(conn, &id)?;
+                    if revisions.is_empty() {
+                        return Err(ApiError::NotFound(format!("no payment has id {id:?}")));
+                    }
+                    Ok(revisions.iter().map(|r| r.seq as u64).collect::<Vec<_>>())
+                }
+            })
+            .await?;
+        self.log
+            .run(move |conn| {
+                seqs.into_iter()
+                    .map(|seq| Ok(bundle::of_event(conn, seq)?))
+                    .collect()
+            })
+            .await
+    }
+
     /// The log's newest checkpoint, as a report names it.
     pub async fn newest_checkpoint(&self) -> Result<Option<report::Checkpoint>, ApiError> {
         self.log
             .run(|conn| {
-                Ok(checkpoints::newest(conn)?.map(|c| report::Checkpoint {
-                    size: c.size,
-                    root: c.root,
-                }))
+                Ok(checkpoints::newest(conn)?
+                    .as_ref()
+                    .map(report::Checkpoint::from))
             })
             .await
     }

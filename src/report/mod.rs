@@ -111,6 +111,15 @@ pub struct Checkpoint {
     pub root: [u8; 32],
 }
 
+impl From<&crate::log::checkpoints::Stored> for Checkpoint {
+    fn from(c: &crate::log::checkpoints::Stored) -> Checkpoint {
+        Checkpoint {
+            size: c.size,
+            root: c.root,
+        }
+    }
+}
+
 impl Checkpoint {
     /// `<tree size> <base64 root>`, as the `X-Registrar-Checkpoint` header
     /// carries it.
