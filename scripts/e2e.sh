@@ -35,19 +35,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits (at most 30 s) until URL answers.
-wait_for() {
-    for _ in $(seq 1 300); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    echo "e2e: $1 did not answer" >&2
-    return 1
-}
+# free_port, wait_for
+. scripts/lib.sh
 
 port=$(free_port)
 export REGISTRAR_JODO_SECRET="e2e-jodo-secret"
@@ -57,13 +46,13 @@ export REGISTRAR_ADMIN_TOKEN="e2e-admin-token"
 target/debug/registrar serve --db "$work/registrar.db" --listen "127.0.0.1:$port" \
     >"$work/server.log" 2>&1 &
 server_pid=$!
-wait_for "http://127.0.0.1:$port/healthz"
+wait_for "http://127.0.0.1:$port/healthz" e2e
 target/debug/examples/console_seed "http://127.0.0.1:$port"
 
 driver_port=$(free_port)
 "$CHROMEDRIVER" --port="$driver_port" >"$work/chromedriver.log" 2>&1 &
 driver_pid=$!
-wait_for "http://127.0.0.1:$driver_port/status"
+wait_for "http://127.0.0.1:$driver_port/status" e2e
 
 rm -rf target/e2e
 mkdir -p target/e2e "$work/profile"

@@ -67,9 +67,8 @@ fail() {
     exit 1
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# free_port, wait_for
+. scripts/lib.sh
 
 # start_server DIR: serves DIR/registrar.db on a free port; sets SERVER, BASE.
 start_server() {

@@ -44,19 +44,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits (at most 30 s) until URL answers.
-wait_for() {
-    for _ in $(seq 1 300); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    echo "schemathesis: $1 did not answer" >&2
-    return 1
-}
+# free_port, wait_for
+. scripts/lib.sh
 
 port=$(free_port)
 base="http://127.0.0.1:$port"
@@ -73,7 +62,7 @@ REGISTRAR_SIGNING_KEY_FILE="$work/signing.key" \
     --min-seq-wait-ms 50 --log-origin registrar/schemathesis --checkpoint-interval-secs 1 \
     >"$work/server.log" 2>&1 &
 server_pid=$!
-wait_for "$base/healthz"
+wait_for "$base/healthz" schemathesis
 
 # Jodo students and payments (with revisions and a cancellation), and a
 # Toolzz learner with an enrollment, so lookups find something.
