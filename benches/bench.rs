@@ -8,11 +8,17 @@
 //!    under the ingest run's client load;
 //! 3. ingest: `registrar serve` (the release binary) under N signed deliveries
 //!    from C keep-alive clients; then the log is checked against every answer
-//!    and `registrar verify` must pass;
-//! 4. rebuild: a large log written through the library, `registrar rebuild`
-//!    timed (and its peak memory), beside the read floor (scan and parse);
+//!    and `registrar verify` must pass; the same signed deliveries beside a
+//!    flood of unsigned ones; and the server's CPU per delivery with the
+//!    tree kept and with `--without-tree`, in interleaved pairs;
+//! 4. rebuild: a large log written through the library (without its tree,
+//!    which is then built from scratch, timed, and checkpointed),
+//!    `registrar rebuild` timed (and its peak memory), beside the read floor
+//!    (scan and parse);
 //! 5. verify on the same log;
-//! 6. reads: the student routes under C clients on the large database.
+//! 6. reads: the student routes, inclusion proofs and event bundles at
+//!    random seqs, under C clients on the large database, beside a GET
+//!    floor.
 //!
 //! It prints one table and writes it to `target/bench.json`. A missed
 //! performance target prints FAIL; a failed correctness check (a lost or
@@ -111,6 +117,10 @@ const VERIFY_TARGET: f64 = 500_000.0;
 /// Reads against the GET floor of the same run (issue 8).
 const READ_P99_VS_FLOOR: f64 = 1.5;
 const READ_VS_FLOOR: f64 = 0.5;
+/// Issue 19: server CPU per delivery with the tree kept, against the same
+/// server with `--without-tree`, in this many interleaved pairs of runs.
+const TREE_COST_PAIRS: usize = 3;
+const TREE_COST_MAX_RATIO: f64 = 1.05;
 /// Events the per-event-commit figure is measured on.
 const PER_EVENT_SUBSET: usize = 2_000;
 /// Each read route is loaded for at most this long.
@@ -508,6 +518,113 @@ fn ingest_part(
         format!("{subset} signed deliveries per run"),
     );
     done(t, report);
+    tree_cost(args, report, dir, runtime, client, &reqs)
+}
+
+/// What keeping the tree costs a delivery (issue 19): the server's own CPU
+/// (user and system, from `/proc`) from ready to caught up, per delivery, on
+/// a fresh log with the tree kept and with `--without-tree`. The load
+/// client shares the two cores, so throughput would measure it too; CPU per
+/// delivery does not. Runs come in interleaved pairs, each pair in the
+/// other order than the last, as the machine's speed drifts; each figure is
+/// the median of its runs.
+fn tree_cost(
+    args: &Args,
+    report: &mut Report,
+    dir: &Path,
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    reqs: &Arc<Vec<Req>>,
+) -> Result<()> {
+    let m = (n(args) / 2).max(100).min(reqs.len());
+    let sends = Arc::new(reqs[..m].to_vec());
+    let t = phase(&format!(
+        "tree cost ({TREE_COST_PAIRS} pairs of runs of {m} deliveries, the tree kept and not)"
+    ));
+    const KEPT: usize = 0;
+    const SKIPPED: usize = 1;
+    // Microseconds of server CPU per delivery, per run: [kept, skipped].
+    let mut per_delivery: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut all_ok = true;
+    for pair in 0..TREE_COST_PAIRS {
+        let order = if pair % 2 == 0 {
+            [KEPT, SKIPPED]
+        } else {
+            [SKIPPED, KEPT]
+        };
+        for which in order {
+            let flags: &[&str] = if which == KEPT {
+                &[]
+            } else {
+                &["--without-tree"]
+            };
+            let name = format!("tree-cost-{pair}-{which}");
+            let mut server = Server::registrar_with(
+                &dir.join(format!("{name}.db")),
+                &dir.join(format!("{name}-server.log")),
+                flags,
+            )?;
+            let (run, cpu) = runtime.block_on(async {
+                server.ready(client).await?;
+                let before = server.cpu_seconds()?;
+                let run =
+                    load::run(client, &server.base, Arc::clone(&sends), args.c, true, None).await;
+                let caught_up =
+                    load::wait_caught_up(client, &server.base, LAG_CATCH_UP_DEADLINE).await;
+                anyhow::ensure!(caught_up.is_some(), "the projections never caught up");
+                let cpu = server.cpu_seconds()? - before;
+                Ok::<_, anyhow::Error>((run, cpu))
+            })?;
+            server.stop()?;
+            all_ok &= run.count(200) == m;
+            let us = cpu * 1e6 / m as f64;
+            eprintln!(
+                "   {}: {us:.1} µs of server CPU per delivery ({cpu:.2} s for {m})",
+                if which == KEPT {
+                    "tree kept"
+                } else {
+                    "without the tree"
+                }
+            );
+            per_delivery[which].push(us);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let runs = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    let kept_runs = runs(&per_delivery[KEPT]);
+    let skipped_runs = runs(&per_delivery[SKIPPED]);
+    let kept = median(&mut per_delivery[KEPT]);
+    let skipped = median(&mut per_delivery[SKIPPED]);
+    let row = report.text(
+        "server CPU per delivery, without the tree (median)",
+        format!("{skipped:.1} µs (runs {skipped_runs})"),
+    );
+    row.number = Some(skipped);
+    row.unit = "µs";
+    let row = report.text(
+        "server CPU per delivery, the tree kept (median)",
+        format!("{kept:.1} µs (runs {kept_runs})"),
+    );
+    row.number = Some(kept);
+    row.unit = "µs";
+    row.floor = Some(skipped);
+    row.ratio = Some(kept / skipped);
+    row.target = format!("<= {TREE_COST_MAX_RATIO}x without the tree");
+    row.pass = Some(kept <= TREE_COST_MAX_RATIO * skipped);
+    report.check(
+        "every delivery answered 200 in the tree-cost runs",
+        all_ok,
+        format!("{} runs of {m}", 2 * TREE_COST_PAIRS),
+    );
+    done(t, report);
     Ok(())
 }
 
@@ -533,6 +650,9 @@ fn verify_summary(v: &process::Measured) -> String {
         format!("{} {short}", v.status)
     }
 }
+
+/// A read route's path for one request, at a random student or seq.
+type PathOf<'a> = dyn Fn(&mut Rng) -> String + 'a;
 
 /// Steps 4-6: the large log, rebuild, verify, reads.
 fn large_part(
@@ -563,6 +683,28 @@ fn large_part(
         size as f64 / 1e6,
         large.students.len()
     );
+    done(t, report);
+
+    let t = phase("building the tree from scratch");
+    let built = storage::build_tree(&db)?;
+    let secs = built.took.as_secs_f64();
+    eprintln!(
+        "   {} leaves in {secs:.2} s ({} leaves/s)",
+        thousands(built.leaves as f64),
+        thousands(built.leaves as f64 / secs)
+    );
+    let row = report.text(
+        &format!(
+            "tree build from scratch ({} events)",
+            thousands(built.leaves as f64)
+        ),
+        format!(
+            "{secs:.2} s ({} leaves/s)",
+            thousands(built.leaves as f64 / secs)
+        ),
+    );
+    row.number = Some(secs);
+    row.unit = "s";
     done(t, report);
 
     let t = phase("read floor (scan and parse)");
@@ -642,19 +784,36 @@ fn large_part(
         args.c
     ));
     anyhow::ensure!(!large.students.is_empty(), "no student was registered");
-    let routes = [
-        ("GET /v1/students/{id}", ""),
-        ("GET /v1/students/{id}/history", "/history"),
-        ("GET /v1/students/{id}/payments", "/payments"),
+    // The student routes at random students; the proofs (issue 19) at
+    // random seqs, against the checkpoint at the log's head.
+    let routes: [(&str, &PathOf); 5] = [
+        ("GET /v1/students/{id}", &|rng| {
+            format!("/v1/students/{}", rng.pick(&large.students))
+        }),
+        ("GET /v1/students/{id}/history", &|rng| {
+            format!("/v1/students/{}/history", rng.pick(&large.students))
+        }),
+        ("GET /v1/students/{id}/payments", &|rng| {
+            format!("/v1/students/{}/payments", rng.pick(&large.students))
+        }),
+        ("GET /v1/log/proof/inclusion", &|rng| {
+            format!(
+                "/v1/log/proof/inclusion?seq={}&tree_size={events}",
+                1 + rng.below(events)
+            )
+        }),
+        ("GET /v1/events/{seq}/bundle", &|rng| {
+            format!("/v1/events/{}/bundle", 1 + rng.below(events))
+        }),
     ];
     let mut rng = Rng::new(42);
     let route_reqs: Vec<(&str, Arc<Vec<Req>>)> = routes
         .iter()
-        .map(|(name, suffix)| {
+        .map(|(name, path)| {
             let reqs = (0..per_route)
                 .map(|_| Req {
                     body: None,
-                    path: format!("/v1/students/{}{suffix}", rng.pick(&large.students)),
+                    path: path(&mut rng),
                     signature: None,
                 })
                 .collect();
@@ -663,33 +822,38 @@ fn large_part(
         .collect();
     // The GET floor: the first route's requests, answered 200 at once.
     let mut floor_server = Server::floor(&dir.join("get-floor-server.log"))?;
-    let get_floor = runtime.block_on(async {
+    let (get_floor, floor_cpu) = runtime.block_on(async {
         floor_server.ready(client).await?;
-        Ok::<_, anyhow::Error>(
-            load::run(
-                client,
-                &floor_server.base,
-                Arc::clone(&route_reqs[0].1),
-                args.c,
-                false,
-                Some(READS_DEADLINE),
-            )
-            .await,
+        let before = floor_server.cpu_seconds()?;
+        let run = load::run(
+            client,
+            &floor_server.base,
+            Arc::clone(&route_reqs[0].1),
+            args.c,
+            false,
+            Some(READS_DEADLINE),
         )
+        .await;
+        Ok::<_, anyhow::Error>((run, floor_server.cpu_seconds()? - before))
     })?;
     drop(floor_server);
     let get_floor_lat = get_floor.latency_ms();
     let get_floor_rps = get_floor.sent().count() as f64 / get_floor.elapsed.as_secs_f64();
+    let floor_cpu_us = floor_cpu * 1e6 / get_floor.sent().count().max(1) as f64;
     eprintln!(
-        "   HTTP floor, GET: {} req/s, p50 {:.2} ms, p99 {:.2} ms",
+        "   HTTP floor, GET: {} req/s, p50 {:.2} ms, p99 {:.2} ms, {floor_cpu_us:.1} µs of server CPU each",
         thousands(get_floor_rps),
         get_floor_lat.p50,
         get_floor_lat.p99
     );
     report.rate("HTTP floor, GET (200 at once)", get_floor_rps, "req/s");
     report.ms("HTTP floor, GET latency p99", get_floor_lat.p99);
-    let mut server = Server::registrar(&db, &dir.join("reads-server.log"))?;
-    let runs: Vec<(&str, LoadRun)> = runtime.block_on(async {
+    let mut server = Server::registrar_with(
+        &db,
+        &dir.join("reads-server.log"),
+        &["--log-origin", storage::LOG_ORIGIN],
+    )?;
+    let runs: Vec<(&str, LoadRun, f64)> = runtime.block_on(async {
         server.ready(client).await?;
         let mut runs = Vec::new();
         for (name, reqs) in &route_reqs {
@@ -702,18 +866,18 @@ fn large_part(
             let text = sample.text().await.unwrap_or_default();
             let shown: String = text.chars().take(160).collect();
             eprintln!("   {name}: {status} {shown}");
-            runs.push((
-                *name,
-                load::run(
-                    client,
-                    &server.base,
-                    Arc::clone(reqs),
-                    args.c,
-                    false,
-                    Some(READS_DEADLINE),
-                )
-                .await,
-            ));
+            let cpu_before = server.cpu_seconds()?;
+            let run = load::run(
+                client,
+                &server.base,
+                Arc::clone(reqs),
+                args.c,
+                false,
+                Some(READS_DEADLINE),
+            )
+            .await;
+            let cpu = server.cpu_seconds()? - cpu_before;
+            runs.push((*name, run, cpu));
         }
         Ok::<_, anyhow::Error>(runs)
     })?;
@@ -721,14 +885,15 @@ fn large_part(
     if !stopped.success() {
         eprintln!("   the reads server exited with {stopped}");
     }
-    for (name, run) in runs {
+    for (name, run, cpu) in runs {
         let lat = run.latency_ms();
         let statuses = run.status_counts();
         let all_200 = statuses.iter().all(|(s, _)| *s == 200);
         let answered = run.sent().count();
         let rps = answered as f64 / run.elapsed.as_secs_f64();
+        let cpu_us = cpu * 1e6 / answered.max(1) as f64;
         eprintln!(
-            "   {name}: {answered} of {} requests in {:.1} s, {} req/s, p50 {:.2} ms, p99 {:.2} ms, statuses {statuses:?}",
+            "   {name}: {answered} of {} requests in {:.1} s, {} req/s, p50 {:.2} ms, p99 {:.2} ms, {cpu_us:.1} µs of server CPU each, statuses {statuses:?}",
             run.answers.len(),
             run.elapsed.as_secs_f64(),
             thousands(rps),
@@ -752,6 +917,14 @@ fn large_part(
         row.ratio = Some(rps / get_floor_rps);
         row.target = format!(">= {READ_VS_FLOOR}x the GET floor");
         row.pass = Some(rps >= READ_VS_FLOOR * get_floor_rps);
+        let row = report.text(
+            &format!("{name} server CPU per request"),
+            format!("{cpu_us:.1} µs"),
+        );
+        row.number = Some(cpu_us);
+        row.unit = "µs";
+        row.floor = Some(floor_cpu_us);
+        row.ratio = Some(cpu_us / floor_cpu_us);
         report.ms(&format!("{name} p50{status_note}"), lat.p50);
         let row = report.ms(&format!("{name} p99{status_note}"), lat.p99);
         row.floor = Some(get_floor_lat.p99);

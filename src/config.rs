@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::{JodoKeys, JodoSecrets};
 use crate::clock::Clock;
+use crate::ledger::TreeUpkeep;
 use crate::log::checkpoints::{Maker, Signing};
 use crate::log::note::{self, KeyError, SigningKey};
 use crate::sources::ParseContext;
@@ -185,6 +186,9 @@ pub struct Settings {
     pub checkpoint_interval: Duration,
     /// Where checkpoints are also written as files (`--checkpoint-dir`).
     pub checkpoint_dir: Option<PathBuf>,
+    /// Whether appends keep the log's tree (always, but for `make bench`'s
+    /// tree-cost row: `serve --without-tree`).
+    pub tree: TreeUpkeep,
 }
 
 impl Settings {
@@ -219,6 +223,7 @@ impl Settings {
             signing_key: None,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             checkpoint_dir: None,
+            tree: TreeUpkeep::Kept,
         }
     }
 
@@ -425,6 +430,7 @@ impl std::fmt::Debug for Settings {
             .field("signing_key", &self.signing_key)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("checkpoint_dir", &self.checkpoint_dir)
+            .field("tree", &self.tree)
             .finish()
     }
 }

@@ -159,6 +159,21 @@ pub struct LedgerConfig {
     pub metrics: Option<std::sync::Arc<Metrics>>,
     /// How checkpoints are made: origin, key, folder.
     pub checkpoints: Maker,
+    /// Whether appends keep the log's tree: always, but for the benchmark's
+    /// row that measures what it costs.
+    pub tree: TreeUpkeep,
+}
+
+/// Whether the writer keeps the log's tree as it appends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TreeUpkeep {
+    /// Each append stores its leaf in the same transaction.
+    #[default]
+    Kept,
+    /// No leaf is stored and no checkpoint made (`serve --without-tree`,
+    /// only for `make bench`'s tree-cost row): the next start that keeps
+    /// the tree adds the missing leaves first.
+    Skipped,
 }
 
 /// A handle to the writer; cheap to clone.
@@ -356,7 +371,9 @@ fn run(
         .build()
         .expect("the writer's waiting runtime");
     let syncer = start_syncer(&conn, &cfg, broken);
-    if let Err(e) = build_tree(&mut conn) {
+    if cfg.tree == TreeUpkeep::Skipped {
+        tracing::warn!("--without-tree: appends keep no tree and no checkpoint is made");
+    } else if let Err(e) = build_tree(&mut conn) {
         // Appends read the tail, which catches the tree up itself (in one
         // transaction) or refuses a log cut below its tree: each batch says
         // why it failed.
@@ -425,11 +442,10 @@ fn run(
                     let _ = reply.send(done);
                 }
                 Command::Checkpoint { reply } => {
-                    let done =
-                        make_checkpoint(&mut conn, &mut tail, &cfg.checkpoints).and_then(|made| {
-                            durable(&syncer)?;
-                            Ok(made)
-                        });
+                    let done = make_checkpoint(&mut conn, &mut tail, &cfg).and_then(|made| {
+                        durable(&syncer)?;
+                        Ok(made)
+                    });
                     if let Ok(made) = &done {
                         publish(&cfg.checkpoints, made.checkpoint());
                     }
@@ -658,7 +674,7 @@ fn run_in_transaction(
     // Read the head inside the write transaction: another process (the
     // CLI's readmit) may have appended since the last batch. Taken: a
     // failure below leaves None, so the next batch reads the tail again.
-    let mut end = current_tail(&tx, tail.take()).map_err(BatchFailure::Storage)?;
+    let mut end = current_tail(&tx, tail.take(), cfg.tree).map_err(BatchFailure::Storage)?;
     let mut done = Vec::with_capacity(writes.len());
     for write in writes {
         match write {
@@ -687,11 +703,16 @@ fn run_in_transaction(
 
 /// The log's end: `cached` when the head read now is still its head, else
 /// read again (after a failed batch, or when another process appended).
-fn current_tail(conn: &Connection, cached: Option<Tail>) -> Result<Tail, StorageError> {
+fn current_tail(
+    conn: &Connection,
+    cached: Option<Tail>,
+    tree: TreeUpkeep,
+) -> Result<Tail, StorageError> {
     let head = log::head(conn)?;
-    match cached {
-        Some(t) if t.head() == head => Ok(t),
-        Some(_) | None => Ok(log::tail(conn)?),
+    match (cached, tree) {
+        (Some(t), _) if t.head() == head => Ok(t),
+        (Some(_) | None, TreeUpkeep::Kept) => Ok(log::tail(conn)?),
+        (Some(_) | None, TreeUpkeep::Skipped) => Ok(log::tail_without_tree(conn)?),
     }
 }
 
@@ -852,6 +873,9 @@ fn build_tree(conn: &mut Connection) -> Result<(), StorageError> {
 pub enum CheckpointError {
     #[error(transparent)]
     Refused(#[from] MakeError),
+    /// The server runs `--without-tree` (the benchmark's cost row).
+    #[error("this server keeps no tree (--without-tree), so it makes no checkpoint")]
+    TreeNotKept,
     /// The root of the hashes stored differs from the one the writer kept:
     /// the tree was edited under the server, and is not signed over.
     #[error("the stored tree's root at size {size} is not the one the writer computed")]
@@ -879,12 +903,16 @@ impl From<StorageError> for CheckpointError {
 fn make_checkpoint(
     conn: &mut Connection,
     tail: &mut Option<Tail>,
-    maker: &Maker,
+    cfg: &LedgerConfig,
 ) -> Result<Made, CheckpointError> {
+    let maker = &cfg.checkpoints;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let end = current_tail(&tx, tail.take())?;
+    let end = current_tail(&tx, tail.take(), cfg.tree)?;
     let size = end.head().seq;
-    let root = end.root();
+    let Some(root) = end.root() else {
+        *tail = Some(end);
+        return Err(CheckpointError::TreeNotKept);
+    };
     if tree::stored_root(&tx, size).map_err(StorageError::from)? != root {
         return Err(CheckpointError::Diverged { size });
     }
@@ -1060,6 +1088,14 @@ mod tests {
 
     /// A writer on a fresh log in a temporary folder.
     fn writer(dir: &tempfile::TempDir, checkpoints: Maker) -> (Writer, Ledger) {
+        writer_keeping(dir, checkpoints, TreeUpkeep::Kept)
+    }
+
+    fn writer_keeping(
+        dir: &tempfile::TempDir,
+        checkpoints: Maker,
+        tree: TreeUpkeep,
+    ) -> (Writer, Ledger) {
         let mut conn = crate::db::open_rw(&dir.path().join("log.db")).unwrap();
         crate::db::migrate(&mut conn).unwrap();
         Writer::start(
@@ -1072,6 +1108,7 @@ mod tests {
                 on_commit: None,
                 metrics: None,
                 checkpoints,
+                tree,
             },
         )
     }
@@ -1223,6 +1260,37 @@ mod tests {
         assert_eq!(size, 41);
         assert_eq!(&again.stored()[..built.stored().len()], built.stored());
         assert_eq!(root, again.root());
+    }
+
+    #[tokio::test]
+    async fn a_writer_without_the_tree_stores_no_leaf_and_the_next_start_adds_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, ledger) =
+            writer_keeping(&dir, Maker::unsigned("registrar/test"), TreeUpkeep::Skipped);
+        for i in 0..12 {
+            append(&ledger, &format!("e{i}"), "s").await;
+        }
+        assert!(matches!(
+            ledger.checkpoint().await,
+            Err(CheckpointError::TreeNotKept)
+        ));
+        w.shutdown().await;
+        {
+            let conn = crate::db::open_rw(&dir.path().join("log.db")).unwrap();
+            assert_eq!(log::head(&conn).unwrap().seq, 12);
+            assert_eq!(tree::size(&conn).unwrap(), 0);
+        }
+        let (w, ledger) = writer(&dir, Maker::unsigned("registrar/test"));
+        assert_eq!(
+            append(&ledger, "e12", "s").await,
+            AppendOutcome::Appended { seq: 13 }
+        );
+        let made = ledger.checkpoint().await.unwrap();
+        w.shutdown().await;
+        let (want, size, root) = trees(&dir);
+        assert_eq!((size, want.leaves()), (13, 13));
+        assert_eq!(root, want.root());
+        assert_eq!(made.checkpoint().root, want.root());
     }
 
     #[tokio::test]

@@ -108,6 +108,7 @@ pub async fn serve(
             on_commit: Some(Arc::new(move |events| wake.committed(events))),
             metrics: Some(Arc::clone(&metrics)),
             checkpoints: config.checkpoint_maker(),
+            tree: config.tree,
         },
     );
     let checkpoint_timer = CheckpointTimer::start(ledger.clone(), config.checkpoint_interval);
@@ -135,12 +136,14 @@ pub async fn serve(
         idle: config.idle_timeout,
         grace: config.shutdown_grace,
     };
+    let log = Arc::new(Readers::new(config.db_path.clone()));
+    log.warm_tree();
     let state = AppState::new(App {
         unauthenticated: Arc::new(RateLimit::per_second(
             config.unauthenticated_rate,
             config.clock.clone(),
         )),
-        log: Arc::new(Readers::new(config.db_path.clone())),
+        log,
         config: Arc::new(config),
         ledger,
         live,

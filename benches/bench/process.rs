@@ -34,6 +34,10 @@ pub fn registrar() -> Command {
     cmd
 }
 
+/// Clock ticks per second in `/proc/PID/stat` (USER_HZ: 100 on every Linux
+/// this runs on).
+const CLOCK_TICKS: f64 = 100.0;
+
 /// A server running in a child process.
 pub struct Server {
     child: Child,
@@ -45,14 +49,35 @@ pub struct Server {
 impl Server {
     /// `registrar serve --db DB --listen 127.0.0.1:PORT`, logging to `log`.
     pub fn registrar(db: &Path, log: &Path) -> Result<Server> {
+        Server::registrar_with(db, log, &[])
+    }
+
+    /// The same with more flags.
+    pub fn registrar_with(db: &Path, log: &Path, flags: &[&str]) -> Result<Server> {
         let port = free_port()?;
         let mut cmd = registrar();
         cmd.arg("serve")
             .arg("--db")
             .arg(db)
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"));
+            .arg(format!("127.0.0.1:{port}"))
+            .args(flags);
         Server::spawn(cmd, port, log, "registrar serve")
+    }
+
+    /// The CPU time (user and system) the server has used so far, in
+    /// seconds, from `/proc/PID/stat` (clock ticks of [`CLOCK_TICKS`]).
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .context("reading the server's /proc/PID/stat")?;
+        // The fields after the command name, which is in parentheses and
+        // may hold spaces: utime and stime are the 12th and 13th of them.
+        let after = &stat[stat.rfind(')').context("no command name in stat")? + 1..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| -> Result<u64> {
+            Ok(fields.get(i).context("stat has too few fields")?.parse()?)
+        };
+        Ok((ticks(11)? + ticks(12)?) as f64 / CLOCK_TICKS)
     }
 
     /// This bench binary again, as the HTTP floor's server.

@@ -2,12 +2,14 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use registrar::db;
 use registrar::event::Source;
+use registrar::log::checkpoints::Maker;
+use registrar::log::note::SigningKey;
 use registrar::log::{self, AppendOutcome, NewEntry};
 use registrar::sources::{self, ParseContext, Parsed};
 
@@ -78,8 +80,9 @@ pub struct LargeLog {
 const GENERATE_TX: usize = 50_000;
 
 /// Writes `n` events straight into a new log at `path` through the library
-/// (`log::append` in transactions of [`GENERATE_TX`]), no projections. A
-/// second thread generates and parses while this one appends.
+/// (`log::append` in transactions of [`GENERATE_TX`]), no projections and
+/// no tree ([`build_tree`] adds it, timed apart). A second thread generates
+/// and parses while this one appends.
 pub fn generate_log(path: &Path, n: u64, cfg: GenConfig) -> Result<LargeLog> {
     let started = Instant::now();
     let mut conn = db::open_rw(path)?;
@@ -128,7 +131,7 @@ pub fn generate_log(path: &Path, n: u64, cfg: GenConfig) -> Result<LargeLog> {
     let mut received_at = 1_717_200_000_000_000i64;
     let mut in_tx = 0usize;
     let mut tx = conn.transaction()?;
-    let mut tail = log::tail(&tx)?;
+    let mut tail = log::tail_without_tree(&tx)?;
     for batch in rx_batches {
         for p in batch {
             received_at += 1_000;
@@ -170,6 +173,46 @@ pub fn generate_log(path: &Path, n: u64, cfg: GenConfig) -> Result<LargeLog> {
         seconds: started.elapsed().as_secs_f64(),
         students,
     })
+}
+
+/// The origin of the large log's checkpoint; its server is started with it.
+pub const LOG_ORIGIN: &str = "registrar/bench";
+
+/// What [`build_tree`] did.
+pub struct TreeBuild {
+    pub leaves: u64,
+    pub took: Duration,
+}
+
+/// Builds the tree of a log made without one from scratch, through the
+/// library's catch-up (`log::tail`: every leaf from the events, stored, in
+/// one transaction: the writer's build at start does the same in steps),
+/// then makes a signed checkpoint at the head, as a server would, for the
+/// proofs to be served against. Only the build is timed.
+pub fn build_tree(path: &Path) -> Result<TreeBuild> {
+    let mut conn = db::open_rw(path)?;
+    let tx = conn.transaction()?;
+    anyhow::ensure!(
+        log::tree::size(&tx)? == 0,
+        "the large log already has a tree"
+    );
+    let started = Instant::now();
+    let tail = log::tail(&tx)?;
+    tx.commit()?;
+    let took = started.elapsed();
+    let leaves = tail.head().seq;
+    let root = tail.root().context("log::tail keeps the tree")?;
+    let key = SigningKey::from_seed(LOG_ORIGIN, &[7; 32])?;
+    let maker = Maker {
+        origin: LOG_ORIGIN.to_string(),
+        signer: Some(Arc::new(key)),
+        dir: None,
+    };
+    let tx = conn.transaction()?;
+    let made = maker.make_if_moved(&tx, leaves, root, 1_717_200_000_000_000)?;
+    tx.commit()?;
+    anyhow::ensure!(made.checkpoint().signed, "the checkpoint is signed");
+    Ok(TreeBuild { leaves, took })
 }
 
 /// The read floor: scans the log as rebuild reads it and parses every body,

@@ -212,9 +212,10 @@ pub async fn inclusion_proof(
     State(app): State<AppState>,
     Params(q): Params<InclusionQuery>,
 ) -> Result<Json<InclusionView>, ApiError> {
+    let cache = app.log.tree();
     app.log
         .run(move |conn| {
-            let p = tree::inclusion(conn, q.seq, q.tree_size).map_err(ApiError::from)?;
+            let p = tree::inclusion(conn, cache, q.seq, q.tree_size).map_err(ApiError::from)?;
             Ok(Json(InclusionView {
                 seq: p.seq,
                 leaf_index: p.leaf_index,
@@ -265,9 +266,10 @@ pub async fn consistency_proof(
     State(app): State<AppState>,
     Params(q): Params<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyView>, ApiError> {
+    let cache = app.log.tree();
     app.log
         .run(move |conn| {
-            let hashes = tree::consistency(conn, q.from, q.to).map_err(ApiError::from)?;
+            let hashes = tree::consistency(conn, cache, q.from, q.to).map_err(ApiError::from)?;
             Ok(Json(ConsistencyView {
                 from: q.from,
                 to: q.to,
@@ -334,9 +336,10 @@ pub async fn event_bundle(
     Params(NoParams {}): Params<NoParams>,
 ) -> Result<Json<BundleView>, ApiError> {
     let seq = crate::http::params::seq_path(&seq)?;
+    let cache = app.log.tree();
     app.log
         .run(move |conn| {
-            let b = bundle::of_event(conn, seq).map_err(ApiError::from)?;
+            let b = bundle::of_event(conn, cache, seq).map_err(ApiError::from)?;
             Ok(Json(BundleView::from(b)))
         })
         .await

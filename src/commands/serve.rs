@@ -11,6 +11,7 @@ use clap::Args;
 
 use super::{BusinessZoneArg, DbArg, ProjectionsArg, ZoneArg};
 use crate::config::{self, Settings};
+use crate::ledger::TreeUpkeep;
 use crate::log::checkpoints::Signing;
 use crate::server;
 use crate::sources::ParseContext;
@@ -87,6 +88,11 @@ pub struct ServeArgs {
     /// and `checkpoints/<size>`), for auditors and witnesses to collect.
     #[arg(long, env = "REGISTRAR_CHECKPOINT_DIR")]
     checkpoint_dir: Option<PathBuf>,
+    /// For `make bench` only: appends keep no tree and no checkpoint is
+    /// made, so the benchmark can measure what the tree costs a delivery.
+    /// The next start without it adds the missing leaves.
+    #[arg(long, hide = true)]
+    without_tree: bool,
 }
 
 impl ServeArgs {
@@ -116,6 +122,9 @@ impl ServeArgs {
         }
         s.checkpoint_interval = Duration::from_secs(self.checkpoint_interval_secs);
         s.checkpoint_dir = self.checkpoint_dir.clone();
+        if self.without_tree {
+            s.tree = TreeUpkeep::Skipped;
+        }
         Ok(s)
     }
 }

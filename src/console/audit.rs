@@ -139,10 +139,11 @@ pub async fn event_bundle(
     Path(seq): Path<String>,
 ) -> Result<Response, ConsoleError> {
     let seq = crate::http::params::seq_path(&seq)?;
+    let cache = c.app.log.tree();
     let b = c
         .app
         .log
-        .run(move |conn| Ok(bundle::of_event(conn, seq)?))
+        .run(move |conn| Ok(bundle::of_event(conn, cache, seq)?))
         .await?;
     Ok(json_download(&b, &format!("event-{seq}-bundle.json")))
 }

@@ -94,10 +94,11 @@ impl App {
                 }
             })
             .await?;
+        let cache = self.log.tree();
         self.log
             .run(move |conn| {
                 seqs.into_iter()
-                    .map(|seq| Ok(bundle::of_event(conn, seq)?))
+                    .map(|seq| Ok(bundle::of_event(conn, cache, seq)?))
                     .collect()
             })
             .await

@@ -1,4 +1,5 @@
-//! A small pool of read-only connections on the log file.
+//! A small pool of read-only connections on the log file, and the cache of
+//! the tree's upper levels that proofs read through.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -7,6 +8,7 @@ use rusqlite::Connection;
 
 use super::ApiError;
 use crate::db;
+use crate::log::tree::{self, HashCache};
 
 /// A small pool of read-only connections on the log file.
 ///
@@ -18,6 +20,8 @@ use crate::db;
 pub struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// The tree's upper levels, which every proof reads, in memory.
+    tree: HashCache,
 }
 
 /// Idle read connections kept at most.
@@ -28,6 +32,34 @@ impl Readers {
         Readers {
             path,
             idle: Mutex::new(Vec::new()),
+            tree: HashCache::new(),
+        }
+    }
+
+    /// The cache proofs read the tree's upper levels through.
+    pub fn tree(&self) -> &HashCache {
+        &self.tree
+    }
+
+    /// Fills [`Self::tree`] from the file on a thread of its own (a scan of
+    /// the tree's table: about a second per million events), so that the
+    /// first proofs after a start do not each read the upper levels from the
+    /// file. Proofs are answered meanwhile, reading what is not cached yet.
+    pub fn warm_tree(self: &Arc<Self>) {
+        let readers = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("tree-cache".into())
+            .spawn(move || {
+                let warmed = db::open_ro(&readers.path)
+                    .map_err(tree::StoreError::from)
+                    .and_then(|conn| readers.tree.warm(&conn));
+                match warmed {
+                    Ok(hashes) => tracing::debug!(hashes, "the tree's upper levels are cached"),
+                    Err(e) => tracing::warn!(error = %e, "could not cache the tree's upper levels"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the tree cache's thread");
         }
     }
 

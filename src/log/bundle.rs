@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::checkpoints;
 use super::merkle;
 use super::note;
-use super::tree::{self, ProofError};
+use super::tree::{self, HashCache, ProofError};
 
 /// One delivery's proof, as served and as `proof check` reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,8 +68,9 @@ pub enum BundleError {
 
 /// The bundle of the event with seq `seq`, against the newest checkpoint
 /// (which covers every seq up to its size). Reads inside the caller's
-/// snapshot, so the checkpoint and the proof agree.
-pub fn of_event(conn: &Connection, seq: u64) -> Result<Bundle, BundleError> {
+/// snapshot, so the checkpoint and the proof agree; the tree's upper
+/// levels through `cache`.
+pub fn of_event(conn: &Connection, cache: &HashCache, seq: u64) -> Result<Bundle, BundleError> {
     let event = super::get(conn, seq)?.ok_or(BundleError::NoSuchEvent { seq })?;
     let checkpoint = checkpoints::newest(conn)?;
     let checkpoint = match checkpoint {
@@ -81,7 +82,7 @@ pub fn of_event(conn: &Connection, seq: u64) -> Result<Bundle, BundleError> {
             })
         }
     };
-    let proof = tree::inclusion(conn, seq, checkpoint.size)?;
+    let proof = tree::inclusion(conn, cache, seq, checkpoint.size)?;
     let entry = merkle::entry_bytes(seq, &event.source, event.received_at, &event.body_hash);
     // The stored leaf is the one this event's row encodes, unless the file
     // was edited around its triggers (verify names that).
@@ -320,7 +321,7 @@ mod tests {
     fn a_bundle_proves_its_event_against_the_newest_checkpoint_covering_it() {
         let (_dir, conn) = log::test_log(9);
         assert!(matches!(
-            of_event(&conn, 3),
+            of_event(&conn, &HashCache::new(), 3),
             Err(BundleError::NotCheckpointed {
                 seq: 3,
                 newest: None
@@ -330,20 +331,20 @@ mod tests {
         let root5 = tree::stored_root(&conn, 5).unwrap();
         maker.make_if_moved(&conn, 5, root5, 1).unwrap();
         assert!(matches!(
-            of_event(&conn, 6),
+            of_event(&conn, &HashCache::new(), 6),
             Err(BundleError::NotCheckpointed {
                 seq: 6,
                 newest: Some(5)
             })
         ));
         assert!(matches!(
-            of_event(&conn, 10),
+            of_event(&conn, &HashCache::new(), 10),
             Err(BundleError::NoSuchEvent { seq: 10 })
         ));
-        let root9 = log::tail(&conn).unwrap().root();
+        let root9 = log::tail(&conn).unwrap().root().unwrap();
         maker.make_if_moved(&conn, 9, root9, 2).unwrap();
         for seq in 1..=9 {
-            let b = of_event(&conn, seq).unwrap();
+            let b = of_event(&conn, &HashCache::new(), seq).unwrap();
             let event = log::get(&conn, seq).unwrap().unwrap();
             assert_eq!(BASE64.decode(&b.body).unwrap(), event.body);
             assert_eq!(b.body_hash, hex::encode(chain::body_hash(&event.body)));
@@ -375,9 +376,12 @@ mod tests {
             signer: Some(std::sync::Arc::new(key())),
             ..Maker::unsigned("registrar/test")
         };
-        let root = log::tail(&conn).unwrap().root();
+        let root = log::tail(&conn).unwrap().root().unwrap();
         maker.make_if_moved(&conn, 11, root, 1).unwrap();
-        (of_event(&conn, 5).unwrap(), key().verifier())
+        (
+            of_event(&conn, &HashCache::new(), 5).unwrap(),
+            key().verifier(),
+        )
     }
 
     /// `text` with its byte `i` changed (kept ASCII, so the JSON field is

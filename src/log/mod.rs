@@ -87,7 +87,8 @@ pub enum AppendOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tail {
     head: Head,
-    frontier: Frontier,
+    /// `None` for a writer that keeps no tree ([`tail_without_tree`]).
+    frontier: Option<Frontier>,
 }
 
 impl Tail {
@@ -96,16 +97,17 @@ impl Tail {
         self.head
     }
 
-    /// The tree's root over every event to the head.
-    pub fn root(&self) -> merkle::Hash {
-        self.frontier.root()
+    /// The tree's root over every event to the head; `None` when this
+    /// tail keeps no tree.
+    pub fn root(&self) -> Option<merkle::Hash> {
+        self.frontier.as_ref().map(Frontier::root)
     }
 
     /// The tail of the empty log.
     pub fn empty() -> Tail {
         Tail {
             head: Head::EMPTY,
-            frontier: Frontier::new(),
+            frontier: Some(Frontier::new()),
         }
     }
 }
@@ -134,7 +136,22 @@ pub fn tail(conn: &Connection) -> Result<Tail, tree::StoreError> {
         tree::extend(conn, &mut frontier, head.seq, u64::MAX)?;
     }
     assert_eq!(frontier.leaves(), head.seq, "one leaf per event");
-    Ok(Tail { head, frontier })
+    Ok(Tail {
+        head,
+        frontier: Some(frontier),
+    })
+}
+
+/// The end of the log for a writer that keeps no tree: appends through it
+/// store no leaf. Only `serve --without-tree` asks for it, so that `make
+/// bench` can measure what keeping the tree costs a delivery (README,
+/// Benchmark); the next start without that flag adds the missing leaves
+/// ([`tail`], and the writer's build at start) before any checkpoint.
+pub fn tail_without_tree(conn: &Connection) -> rusqlite::Result<Tail> {
+    Ok(Tail {
+        head: head(conn)?,
+        frontier: None,
+    })
 }
 
 /// Appends `entry` after `tail`, or finds it already there. On `Appended`,
@@ -163,7 +180,9 @@ pub fn append(
         });
     }
     let head = &mut tail.head;
-    assert_eq!(tail.frontier.leaves(), head.seq, "one leaf per event");
+    if let Some(frontier) = &tail.frontier {
+        assert_eq!(frontier.leaves(), head.seq, "one leaf per event");
+    }
     let seq = head.seq + 1;
     let hash = chain::link_hash(&head.hash, seq, entry.source, entry.received_at, &body_hash);
     conn.prepare_cached(
@@ -188,9 +207,11 @@ pub fn append(
     // The log is gapless and linked: the row just written follows the head.
     debug_assert_eq!(conn.last_insert_rowid(), seq as i64);
     *head = Head { seq, hash };
-    let leaf = tree::leaf(seq, entry.source, entry.received_at, &body_hash);
-    tree::insert(conn, &tail.frontier.push(&leaf))?;
-    assert_eq!(tail.frontier.leaves(), seq, "one leaf per event");
+    if let Some(frontier) = &mut tail.frontier {
+        let leaf = tree::leaf(seq, entry.source, entry.received_at, &body_hash);
+        tree::insert(conn, &frontier.push(&leaf))?;
+        assert_eq!(frontier.leaves(), seq, "one leaf per event");
+    }
     Ok(AppendOutcome::Appended { seq })
 }
 

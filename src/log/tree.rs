@@ -42,14 +42,116 @@ pub enum StoreError {
 }
 
 /// The stored hashes of the tree in the log file, read through `conn`: one
-/// query per [`StoredHashes::read`].
+/// query per [`StoredHashes::read`], for the hashes not in the cache when
+/// there is one.
 pub struct SqlHashes<'c> {
     conn: &'c Connection,
+    cache: Option<&'c HashCache>,
 }
 
 impl<'c> SqlHashes<'c> {
     pub fn new(conn: &'c Connection) -> SqlHashes<'c> {
-        SqlHashes { conn }
+        SqlHashes { conn, cache: None }
+    }
+
+    /// Reads through `cache` first, and keeps in it what it reads.
+    pub fn cached(conn: &'c Connection, cache: &'c HashCache) -> SqlHashes<'c> {
+        SqlHashes {
+            conn,
+            cache: Some(cache),
+        }
+    }
+}
+
+/// The lowest level whose stored hashes [`HashCache`] keeps. Every proof
+/// needs about one hash per level; the levels from here up hold one hash
+/// per 2^8 leaves, so on a log of a million events they are a few thousand
+/// hashes that every proof shares, and the levels below are the ones a
+/// random proof reads from the file anyway.
+pub const CACHED_FROM_LEVEL: u8 = 4;
+/// Stored indexes at most between the first and the last of one read for
+/// it to be a range scan rather than a lookup per hash: the stored range of
+/// a subtree of 2^[`CACHED_FROM_LEVEL`] leaves, and a little more.
+const MAX_RANGE_READ: u64 = 2 << CACHED_FROM_LEVEL;
+/// Hashes a [`HashCache`] keeps at most: 2 MiB of hashes (a log of 2^24
+/// events has this many from [`CACHED_FROM_LEVEL`] up). Past it, further
+/// hashes are read from the file each time.
+pub const MAX_CACHED_HASHES: usize = 1 << 18;
+
+/// The upper levels of the stored tree, kept in memory once read, shared
+/// by the readers that serve proofs. Never stale: a stored hash is the hash
+/// of a complete subtree, which no later leaf changes, and the table refuses
+/// updates. Filled as proofs read it, never emptied.
+#[derive(Debug, Default)]
+pub struct HashCache {
+    hashes: std::sync::RwLock<std::collections::HashMap<u64, Hash>>,
+}
+
+impl HashCache {
+    pub fn new() -> HashCache {
+        HashCache::default()
+    }
+
+    /// How many hashes it holds.
+    pub fn len(&self) -> usize {
+        self.hashes.read().expect("hash cache lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads every stored hash at [`CACHED_FROM_LEVEL`] and above from the
+    /// file (one scan of the table, in index order), while there is room:
+    /// what a server does once at start, off the request path, so that its
+    /// proofs find the upper levels here from the first. Returns how many it
+    /// holds after.
+    pub fn warm(&self, conn: &Connection) -> Result<usize, StoreError> {
+        let mut stmt = conn.prepare("SELECT idx, hash FROM tree_hashes ORDER BY idx")?;
+        let mut rows = stmt.query([])?;
+        let room = MAX_CACHED_HASHES.saturating_sub(self.len());
+        let mut upper = Vec::new();
+        while let Some(r) = rows.next()? {
+            if upper.len() >= room {
+                break;
+            }
+            let index = u64::try_from(r.get::<_, i64>(0)?)
+                .map_err(|_| StoreError::Malformed { index: 0 })?;
+            if index >= merkle::stored_hash_count(merkle::MAX_TREE_SIZE) {
+                return Err(StoreError::Malformed { index });
+            }
+            if merkle::stored_hash_leaf(index).1 >= CACHED_FROM_LEVEL {
+                upper.push((index, hash_at(r.get_ref(1)?, index)?));
+            }
+        }
+        self.keep(&upper);
+        Ok(self.len())
+    }
+
+    /// The cached hash of each index, `None` where it is not cached.
+    fn get_all(&self, indexes: &[u64]) -> Vec<Option<Hash>> {
+        let hashes = self.hashes.read().expect("hash cache lock");
+        indexes.iter().map(|i| hashes.get(i).copied()).collect()
+    }
+
+    /// Keeps the hashes just read from the file that are at
+    /// [`CACHED_FROM_LEVEL`] or above, while there is room.
+    fn keep(&self, read: &[(u64, Hash)]) {
+        let upper: Vec<&(u64, Hash)> = read
+            .iter()
+            .filter(|(index, _)| merkle::stored_hash_leaf(*index).1 >= CACHED_FROM_LEVEL)
+            .collect();
+        if upper.is_empty() {
+            return;
+        }
+        let mut hashes = self.hashes.write().expect("hash cache lock");
+        for &&(index, hash) in &upper {
+            if hashes.len() >= MAX_CACHED_HASHES {
+                return;
+            }
+            let kept = *hashes.entry(index).or_insert(hash);
+            assert_eq!(kept, hash, "a stored hash never changes");
+        }
     }
 }
 
@@ -57,10 +159,76 @@ impl StoredHashes for SqlHashes<'_> {
     type Error = StoreError;
 
     fn read(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        let Some(cache) = self.cache else {
+            return self.read_file(indexes);
+        };
+        let cached = cache.get_all(indexes);
+        let missing: Vec<u64> = indexes
+            .iter()
+            .zip(&cached)
+            .filter(|(_, h)| h.is_none())
+            .map(|(&i, _)| i)
+            .collect();
+        let read = if missing.is_empty() {
+            Vec::new()
+        } else {
+            self.read_file(&missing)?
+        };
+        let read: Vec<(u64, Hash)> = missing.into_iter().zip(read).collect();
+        cache.keep(&read);
+        let mut from_file = read.into_iter().map(|(_, h)| h);
+        let out: Vec<Hash> = cached
+            .into_iter()
+            .map(|h| {
+                h.or_else(|| from_file.next())
+                    .expect("one hash read per miss")
+            })
+            .collect();
+        assert_eq!(out.len(), indexes.len(), "one hash per index asked");
+        Ok(out)
+    }
+}
+
+impl SqlHashes<'_> {
+    /// Reads `indexes` (increasing) from the file, in one statement.
+    fn read_file(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        if let [index] = *indexes {
+            // One hash (a proof's leaf): a point read, without the list's
+            // JSON, costs half as much.
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT hash FROM tree_hashes WHERE idx = ?1")?;
+            let mut rows = stmt.query([i64::try_from(index).unwrap_or(i64::MAX)])?;
+            return match rows.next()? {
+                Some(r) => Ok(vec![hash_at(r.get_ref(0)?, index)?]),
+                None => Err(StoreError::Missing { index }),
+            };
+        }
+        debug_assert!(indexes.windows(2).all(|w| w[0] < w[1]), "indexes increase");
+        let (first, last) = (indexes[0], indexes[indexes.len() - 1]);
+        if last - first < MAX_RANGE_READ {
+            // Close together (a proof's lower levels, below the cache's,
+            // lie within one small subtree's stored range): one seek and a
+            // short scan costs less than a seek per hash.
+            let wanted: std::collections::HashSet<u64> = indexes.iter().copied().collect();
+            let found: Vec<(u64, Option<Hash>)> = stored_range(self.conn, first, last + 1)?
+                .into_iter()
+                .filter(|(i, _)| wanted.contains(i))
+                .collect();
+            let mut out = Vec::with_capacity(indexes.len());
+            let mut found = found.into_iter();
+            for &index in indexes {
+                match found.next() {
+                    Some((i, Some(h))) if i == index => out.push(h),
+                    Some((i, None)) if i == index => return Err(StoreError::Malformed { index }),
+                    Some(_) | None => return Err(StoreError::Missing { index }),
+                }
+            }
+            return Ok(out);
+        }
         // One statement for any number of indexes: the list goes in as a
         // JSON array, so the SQL stays static (and cached) whatever its
         // length. The rows come back in index order, the order asked.
-        debug_assert!(indexes.windows(2).all(|w| w[0] < w[1]), "indexes increase");
         let list = format!(
             "[{}]",
             indexes
@@ -326,8 +494,14 @@ fn checkpointed(conn: &Connection, size: u64) -> Result<(), ProofError> {
 }
 
 /// The proof that the event with seq `seq` is in the tree of `tree_size`
-/// leaves, a size no later than the newest checkpoint's.
-pub fn inclusion(conn: &Connection, seq: u64, tree_size: u64) -> Result<Inclusion, ProofError> {
+/// leaves, a size no later than the newest checkpoint's, reading the upper
+/// levels through `cache`.
+pub fn inclusion(
+    conn: &Connection,
+    cache: &HashCache,
+    seq: u64,
+    tree_size: u64,
+) -> Result<Inclusion, ProofError> {
     checkpointed(conn, tree_size)?;
     if seq == 0 || seq > tree_size {
         return Err(ProofError::SeqNotInTree {
@@ -336,7 +510,7 @@ pub fn inclusion(conn: &Connection, seq: u64, tree_size: u64) -> Result<Inclusio
         });
     }
     let leaf_index = merkle::leaf_index(seq);
-    let reader = SqlHashes::new(conn);
+    let reader = SqlHashes::cached(conn, cache);
     let hashes = merkle::inclusion_proof(leaf_index, tree_size, &reader)?;
     let leaf_hash = reader.read(&[merkle::stored_hash_index(0, leaf_index)])?[0];
     Ok(Inclusion {
@@ -350,12 +524,21 @@ pub fn inclusion(conn: &Connection, seq: u64, tree_size: u64) -> Result<Inclusio
 
 /// The proof that the tree of `from` leaves is a prefix of the tree of `to`,
 /// both no later than the newest checkpoint.
-pub fn consistency(conn: &Connection, from: u64, to: u64) -> Result<Vec<Hash>, ProofError> {
+pub fn consistency(
+    conn: &Connection,
+    cache: &HashCache,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Hash>, ProofError> {
     if from > to {
         return Err(ProofError::SizesReversed { from, to });
     }
     checkpointed(conn, to)?;
-    Ok(merkle::consistency_proof(from, to, &SqlHashes::new(conn))?)
+    Ok(merkle::consistency_proof(
+        from,
+        to,
+        &SqlHashes::cached(conn, cache),
+    )?)
 }
 
 /// The root of the tree of `size` leaves, a size no later than the newest
@@ -374,7 +557,7 @@ pub fn stored_root(conn: &Connection, size: u64) -> Result<Hash, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{self, checkpoints, NewEntry, Tail};
+    use crate::log::{self, checkpoints, NewEntry};
 
     /// The tree recomputed from the log's rows alone, in memory.
     fn recomputed(conn: &Connection) -> merkle::MemoryHashes {
@@ -449,7 +632,7 @@ mod tests {
             let want = recomputed(&conn);
             assert_eq!(stored(&conn), want.stored());
             assert_eq!(size(&conn).unwrap(), want.leaves());
-            assert_eq!(log::tail(&conn).unwrap().root(), want.root());
+            assert_eq!(log::tail(&conn).unwrap().root().unwrap(), want.root());
             assert_eq!(stored_root(&conn, want.leaves()).unwrap(), want.root());
         }
     }
@@ -525,25 +708,58 @@ mod tests {
     }
 
     #[test]
+    fn proofs_through_a_cold_or_warm_cache_are_the_proofs_from_the_file() {
+        // 600 leaves: subtrees at the cached levels, and a right border.
+        let (_dir, conn) = log::test_log(600);
+        let tail_root = log::tail(&conn).unwrap().root().expect("the tree is kept");
+        checkpoints::Maker::unsigned("registrar/test")
+            .make_if_moved(&conn, 600, tail_root, 1)
+            .unwrap();
+        let want = recomputed(&conn);
+        let filled = HashCache::new();
+        let warmed = HashCache::new();
+        // Level 4 and up: 37 + 18 + 9 + 4 + 2 + 1 complete subtrees of 600.
+        assert_eq!(warmed.warm(&conn).unwrap(), 71);
+        for size in [1, 17, 255, 256, 257, 599, 600] {
+            let r = merkle::root(size, &want).unwrap();
+            for seq in (1..=size).step_by(7).chain([size]) {
+                let cold = inclusion(&conn, &HashCache::new(), seq, size).unwrap();
+                for cache in [&filled, &warmed] {
+                    assert_eq!(inclusion(&conn, cache, seq, size).unwrap(), cold);
+                }
+                merkle::verify_inclusion(&cold.leaf_hash, cold.leaf_index, size, &cold.hashes, &r)
+                    .unwrap();
+            }
+            for cache in [&filled, &warmed] {
+                let proof = consistency(&conn, cache, size, 600).unwrap();
+                merkle::verify_consistency(size, 600, &r, &tail_root, &proof).unwrap();
+            }
+        }
+        assert!(!filled.is_empty());
+        assert!(filled.len() <= 71, "only the cached levels are kept");
+        assert_eq!(warmed.len(), 71);
+    }
+
+    #[test]
     fn proofs_answer_for_every_size_up_to_the_newest_checkpoint_and_no_further() {
         let (_dir, conn) = log::test_log(21);
         assert!(matches!(
-            inclusion(&conn, 1, 1),
+            inclusion(&conn, &HashCache::new(), 1, 1),
             Err(ProofError::PastCheckpoint {
                 size: 1,
                 newest: None
             })
         ));
-        let tail: Tail = log::tail(&conn).unwrap();
+        let tail_root = log::tail(&conn).unwrap().root().expect("the tree is kept");
         checkpoints::Maker::unsigned("registrar/test")
-            .make_if_moved(&conn, 21, tail.root(), 1)
+            .make_if_moved(&conn, 21, tail_root, 1)
             .unwrap();
         let want = recomputed(&conn);
         for size in 0..=21 {
             let r = root(&conn, size).unwrap();
             assert_eq!(r, merkle::root(size, &want).unwrap());
             for seq in 1..=size {
-                let p = inclusion(&conn, seq, size).unwrap();
+                let p = inclusion(&conn, &HashCache::new(), seq, size).unwrap();
                 assert_eq!(p.leaf_index, seq - 1);
                 assert_eq!(
                     p.leaf_hash,
@@ -551,30 +767,30 @@ mod tests {
                 );
                 merkle::verify_inclusion(&p.leaf_hash, p.leaf_index, size, &p.hashes, &r).unwrap();
             }
-            let proof = consistency(&conn, size, 21).unwrap();
-            merkle::verify_consistency(size, 21, &r, &tail.root(), &proof).unwrap();
+            let proof = consistency(&conn, &HashCache::new(), size, 21).unwrap();
+            merkle::verify_consistency(size, 21, &r, &tail_root, &proof).unwrap();
         }
         assert!(matches!(
-            inclusion(&conn, 3, 22),
+            inclusion(&conn, &HashCache::new(), 3, 22),
             Err(ProofError::PastCheckpoint {
                 size: 22,
                 newest: Some(21)
             })
         ));
         assert!(matches!(
-            inclusion(&conn, 0, 5),
+            inclusion(&conn, &HashCache::new(), 0, 5),
             Err(ProofError::SeqNotInTree { seq: 0, size: 5 })
         ));
         assert!(matches!(
-            inclusion(&conn, 6, 5),
+            inclusion(&conn, &HashCache::new(), 6, 5),
             Err(ProofError::SeqNotInTree { seq: 6, size: 5 })
         ));
         assert!(matches!(
-            consistency(&conn, 6, 5),
+            consistency(&conn, &HashCache::new(), 6, 5),
             Err(ProofError::SizesReversed { from: 6, to: 5 })
         ));
         assert!(matches!(
-            consistency(&conn, 6, 22),
+            consistency(&conn, &HashCache::new(), 6, 22),
             Err(ProofError::PastCheckpoint { .. })
         ));
     }
