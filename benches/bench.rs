@@ -96,6 +96,9 @@ const INGEST_VS_FLOOR: f64 = 0.5;
 const INGEST_VS_PER_EVENT: f64 = 10.0;
 const INGEST_P99_MS: f64 = 25.0;
 const INGEST_MAX_MS: f64 = 100.0;
+/// Issue 21: the server's CPU per acknowledged delivery, against the HTTP
+/// floor's per request.
+const INGEST_CPU_VS_FLOOR: f64 = 3.0;
 /// Projection lag under the ingest load (issue 8).
 const LAG_P99_MS: f64 = 250.0;
 const LAG_CATCH_UP_MS: f64 = 1_000.0;
@@ -297,21 +300,22 @@ fn ingest_part(
 
     let t = phase(&format!("HTTP floor ({n} requests, {} clients)", args.c));
     let mut floor_server = Server::floor(&dir.join("floor-server.log"))?;
-    let floor_run = runtime.block_on(async {
+    let (floor_run, floor_cpu) = runtime.block_on(async {
         floor_server.ready(client).await?;
-        Ok::<_, anyhow::Error>(
-            load::run(
-                client,
-                &floor_server.base,
-                Arc::clone(&reqs),
-                args.c,
-                true,
-                None,
-            )
-            .await,
+        let before = floor_server.cpu_seconds()?;
+        let run = load::run(
+            client,
+            &floor_server.base,
+            Arc::clone(&reqs),
+            args.c,
+            true,
+            None,
         )
+        .await;
+        Ok::<_, anyhow::Error>((run, floor_server.cpu_seconds()? - before))
     })?;
     drop(floor_server);
+    let floor_cpu_us = floor_cpu * 1e6 / n as f64;
     anyhow::ensure!(
         floor_run.count(200) == n,
         "the HTTP floor answered {:?} ({:?})",
@@ -333,14 +337,16 @@ fn ingest_part(
     let t = phase(&format!("ingest ({n} deliveries, {} clients)", args.c));
     let db = dir.join("ingest.db");
     let mut server = Server::registrar(&db, &dir.join("ingest-server.log"))?;
-    let (run, lag) = runtime.block_on(async {
+    let (run, lag, cpu) = runtime.block_on(async {
         server.ready(client).await?;
+        let before = server.cpu_seconds()?;
         let sampler = load::LagSampler::start(client.clone(), server.base.clone());
         let run = load::run(client, &server.base, Arc::clone(&reqs), args.c, true, None).await;
         // From the last answer, how long until the projections hold the log.
         let caught_up = load::wait_caught_up(client, &server.base, LAG_CATCH_UP_DEADLINE).await;
         let samples = sampler.stop().await;
-        Ok::<_, anyhow::Error>((run, (samples, caught_up)))
+        let cpu = server.cpu_seconds()? - before;
+        Ok::<_, anyhow::Error>((run, (samples, caught_up), cpu))
     })?;
     let log = server.log.clone();
     let stopped = server.stop()?;
@@ -374,6 +380,23 @@ fn ingest_part(
     row.ratio = Some(rate / per_event);
     row.target = format!(">= {INGEST_VS_PER_EVENT}x");
     row.pass = Some(rate >= INGEST_VS_PER_EVENT * per_event);
+    // The server's own CPU from ready to caught up (the projector's share
+    // included), per acknowledged delivery, beside the HTTP floor's per
+    // request: the load client's share of the two cores counts in neither.
+    let cpu_us = cpu * 1e6 / acked.max(1) as f64;
+    eprintln!(
+        "   server CPU: {cpu:.2} s, {cpu_us:.1} µs per acknowledged delivery; the HTTP floor's {floor_cpu_us:.1} µs per request"
+    );
+    let row = report.text(
+        "ingest server CPU per acknowledged delivery",
+        format!("{cpu_us:.1} µs"),
+    );
+    row.number = Some(cpu_us);
+    row.unit = "µs";
+    row.floor = Some(floor_cpu_us);
+    row.ratio = Some(cpu_us / floor_cpu_us);
+    row.target = format!("<= {INGEST_CPU_VS_FLOOR}x the HTTP floor's per request");
+    row.pass = Some(cpu_us <= INGEST_CPU_VS_FLOOR * floor_cpu_us);
     report.ms("ingest latency p50", lat.p50);
     let row = report.ms("ingest latency p99", lat.p99);
     row.floor = Some(floor_lat.p99);
