@@ -10,7 +10,9 @@
 //! - [`proof`]: a bundle checked offline, without the database.
 //! - [`rebuild`]: the projection store afresh, offline.
 //! - [`quarantine`]: list, show and readmit rejected deliveries.
+//! - [`backup`]: an online, verified copy of the log while a server runs.
 
+pub mod backup;
 pub mod key;
 pub mod proof;
 pub mod quarantine;
