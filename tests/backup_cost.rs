@@ -197,7 +197,7 @@ fn verified(path: &Path) -> u64 {
 }
 
 #[test]
-#[ignore]
+#[ignore = "a measurement: run with --ignored --nocapture"]
 fn a_backup_of_a_large_log_under_a_steady_writer() {
     let n = n();
     let dir = tempfile::tempdir().unwrap();

@@ -25,7 +25,9 @@
 //! ([`staging_path`]), in rollback-journal mode (one self-contained file,
 //! which `sqlite3` or a file copy can read without companions), fsynced,
 //! then renamed into place and the directory fsynced: the destination is
-//! either the old file or the whole new copy, never part of one.
+//! either the old file or the whole new copy, never part of one. The
+//! staging file is locked while a copy writes it, so two copies to one
+//! destination cannot delete each other's.
 
 use std::ffi::c_int;
 use std::fs::File;
@@ -89,6 +91,8 @@ pub enum CopyError {
     },
     #[error("the copy's head (seq {copied}) is not the snapshot's (seq {snapshot})")]
     ReadBack { snapshot: u64, copied: u64 },
+    #[error("{} is being written by another copy to the same destination", .0.display())]
+    Staging(PathBuf),
     #[error("the backup step answered {0:?} although the snapshot is held")]
     Step(StepResult),
 }
@@ -133,6 +137,8 @@ pub struct Staged {
     tmp: PathBuf,
     copied: Copied,
     committed: bool,
+    /// The staging file's lock, held until the copy is in place or deleted.
+    lock: Option<File>,
 }
 
 impl Staged {
@@ -195,14 +201,29 @@ fn stage_stepped(
         path: tmp.clone(),
         source,
     };
-    // A staging file left by a copy that was killed: never a copy of ours
-    // in progress, since the destination's holder is the one writer here.
-    for p in std::iter::once(tmp.clone()).chain(companions(&tmp)) {
-        remove_if_present(&p).map_err(|source| CopyError::Io {
-            what: "removing a stale",
-            path: p.clone(),
-            source,
-        })?;
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CopyError::Io { what, path, source }
+    };
+    // The staging file, locked while this copy writes it: a second copy to
+    // the same destination (a timer's beside a manual one) is refused
+    // rather than deleting the first's file under it. Unlocked, it is one a
+    // killed copy left: emptied and reused. (An flock, which SQLite's own
+    // fcntl locks on the same file do not see.)
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&tmp)
+        .map_err(io("opening", &tmp))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(CopyError::Staging(tmp)),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io("locking", &tmp)(e)),
+    }
+    file.set_len(0).map_err(io("emptying", &tmp))?;
+    for p in companions(&tmp) {
+        remove_if_present(&p).map_err(io("removing a stale", &p))?;
     }
     let src_conn = crate::db::open_ro(src).map_err(source)?;
     // The snapshot, held from the first step to the last (see the module's
@@ -220,19 +241,15 @@ fn stage_stepped(
             elapsed: Duration::ZERO,
         },
         committed: false,
+        lock: None,
     };
-    let file = {
+    {
         let mut dst = Connection::open(&tmp).map_err(dest_err)?;
         // Nothing to roll back to and nothing to sync page by page: a copy
         // cut short is deleted, and the file is fsynced as it is written
         // ([`SYNC_EVERY_STEPS`]) and once more at its end.
         dst.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
             .map_err(dest_err)?;
-        let file = File::open(&tmp).map_err(|source| CopyError::Io {
-            what: "opening",
-            path: tmp.clone(),
-            source,
-        })?;
         {
             let backup = Backup::new(&src_conn, &mut dst).map_err(dest_err)?;
             loop {
@@ -274,8 +291,7 @@ fn stage_stepped(
             });
         }
         dst.close().map_err(|(_, e)| dest_err(e))?;
-        file
-    };
+    }
     src_conn.execute_batch("COMMIT").map_err(source)?;
     drop(src_conn);
     file.sync_all().map_err(|source| CopyError::Io {
@@ -284,6 +300,7 @@ fn stage_stepped(
         source,
     })?;
     staged.copied.elapsed = started.elapsed();
+    staged.lock = Some(file);
     Ok(staged)
 }
 
@@ -403,6 +420,30 @@ mod tests {
             (verified.head_seq, verified.head_hash),
             (before.seq, before.hash)
         );
+    }
+
+    #[test]
+    fn a_second_copy_to_the_same_destination_is_refused_while_the_first_is_staged() {
+        let (dir, _conn) = crate::log::test_log(3);
+        let (src, dest) = (dir.path().join("log.db"), dir.path().join("copy.db"));
+        let first = stage(&src, &dest).unwrap();
+        let refused = stage(&src, &dest).unwrap_err();
+        assert!(
+            matches!(&refused, CopyError::Staging(p) if *p == staging_path(&dest)),
+            "{refused:?}"
+        );
+        assert_eq!(first.commit(Instant::now()).unwrap().head.seq, 3);
+        assert_eq!(backup(&src, &dest, true).unwrap().head.seq, 3);
+    }
+
+    #[test]
+    fn a_staging_file_a_killed_copy_left_is_reused() {
+        let (dir, _conn) = crate::log::test_log(3);
+        let dest = dir.path().join("copy.db");
+        std::fs::write(staging_path(&dest), b"half a copy").unwrap();
+        let copied = backup(&dir.path().join("log.db"), &dest, false).unwrap();
+        assert_eq!(copied.head.seq, 3);
+        assert!(!staging_path(&dest).exists());
     }
 
     #[test]
