@@ -33,6 +33,10 @@ async fn restore(src: &Path, db: &Path, force: bool) -> CliOutput {
     registrar(&args, &[]).await
 }
 
+/// How long a restarted server may take to build its projection store of a
+/// few events (a slow CI machine, not the build itself).
+const BUILD_WAIT: Duration = Duration::from_secs(60);
+
 /// The seq and hex hash of `ok: backup of N events, head SEQ HASH`,
 /// asserting N is SEQ.
 fn printed_head(out: &CliOutput) -> (u64, String) {
@@ -77,9 +81,9 @@ async fn post_students(app: &TestApp, tag: &str, n: usize) -> u64 {
 
 /// Waits until the server's projections hold the log to `seq` (a restarted
 /// server with no store builds one first: reads answer 503 until then, and
-/// each read waits up to its min_seq wait).
-async fn caught_up(app: &TestApp, seq: u64) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// each read waits up to its min_seq wait), for up to `within`.
+async fn caught_up(app: &TestApp, seq: u64, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
     loop {
         let r = app
             .client
@@ -220,7 +224,7 @@ async fn a_restore_refuses_a_longer_log_without_force_and_replaces_it_with_force
     );
     assert_eq!(head_of(&db), backed_up);
     let app = start(dir, config).await;
-    caught_up(&app, 3).await;
+    caught_up(&app, 3, BUILD_WAIT).await;
     assert_eq!(app.get("/v1/students/kept-2").await.status(), 200);
     assert_eq!(app.get("/v1/students/lost-0").await.status(), 404);
     app.stop().await;
@@ -271,7 +275,7 @@ async fn a_restored_backup_is_served_whole_with_its_projections_rebuilt_not_the_
     assert_eq!(forced.code, 0, "{forced:?}");
     assert!(forced.stdout.contains("rebuilds it"), "{forced:?}");
     let app = start(dir, config).await;
-    caught_up(&app, seq).await;
+    caught_up(&app, seq, BUILD_WAIT).await;
     for s in seqs {
         let event = app.get_json(&format!("/v1/events/{s}")).await;
         assert_eq!(event["seq"], s, "{event}");
@@ -344,4 +348,144 @@ async fn a_restore_of_a_backup_with_a_fault_exits_1_and_changes_nothing() {
     assert_eq!(head_of(&config.db_path), before);
     assert!(store.exists(), "the projection store is kept");
     drop(dir);
+}
+
+/// Deliveries the measurement below posts at once, each client in turn.
+const LOAD_CLIENTS: usize = 8;
+
+/// Latencies' summary: count, p50, p99, max in ms.
+fn latencies(mut times: Vec<Duration>) -> String {
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    format!(
+        "{} deliveries, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        times.len(),
+        ms(at(0.5)),
+        ms(at(0.99)),
+        ms(*times.last().unwrap())
+    )
+}
+
+/// Posts from [`LOAD_CLIENTS`] clients at once, each `per_client`
+/// deliveries or, with `until`, until it is set; returns every delivery's
+/// time to its 200.
+async fn load(
+    app: &TestApp,
+    tag: &str,
+    per_client: usize,
+    until: Option<Arc<AtomicBool>>,
+) -> Vec<Duration> {
+    let mut clients = Vec::new();
+    for c in 0..LOAD_CLIENTS {
+        let (client, base, tag, until) = (
+            app.client.clone(),
+            app.base.clone(),
+            tag.to_string(),
+            until.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            for i in 0.. {
+                let more = match &until {
+                    Some(flag) => !flag.load(Ordering::Relaxed),
+                    None => i < per_client,
+                };
+                if !more {
+                    break;
+                }
+                let id = format!("{tag}-{c}-{i}");
+                let body = jodo_student("registered", &format!("evt-{id}"), &id, 1_700_000_000);
+                let started = Instant::now();
+                accepted(post_signed_jodo(&client, &base, body).await.unwrap()).await;
+                times.push(started.elapsed());
+            }
+            times
+        }));
+    }
+    let mut times = Vec::new();
+    for c in clients {
+        times.extend(c.await.unwrap());
+    }
+    times
+}
+
+/// The server's ingest latency while `registrar backup` copies a large log
+/// (BACKUP_LOAD_N events, 200,000 by default), against the same load with
+/// no backup. A measurement, not a check:
+///
+/// ```text
+/// cargo test --test api backup::ingest_latency -- --ignored --nocapture
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn ingest_latency_while_a_backup_of_a_large_log_runs() {
+    let n: usize = std::env::var("BACKUP_LOAD_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = registrar::config::Settings::new(dir.path().join("registrar.db"));
+    settings.jodo_secret = Some(JODO_SECRET.into());
+    // The log written through the library, as a server would have.
+    {
+        let mut conn = registrar::db::open_rw(&settings.db_path).unwrap();
+        registrar::db::migrate(&mut conn).unwrap();
+        conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        for from in (0..n).step_by(512) {
+            let tx = conn.transaction().unwrap();
+            let mut tail = registrar::log::tail(&tx).unwrap();
+            for i in from..(from + 512).min(n) {
+                let id = format!("seed-{i}");
+                let key = format!("evt-{id}");
+                let body = jodo_student("registered", &key, &id, 1_700_000_000);
+                let entry = registrar::log::NewEntry {
+                    source: "jodo",
+                    event_type: "masterdata.student.registered",
+                    event_version: "1.0",
+                    dedupe_key: &key,
+                    subject: Some(&id),
+                    occurred_at: 1_700_000_000,
+                    received_at: i as i64,
+                    body: body.as_bytes(),
+                };
+                registrar::log::append(&tx, &mut tail, &entry).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+    }
+    let config = settings.validate().unwrap();
+    let db = config.db_path.clone();
+    let app = start(dir, config).await;
+    // A million events take minutes to build in a debug build.
+    caught_up(&app, n as u64, Duration::from_secs(900)).await;
+    let size = std::fs::metadata(&db).unwrap().len();
+    println!("log: {n} events, {:.0} MB", size as f64 / 1e6);
+    for round in 1..=2 {
+        let base = load(&app, &format!("base{round}"), 250, None).await;
+        println!("round {round}, no backup:     {}", latencies(base));
+        let dest = db.with_file_name(format!("backup{round}.db"));
+        let done = Arc::new(AtomicBool::new(false));
+        let copy = {
+            let (done, db, dest) = (Arc::clone(&done), db.clone(), dest.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let out = backup(&db, &dest, false).await;
+                done.store(true, Ordering::Relaxed);
+                (out, started.elapsed())
+            })
+        };
+        let times = load(&app, &format!("during{round}"), 0, Some(done)).await;
+        let (out, took) = copy.await.unwrap();
+        let (seq, _) = printed_head(&out);
+        assert!(seq >= n as u64);
+        println!(
+            "round {round}, during backup: {} | backup of {seq} events in {:.2} s ({})",
+            latencies(times),
+            took.as_secs_f64(),
+            out.stderr.trim()
+        );
+        std::fs::remove_file(&dest).unwrap();
+    }
+    app.stop().await;
 }
