@@ -5,7 +5,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use registrar::commands::{key, proof, quarantine, rebuild, report, serve, verify};
+use registrar::commands::{
+    backup, key, proof, quarantine, rebuild, report, restore, serve, verify,
+};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +33,12 @@ enum Command {
     /// Build the projection store afresh from the log (with no server
     /// running; a running server rebuilds with POST /v1/admin/rebuild).
     Rebuild(rebuild::RebuildArgs),
+    /// An online, verified copy of the log while a server runs:
+    /// `registrar backup --db PATH DEST`.
+    Backup(backup::BackupArgs),
+    /// A backup put in place of a log no server holds (the projection store
+    /// is rebuilt at the next start): `registrar restore SRC --db PATH`.
+    Restore(restore::RestoreArgs),
     /// Inspect and readmit rejected deliveries.
     Quarantine {
         #[command(subcommand)]
@@ -68,6 +76,8 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Rebuild(args) => rebuild::run(args),
+        Command::Backup(args) => backup::run(args),
+        Command::Restore(args) => restore::run(args),
         Command::Quarantine { command } => quarantine::run(command),
         Command::Key { command } => key::run(command),
         Command::Proof { command } => proof::run(command),

@@ -45,6 +45,8 @@ pub enum ServerError {
     Projections(#[from] crate::projection::ProjectionError),
     #[error(transparent)]
     Locked(#[from] files::LockError),
+    #[error(transparent)]
+    LogHeld(#[from] log::lock::HoldError),
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -68,6 +70,8 @@ pub async fn serve(
     // Held while the server runs: an offline `registrar rebuild` must not
     // swap the store's files under the projector and its readers.
     let _lock = files::lock(&config.projections_path)?;
+    // And the log: `registrar restore` must not rename a file over it.
+    let _log_lock = log::lock::hold(&config.db_path)?;
     let mut conn = db::open_rw(&config.db_path).map_err(open_err)?;
     db::migrate(&mut conn).map_err(open_err)?;
     let log_head = log::head(&conn).map_err(open_err)?.seq;

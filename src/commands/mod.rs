@@ -10,12 +10,16 @@
 //! - [`proof`]: a bundle checked offline, without the database.
 //! - [`rebuild`]: the projection store afresh, offline.
 //! - [`quarantine`]: list, show and readmit rejected deliveries.
+//! - [`backup`]: an online, verified copy of the log while a server runs.
+//! - [`restore`]: a backup put in place of a log no server holds.
 
+pub mod backup;
 pub mod key;
 pub mod proof;
 pub mod quarantine;
 pub mod rebuild;
 pub mod report;
+pub mod restore;
 pub mod serve;
 pub mod verify;
 

@@ -4,15 +4,19 @@
 //! log file, kept by [`append`]; [`note`]: checkpoints, signed as C2SP
 //! notes; [`checkpoints`]: the checkpoints made, kept and published;
 //! [`bundle`]: one event's proof against the newest checkpoint, for an
-//! auditor to check offline.
+//! auditor to check offline; [`backup`]: whole, consistent copies of the
+//! log file (an online backup, a restore's copy); [`lock`]: the lock a
+//! process holds while it writes or replaces the log.
 //!
 //! The log knows nothing derived from it but its own tree: no projection, no
 //! HTTP. Every row is written by [`append`] inside the writer's transaction,
 //! with its leaf's hashes, and checked again by [`verify`] when read back.
 
+pub mod backup;
 pub mod bundle;
 pub(crate) mod chain;
 pub mod checkpoints;
+pub mod lock;
 pub mod merkle;
 pub mod note;
 pub mod pins;

@@ -412,11 +412,20 @@ pub fn discard_if_torn(path: &Path) -> Result<bool, ProjectionError> {
         path = %path.display(),
         "the machine went down while the projection store had writes not yet on disk: rebuilding it from the log"
     );
+    discard(path)?;
+    Ok(true)
+}
+
+/// Deletes every store file at `path` (the configured one and its rebuilt
+/// siblings, with their companions) and the marker, durably: the next start
+/// builds the store afresh from the log (`registrar restore`, which replaces
+/// the log under it). The caller holds the [`lock`].
+pub fn discard(path: &Path) -> Result<(), ProjectionError> {
     for p in store_files(path) {
         remove(&p)?;
     }
     end(path, None)?;
-    Ok(true)
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
